@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the op library (build/custom-ops/libademamix_ops.so) and the session addon
+# (build/session-addon/ademamix_session.node). Run by `npm install` (postinstall) and `npm run build:native`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+inc=$(bash scripts/fetch-ort-headers.sh)
+node_inc="${NODE_INCLUDE_DIR:-$(dirname "$(dirname "$(command -v node)")")/include/node}"
+[[ -f "$node_inc/node_api.h" ]] || { echo "build-native: node_api.h not found under $node_inc (set NODE_INCLUDE_DIR)" >&2; exit 1; }
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DORT_INCLUDE_DIR="$inc" -DNODE_INCLUDE_DIR="$node_inc" \
+  -DNODE_ADDON_API_DIR="$root/node_modules/node-addon-api" ${ADEMAMIX_CMAKE_ARGS:-} >/dev/null
+cmake --build build -j "$jobs"

@@ -1,0 +1,13 @@
+// Bundles the library (dist/index.js) and the CLI (dist/cli.js) with esbuild, then emits .d.ts with tsc.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync } from 'node:fs';
+
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', sourcemap: true,
+  external: ['onnxruntime-node', 'onnxruntime-common'], logLevel: 'warning' };
+await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js' });
+if (existsSync('src/cli.ts')) {
+  await build({ ...common, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } });
+  chmodSync('dist/cli.js', 0o755);
+}
+execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });

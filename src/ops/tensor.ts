@@ -1,0 +1,34 @@
+// Constants, casts and other ops that move or relabel data.
+import { fromOnnxType } from '../graph/dtype';
+import { defineOp } from './registry';
+
+// value (tensor) or value_float / value_int forms; the latter take attribute references in function bodies.
+defineOp({
+  opType: 'Constant',
+  infer: (ctx) => {
+    const found = ['value', 'value_float', 'value_int', 'value_floats', 'value_ints'].find((k) => ctx.attr(k));
+    if (!found) return ctx.fail('needs a value attribute');
+    const v = ctx.attr(found)!;
+    if (v.kind === 'tensor') return [{ dtype: v.value.dtype, shape: [...v.value.dims] }];
+    const len = v.kind === 'floats' || v.kind === 'ints' ? v.value.length : null;
+    switch (found) {
+      case 'value_float': return [{ dtype: 'float32', shape: [] }];
+      case 'value_int': return [{ dtype: 'int64', shape: [] }];
+      case 'value_floats': return [{ dtype: 'float32', shape: [len] }];
+      case 'value_ints': return [{ dtype: 'int64', shape: [len] }];
+      default: return [{ dtype: null, shape: null }];
+    }
+  },
+  nonDifferentiable: true,
+});
+defineOp({
+  opType: 'Cast',
+  attrTypes: { to: 'int' },
+  infer: (ctx) => [{ dtype: fromOnnxType(ctx.int('to', 0), `${ctx.node.label} 'to'`), shape: ctx.input(0).shape }],
+});
+defineOp({
+  opType: 'Shape',
+  infer: (ctx) => [{ dtype: 'int64', shape: [ctx.input(0).rank] }],
+  nonDifferentiable: true,
+});
+defineOp({ opType: 'Size', infer: () => [{ dtype: 'int64', shape: [] }], nonDifferentiable: true });
