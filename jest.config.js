@@ -1,6 +1,6 @@
 // TS and the ESM-only onnx-buf package are turned into CommonJS by esbuild (fast; types are checked by tsc).
 module.exports = {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/support/node-env.js',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.(ts|js|mjs)$': '<rootDir>/test/support/esbuild-transform.js' },

@@ -116,7 +116,9 @@ export function toGraphProto(g: GraphBuilder, name = 'main'): GraphProto {
     name,
     node: nodes,
     input: g.inputs.map((v) => create(ValueInfoProtoSchema, { name: v.name!, type: typeProto(v.dtype, v.shape) })),
-    output: g.outputs.map((o) => create(ValueInfoProtoSchema, { name: o.name, type: typeProto(o.value.dtype, o.value.shape) })),
+    // an output whose type the builder could not infer is left untyped; ORT infers it
+    output: g.outputs.map((o) => create(ValueInfoProtoSchema, o.value.dtype === null ? { name: o.name }
+      : { name: o.name, type: typeProto(o.value.dtype, o.value.shape) })),
     initializer: [...g.initializers].map(([v, t]) => ('data' in t ? toTensorProto(v.name!, t) : { ...t, name: v.name! })),
   });
 }
