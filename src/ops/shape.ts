@@ -39,4 +39,5 @@ export const staticNumel = (s: Shape): number | null => {
   return n;
 };
 
-export const sameDim = (a: Dim, b: Dim): boolean => a === b || a === null || b === null;
+/** Could two dims be equal at run time? Only two different static sizes are a certain mismatch. */
+export const sameDim = (a: Dim, b: Dim): boolean => a === b || typeof a !== 'number' || typeof b !== 'number';

@@ -1,0 +1,120 @@
+// The one kernel skeleton shared by the optimizers (CPU now, CUDA later): each optimizer is a small struct whose
+// `update` maps one element's (param, grad, states) to new values, with every per-launch scalar precomputed in
+// double and stored as float. `apply` is the per-element body; loops and launches live in the backends.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define ADEMAMIX_HD __host__ __device__ __forceinline__
+#define ADEMAMIX_UNROLL _Pragma("unroll")
+#else
+#define ADEMAMIX_HD inline __attribute__((always_inline))
+#define ADEMAMIX_UNROLL
+#endif
+
+namespace ademamix {
+
+constexpr int kMaxStates = 3;
+
+// Pointers for one tensor: inputs and (distinct) outputs. States are in the op's order.
+struct Streams {
+  const float* param;
+  const float* grad;
+  const float* state[kMaxStates];
+  float* param_out;
+  float* state_out[kMaxStates];
+};
+
+template <class Op>
+ADEMAMIX_HD void apply(const Op& op, const Streams& x, size_t i) {
+  float s[Op::kStates];
+ADEMAMIX_UNROLL
+  for (int k = 0; k < Op::kStates; k++) s[k] = x.state[k][i];
+  x.param_out[i] = op.update(x.param[i], x.grad[i], s);
+ADEMAMIX_UNROLL
+  for (int k = 0; k < Op::kStates; k++) x.state_out[k][i] = s[k];
+}
+
+// Per-step scalars, as the host computes them (double) from the step, schedules and attributes.
+struct AdemamixHyper { double beta1, beta2, eps, weight_decay, lr, alpha, beta3; int64_t step; };
+struct SimplifiedHyper {
+  double beta2, eps, weight_decay, lr, alpha, beta1; int64_t step;
+  bool bias_correction1, bias_correction2; double s1;  // s1: the running mass after this step's update
+};
+struct AdamWHyper { double beta1, beta2, eps, weight_decay, lr; int64_t step; };
+
+// AdEMAMix: states (m1, m2, nu), or (m2, nu) when beta1 = 0 (m1 is then g).
+template <bool HasM1>
+struct AdemamixOp {
+  static constexpr int kStates = HasM1 ? 3 : 2;
+  float b1, omb1, b2, omb2, b3, omb3, inv_bc1, inv_sqrt_bc2, alpha, lr, eps, lr_wd;
+  explicit AdemamixOp(const AdemamixHyper& h) {
+    const double t = static_cast<double>(h.step);
+    b1 = float(h.beta1); omb1 = float(1.0 - h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2);
+    b3 = float(h.beta3); omb3 = float(1.0 - h.beta3);  // 1−β3 ~ 1e-4: taken in double
+    inv_bc1 = HasM1 ? float(1.0 / (1.0 - std::pow(h.beta1, t))) : 1.0f;
+    inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(h.beta2, t)));
+    alpha = float(h.alpha); lr = float(h.lr); eps = float(h.eps); lr_wd = float(h.lr * h.weight_decay);
+  }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    float m1;
+    int k = 0;
+    if (HasM1) { m1 = b1 * s[0] + omb1 * g; s[0] = m1; k = 1; } else { m1 = g; }
+    const float m2 = b3 * s[k] + omb3 * g;
+    const float nu = b2 * s[k + 1] + omb2 * g * g;
+    s[k] = m2; s[k + 1] = nu;
+    const float u = (m1 * inv_bc1 + alpha * m2) / (sqrtf(nu) * inv_sqrt_bc2 + eps);
+    return p - lr * u - lr_wd * p;
+  }
+};
+
+// Simplified-AdEMAMix: states (m, nu). denominator = √ν·k_nu + ε·k_eps covers both bias_correction2 forms;
+// the 1/S1 factor (bias_correction1) folds into the step size.
+struct SimplifiedOp {
+  static constexpr int kStates = 2;
+  float b1, b2, omb2, alpha, k_nu, k_eps, lr_u, lr_wd;
+  explicit SimplifiedOp(const SimplifiedHyper& h) {
+    const double s2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
+    b1 = float(h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2); alpha = float(h.alpha);
+    k_nu = h.bias_correction2 ? float(1.0 / std::sqrt(s2)) : 1.0f;
+    k_eps = float(h.bias_correction2 ? h.eps : h.eps * std::sqrt(s2));
+    lr_u = float(h.bias_correction1 ? h.lr / h.s1 : h.lr);
+    lr_wd = float(h.lr * h.weight_decay);
+  }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    const float m = b1 * s[0] + g;
+    const float nu = b2 * s[1] + omb2 * g * g;
+    s[0] = m; s[1] = nu;
+    return p - lr_u * ((m + alpha * g) / (sqrtf(nu) * k_nu + k_eps)) - lr_wd * p;
+  }
+};
+
+// AdamW (torch.optim.AdamW): states (m, v); decoupled decay θ·(1 − lr·λ) first.
+struct AdamWOp {
+  static constexpr int kStates = 2;
+  float b1, omb1, b2, omb2, step_size, inv_sqrt_bc2, eps, decay;
+  explicit AdamWOp(const AdamWHyper& h) {
+    const double t = static_cast<double>(h.step);
+    b1 = float(h.beta1); omb1 = float(1.0 - h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2);
+    step_size = float(h.lr / (1.0 - std::pow(h.beta1, t)));
+    inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(h.beta2, t)));
+    eps = float(h.eps); decay = float(1.0 - h.lr * h.weight_decay);
+  }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    const float m = b1 * s[0] + omb1 * g;
+    const float v = b2 * s[1] + omb2 * g * g;
+    s[0] = m; s[1] = v;
+    return p * decay - step_size * m / (sqrtf(v) * inv_sqrt_bc2 + eps);
+  }
+};
+
+namespace cpu {
+// Runs `op` over [begin, end) of one tensor; plain C++ entry points, callable without ORT (tests, benchmarks).
+void ademamix_range(const AdemamixHyper& h, const Streams& x, size_t begin, size_t end);
+void simplified_range(const SimplifiedHyper& h, const Streams& x, size_t begin, size_t end);
+void adamw_range(const AdamWHyper& h, const Streams& x, size_t begin, size_t end);
+}  // namespace cpu
+
+}  // namespace ademamix

@@ -1,0 +1,53 @@
+// The `ademamix` command line.
+import { benchOptimizer } from './bench/optimizer';
+import { parseArgs, num, str, UsageError, type Args } from './cli/args';
+import { opsLibraryPath } from './native/paths';
+
+const USAGE = `usage: ademamix <command> [options]
+
+commands:
+  ops-path                       print the path of the com.ademamix op library
+  bench optimizer [--op AdEMAMix|SimplifiedAdEMAMix|AdamW] [--device cpu] [--params N] [--reps N]
+                  [--threads N] [--no-fallback] [--json]
+`;
+
+function print(result: Record<string, unknown>, json: boolean): void {
+  if (json) { console.log(JSON.stringify(result)); return; }
+  for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(16)} ${v}`);
+}
+
+async function bench(args: Args): Promise<void> {
+  const what = args._[1];
+  const json = args.json === true;
+  if (what === 'optimizer') {
+    const device = str(args, 'device', 'cpu');
+    if (device !== 'cpu') throw new UsageError(`bench optimizer: --device ${device} is not available here (cpu only in this build)`);
+    const op = str(args, 'op', 'AdEMAMix');
+    if (!['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW'].includes(op)) throw new UsageError(`bench optimizer: unknown --op ${op}`);
+    print(benchOptimizer({
+      op: op as 'AdEMAMix', params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15),
+      threads: num(args, 'threads', 0), fallback: args.fallback !== false,
+    }), json);
+    return;
+  }
+  throw new UsageError(`bench: unknown benchmark '${what ?? ''}' (have: optimizer)`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const cmd = args._[0];
+  try {
+    switch (cmd) {
+      case 'ops-path': console.log(opsLibraryPath()); return 0;
+      case 'bench': await bench(args); return 0;
+      case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;
+      default: throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n\n${USAGE}`); return 2; }
+    process.stderr.write(`ademamix ${cmd}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
