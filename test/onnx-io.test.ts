@@ -5,7 +5,9 @@ import { decodeModel, encodeModel, loadModel, readExternalData, saveModel, exter
 import { fromTensorProto } from '../src/graph/tensor-data';
 import { runPython } from './support/python';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-io-'));
+const made: string[] = [];
+const tmp = (): string => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-io-')); made.push(d); return d; };
+afterAll(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
 
 describe('ONNX model I/O (ONNX 1.20 schema)', () => {
   let dir: string;
