@@ -1,5 +1,14 @@
-// CPU backend of the kernel skeleton: a branch-free loop over restrict-qualified local pointers, so the
-// compiler vectorizes each optimizer's `update` (built for AVX2+FMA with a baseline fallback).
+// CPU backend of the kernel skeleton: branch-free loops over restrict-qualified pointers, so the compiler
+// vectorizes each optimizer's `update` (cloned for AVX2+FMA with a baseline x86-64 fallback).
+//
+// Three ways through a range, picked once per call from the pointers (never per element):
+//  - in place (every output is its input's buffer, as ORT's may-inplace reuse gives): one pointer per stream,
+//    read then written; the lines are in cache when they are stored, so plain stores are the cheapest;
+//  - separate outputs, small range: the plain loop (everything stays in cache);
+//  - otherwise: compute a block into L1 scratch, then copy it out, with non-temporal stores for large ranges
+//    (no read-for-ownership of the destination lines, so the update moves only its 28/36 bytes per parameter,
+//    as memcpy does). This path is also the one that is correct for any mix of aliased and separate outputs.
+#include <cstring>
 #include "ademamix/kernels.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -7,13 +16,18 @@
 
 namespace ademamix {
 namespace cpu {
+namespace {
 
-// GCC applies `restrict` for vectorization only to function parameters, so the loops take their streams as such.
+constexpr size_t kBlock = 1024;                // floats per stream in the L1 scratch block
+constexpr size_t kStreamMin = size_t(1) << 14;  // ranges at least this long use non-temporal stores
+
+#define ADEMAMIX_LOOP_INLINE __attribute__((always_inline)) inline
+
+// GCC applies `restrict` for vectorization only to function parameters, so each loop takes its streams as such.
 template <class Op>
-__attribute__((always_inline)) inline void loop2(const Op op, const float* __restrict P, const float* __restrict G,
-                                                 const float* __restrict S0, const float* __restrict S1,
-                                                 float* __restrict PO, float* __restrict O0, float* __restrict O1,
-                                                 size_t b, size_t e) {
+ADEMAMIX_LOOP_INLINE void loop2(const Op op, const float* __restrict P, const float* __restrict G,
+                                const float* __restrict S0, const float* __restrict S1, float* __restrict PO,
+                                float* __restrict O0, float* __restrict O1, size_t b, size_t e) {
   for (size_t i = b; i < e; i++) {
     float s[2] = {S0[i], S1[i]};
     PO[i] = op.update(P[i], G[i], s);
@@ -23,10 +37,10 @@ __attribute__((always_inline)) inline void loop2(const Op op, const float* __res
 }
 
 template <class Op>
-__attribute__((always_inline)) inline void loop3(const Op op, const float* __restrict P, const float* __restrict G,
-                                                 const float* __restrict S0, const float* __restrict S1,
-                                                 const float* __restrict S2, float* __restrict PO, float* __restrict O0,
-                                                 float* __restrict O1, float* __restrict O2, size_t b, size_t e) {
+ADEMAMIX_LOOP_INLINE void loop3(const Op op, const float* __restrict P, const float* __restrict G,
+                                const float* __restrict S0, const float* __restrict S1, const float* __restrict S2,
+                                float* __restrict PO, float* __restrict O0, float* __restrict O1,
+                                float* __restrict O2, size_t b, size_t e) {
   for (size_t i = b; i < e; i++) {
     float s[3] = {S0[i], S1[i], S2[i]};
     PO[i] = op.update(P[i], G[i], s);
@@ -36,8 +50,33 @@ __attribute__((always_inline)) inline void loop3(const Op op, const float* __res
   }
 }
 
+// In place: each stream is one pointer, read and written through (well defined under `restrict`).
 template <class Op>
-__attribute__((always_inline)) inline void plain(const Op& op, const Streams& x, size_t b, size_t e) {
+ADEMAMIX_LOOP_INLINE void inplace2(const Op op, float* __restrict P, const float* __restrict G, float* __restrict S0,
+                                   float* __restrict S1, size_t b, size_t e) {
+  for (size_t i = b; i < e; i++) {
+    float s[2] = {S0[i], S1[i]};
+    P[i] = op.update(P[i], G[i], s);
+    S0[i] = s[0];
+    S1[i] = s[1];
+  }
+}
+
+template <class Op>
+ADEMAMIX_LOOP_INLINE void inplace3(const Op op, float* __restrict P, const float* __restrict G, float* __restrict S0,
+                                   float* __restrict S1, float* __restrict S2, size_t b, size_t e) {
+  for (size_t i = b; i < e; i++) {
+    float s[3] = {S0[i], S1[i], S2[i]};
+    P[i] = op.update(P[i], G[i], s);
+    S0[i] = s[0];
+    S1[i] = s[1];
+    S2[i] = s[2];
+  }
+}
+
+template <class Op>
+ADEMAMIX_LOOP_INLINE void plain(const Op& op, const Streams& x, size_t b, size_t e) {
+  static_assert(Op::kStates == 2 || Op::kStates == 3, "the CPU loops cover 2 or 3 state streams");
   if constexpr (Op::kStates == 2) {
     loop2(op, x.param, x.grad, x.state[0], x.state[1], x.param_out, x.state_out[0], x.state_out[1], b, e);
   } else {
@@ -46,43 +85,72 @@ __attribute__((always_inline)) inline void plain(const Op& op, const Streams& x,
   }
 }
 
-#if defined(__SSE2__)
-// Copies an L1-resident block to memory with non-temporal stores: the destination lines are not read first
-// (no read-for-ownership), so a large update moves exactly its 28/36 bytes per parameter, like memcpy does.
-inline void stream_copy(float* dst, const float* src, size_t n) {
-  size_t i = 0;
-  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15)) { dst[i] = src[i]; i++; }
-  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-  for (; i < n; i++) dst[i] = src[i];
-}
-#endif
-
-// Large ranges: compute a block into L1 scratch, then stream it out. Small ones: the plain loop (caches help).
 template <class Op>
-__attribute__((always_inline)) inline void run(const Op op, const Streams& x, size_t b, size_t e) {
+ADEMAMIX_LOOP_INLINE void inplace(const Op& op, const Streams& x, size_t b, size_t e) {
+  if constexpr (Op::kStates == 2) {
+    inplace2(op, x.param_out, x.grad, x.state_out[0], x.state_out[1], b, e);
+  } else {
+    inplace3(op, x.param_out, x.grad, x.state_out[0], x.state_out[1], x.state_out[2], b, e);
+  }
+}
+
+// Copies an L1-resident block out: non-temporal stores when `stream`, else ordinary ones.
+inline void copy_out(float* dst, const float* src, size_t n, bool stream) {
 #if defined(__SSE2__)
-  constexpr size_t kBlock = 1024, kStreamMin = size_t(1) << 14;
-  if (e - b >= kStreamMin) {
-    alignas(64) float tp[kBlock];
-    alignas(64) float ts[Op::kStates][kBlock];
-    for (size_t lo = b; lo < e; lo += kBlock) {
-      const size_t hi = lo + kBlock < e ? lo + kBlock : e, n = hi - lo;
-      Streams y = x;  // outputs redirected to the scratch block (indexed from lo)
-      y.param_out = tp - lo;
-      for (int k = 0; k < Op::kStates; k++) y.state_out[k] = ts[k] - lo;
-      plain(op, y, lo, hi);
-      stream_copy(x.param_out + lo, tp, n);
-      for (int k = 0; k < Op::kStates; k++) stream_copy(x.state_out[k] + lo, ts[k], n);
-    }
-    _mm_sfence();
+  if (stream) {
+    size_t i = 0;
+    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
     return;
   }
+#else
+  (void)stream;
 #endif
-  plain(op, x, b, e);
+  std::memcpy(dst, src, n * sizeof(float));
 }
 
-// Each entry point is cloned for AVX2+FMA and a baseline x86-64 (picked at load time); `run` inlines into both.
-#if defined(__x86_64__)
+template <class Op>
+ADEMAMIX_LOOP_INLINE void blocked(const Op& op, const Streams& x, size_t b, size_t e) {
+  constexpr int K = Op::kStates;
+  const bool big = e - b >= kStreamMin;
+  bool stream[K + 1];
+  stream[K] = big && x.param_out != x.param;
+  for (int k = 0; k < K; k++) stream[k] = big && x.state_out[k] != x.state[k];
+  alignas(64) float tp[kBlock];
+  alignas(64) float ts[K][kBlock];
+  for (size_t lo = b; lo < e; lo += kBlock) {
+    const size_t hi = e - lo > kBlock ? lo + kBlock : e, n = hi - lo;
+    Streams y = x;  // outputs redirected to the scratch block (indexed from lo)
+    y.param_out = tp - lo;
+    for (int k = 0; k < K; k++) y.state_out[k] = ts[k] - lo;
+    plain(op, y, lo, hi);
+    copy_out(x.param_out + lo, tp, n, stream[K]);
+    for (int k = 0; k < K; k++) copy_out(x.state_out[k] + lo, ts[k], n, stream[k]);
+  }
+#if defined(__SSE2__)
+  if (big) _mm_sfence();  // non-temporal stores are weakly ordered: publish them before returning
+#endif
+}
+
+template <class Op>
+ADEMAMIX_LOOP_INLINE void run(const Op op, const Streams& x, size_t b, size_t e) {
+  bool all = x.param_out == x.param, any = all;
+  for (int k = 0; k < Op::kStates; k++) {
+    const bool same = x.state_out[k] == x.state[k];
+    all = all && same;
+    any = any || same;
+  }
+  if (all) inplace(op, x, b, e);
+  else if (!any && e - b < kStreamMin) plain(op, x, b, e);
+  else blocked(op, x, b, e);
+}
+
+}  // namespace
+
+// Each entry point is cloned for AVX2+FMA and a baseline x86-64 (picked once at load time by an ifunc
+// resolver); `run` and the optimizer's `update` inline into both clones.
+#if defined(__x86_64__) && !defined(ADEMAMIX_NO_TARGET_CLONES)
 #define ADEMAMIX_CLONES __attribute__((target_clones("arch=haswell", "default")))
 #else
 #define ADEMAMIX_CLONES
@@ -95,7 +163,9 @@ ADEMAMIX_CLONES void ademamix_range(const AdemamixHyper& h, const Streams& x, si
 ADEMAMIX_CLONES void simplified_range(const SimplifiedHyper& h, const Streams& x, size_t b, size_t e) {
   run(SimplifiedOp(h), x, b, e);
 }
-ADEMAMIX_CLONES void adamw_range(const AdamWHyper& h, const Streams& x, size_t b, size_t e) { run(AdamWOp(h), x, b, e); }
+ADEMAMIX_CLONES void adamw_range(const AdamWHyper& h, const Streams& x, size_t b, size_t e) {
+  run(AdamWOp(h), x, b, e);
+}
 
 }  // namespace cpu
 }  // namespace ademamix

@@ -1,5 +1,7 @@
 // ORT glue for the com.ademamix ops: schemas (types, optional inputs/outputs), attribute reading, input checks
 // with clear errors, and the threaded CPU launch of the shared kernel skeleton.
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -129,10 +131,29 @@ OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn) {
   return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
 }
 
-float AttrF(const OrtKernelInfo* info, const char* name, float dflt) {
-  float v = dflt;
-  if (OrtStatus* st = api->KernelInfoGetAttribute_float(info, name, &v)) { api->ReleaseStatus(st); v = dflt; }
-  return v;
+// ONNX float attributes are float32, but hyperparameters are written as decimals (0.999, 1e-8). The shortest decimal
+// that rounds to the stored float, read as double, is exactly what the author wrote: (1 − β2) is then 1e-3 as in
+// the float64 references and PyTorch, not 0.99999871e-3 (float32 0.999's own complement, 1.3e-5 off).
+double DecimalOf(float f) {
+  char buf[40];
+  for (int digits = 1; digits <= 9; digits++) {  // 9 significant digits always round-trip a float
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) return std::strtod(buf, nullptr);
+  }
+  return f;  // NaN
+}
+
+// A float attribute (an int one is taken too: `beta1=0` written as an int must not fall back to the default).
+double AttrF(const OrtKernelInfo* info, const char* name, double dflt) {
+  float v = 0;
+  OrtStatus* st = api->KernelInfoGetAttribute_float(info, name, &v);
+  if (!st) return DecimalOf(v);
+  api->ReleaseStatus(st);
+  int64_t i = 0;
+  st = api->KernelInfoGetAttribute_int64(info, name, &i);
+  if (!st) return static_cast<double>(i);
+  api->ReleaseStatus(st);
+  return dflt;
 }
 int64_t AttrI(const OrtKernelInfo* info, const char* name, int64_t dflt) {
   int64_t v = dflt;
@@ -153,8 +174,8 @@ const std::vector<const char*> kAdemamixIn = {"param", "grad", "m1", "m2", "nu",
 struct AdemamixKernel : Kernel {
   double beta1, beta2, eps, wd;
   explicit AdemamixKernel(const OrtKernelInfo* info)
-      : beta1(AttrF(info, "beta1", 0.9f)), beta2(AttrF(info, "beta2", 0.999f)), eps(AttrF(info, "eps", 1e-8f)),
-        wd(AttrF(info, "weight_decay", 0.f)) {}
+      : beta1(AttrF(info, "beta1", 0.9)), beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)),
+        wd(AttrF(info, "weight_decay", 0.0)) {}
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     Ctx c{ctx, "AdEMAMix", kAdemamixIn};
     const OrtValue* pv = nullptr;
@@ -181,6 +202,8 @@ struct AdemamixKernel : Kernel {
     RETURN_IF(c.Output(1, dims, &m1o));
     RETURN_IF(c.Output(2, dims, &m2o));
     RETURN_IF(c.Output(3, dims, &nuo));
+    // beta1 = 0 keeps no m1 (m1 = g); an m1_out the node still names gets that value
+    if (!hasM1 && m1o && m1o != x.grad && n) std::memcpy(m1o, x.grad, n * sizeof(float));
     Scratch s1, s2, s3;
     x.param_out = s1.Or(po, n);
     int k = 0;
@@ -199,7 +222,7 @@ struct SimplifiedKernel : Kernel {
   double beta2, eps, wd;
   bool bc1, bc2;
   explicit SimplifiedKernel(const OrtKernelInfo* info)
-      : beta2(AttrF(info, "beta2", 0.999f)), eps(AttrF(info, "eps", 1e-8f)), wd(AttrF(info, "weight_decay", 0.f)),
+      : beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)), wd(AttrF(info, "weight_decay", 0.0)),
         bc1(AttrI(info, "bias_correction1", 0) != 0), bc2(AttrI(info, "bias_correction2", 1) != 0) {}
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     Ctx c{ctx, "SimplifiedAdEMAMix", kSimplifiedIn};
@@ -232,7 +255,8 @@ struct SimplifiedKernel : Kernel {
     RETURN_IF(c.Output(1, dims, &mo));
     RETURN_IF(c.Output(2, dims, &nuo));
     RETURN_IF(c.Output(3, Dims{}, &s1o));
-    if (s1o) *s1o = hasS1 ? s1New : 0.0f;
+    if (s1o && !hasS1) return Fail("SimplifiedAdEMAMix: output 's1_out' needs the scalar state input 's1'");
+    if (s1o) *s1o = s1New;
     Scratch a, b, d;
     x.param_out = a.Or(po, n);
     x.state_out[0] = b.Or(mo, n);
@@ -245,8 +269,8 @@ const std::vector<const char*> kAdamWIn = {"param", "grad", "m", "v", "step", "l
 struct AdamWKernel : Kernel {
   double beta1, beta2, eps, wd;
   explicit AdamWKernel(const OrtKernelInfo* info)
-      : beta1(AttrF(info, "beta1", 0.9f)), beta2(AttrF(info, "beta2", 0.999f)), eps(AttrF(info, "eps", 1e-8f)),
-        wd(AttrF(info, "weight_decay", 0.01f)) {}
+      : beta1(AttrF(info, "beta1", 0.9)), beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)),
+        wd(AttrF(info, "weight_decay", 0.01)) {}
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     Ctx c{ctx, "AdamW", kAdamWIn};
     const OrtValue* pv = nullptr;
@@ -277,17 +301,26 @@ struct AdamWKernel : Kernel {
 };
 
 // ---------------------------------------------------------------------------------------------------------------
+// Shape inference: param_out and the state outputs have param's shape. ORT's allocation planner only lets an output
+// reuse an input's buffer (may-inplace) when both shapes are known, so this is what makes in-place updates possible.
+// A rank-0 `param` is left alone: this API cannot tell a scalar from an unknown shape, and a wrong guess would clash
+// with a declared output shape. The status is not read by ORT: failures just leave the shapes unknown.
+OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
+
+// ---------------------------------------------------------------------------------------------------------------
 // An OrtCustomOp built from a table: name, input/output types and optionality, and a kernel factory.
 struct OpDef : OrtCustomOp {
   const char* name;
   std::vector<ONNXTensorElementDataType> inTypes, outTypes;
   std::vector<OrtCustomOpInputOutputCharacteristic> inChar, outChar;
   Kernel* (*make)(const OrtKernelInfo*);
+  size_t tensorOutputs;  // leading outputs shaped like `param` (the rest: scalar state)
 
   OpDef(const char* n, std::vector<ONNXTensorElementDataType> it, std::vector<OrtCustomOpInputOutputCharacteristic> ic,
         std::vector<ONNXTensorElementDataType> ot, std::vector<OrtCustomOpInputOutputCharacteristic> oc,
-        Kernel* (*mk)(const OrtKernelInfo*))
-      : OrtCustomOp{}, name(n), inTypes(std::move(it)), outTypes(std::move(ot)), inChar(std::move(ic)), outChar(std::move(oc)), make(mk) {
+        Kernel* (*mk)(const OrtKernelInfo*), size_t nTensorOut)
+      : OrtCustomOp{}, name(n), inTypes(std::move(it)), outTypes(std::move(ot)), inChar(std::move(ic)), outChar(std::move(oc)), make(mk),
+        tensorOutputs(nTensorOut) {
     version = ORT_API_VERSION;
     GetName = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->name; };
     GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
@@ -310,27 +343,84 @@ struct OpDef : OrtCustomOp {
       return nullptr;
     };
     KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
-    InferOutputShapeFn = nullptr;
+    InferOutputShapeFn = InferShapes;
     GetStartVersion = [](const OrtCustomOp*) { return 1; };
     GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
-    GetMayInplace = nullptr;
+    GetMayInplace = nullptr;  // set per op (the callback gets no op pointer)
     ReleaseMayInplace = nullptr;
     GetAliasMap = nullptr;
     ReleaseAliasMap = nullptr;
   }
 };
 
+// Output i may reuse input kInplace...[i]'s buffer when ORT allows (the input's last use, ORT-owned): the kernel
+// handles outputs that alias their inputs (see cpu_kernels.cc). Arrays are new[]'d here, delete[]'d on release.
+template <int... Pairs>
+size_t ORT_API_CALL MayInplace(int** in, int** out) {
+  constexpr int p[] = {Pairs...};
+  constexpr size_t n = sizeof(p) / sizeof(p[0]) / 2;
+  *in = new int[n];
+  *out = new int[n];
+  for (size_t i = 0; i < n; i++) { (*in)[i] = p[2 * i]; (*out)[i] = p[2 * i + 1]; }
+  return n;
+}
+void ORT_API_CALL ReleaseInplace(int* in, int* out) { delete[] in; delete[] out; }
+
+OpDef* WithInplace(OpDef* op, size_t (ORT_API_CALL* fn)(int**, int**)) {
+  op->GetMayInplace = fn;
+  op->ReleaseMayInplace = ReleaseInplace;
+  return op;
+}
+
+OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
+  size_t nIn = 0;
+  if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
+  OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by the context
+  if (nIn == 0) return nullptr;
+  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, 0, &in)) { api->ReleaseStatus(st); return nullptr; }
+  size_t rank = 0;
+  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return nullptr; }
+  if (rank == 0) return nullptr;
+  Dims dims(rank);
+  std::vector<const char*> syms(rank, nullptr);
+  OrtTensorTypeAndShapeInfo* out = nullptr;
+  OrtStatus* st = api->GetDimensions(in, dims.data(), rank);
+  if (!st) st = api->GetSymbolicDimensions(in, syms.data(), rank);
+  if (!st) st = api->CreateTensorTypeAndShapeInfo(&out);
+  if (!st) st = api->SetTensorElementType(out, F32);
+  if (!st) st = api->SetDimensions(out, dims.data(), rank);
+  if (!st) {
+    for (size_t i = 0; i < rank; i++) {
+      if (!syms[i]) syms[i] = "";
+      if (dims[i] < 0 && !*syms[i]) { api->ReleaseTensorTypeAndShapeInfo(out); return nullptr; }  // unnamed unknown dim
+    }
+    st = api->SetSymbolicDimensions(out, syms.data(), rank);
+  }
+  const size_t nOut = static_cast<const OpDef*>(op)->tensorOutputs;
+  for (size_t i = 0; !st && i < nOut; i++) st = api->ShapeInferContext_SetOutputTypeShape(ctx, i, out);
+  if (st) api->ReleaseStatus(st);
+  if (out) api->ReleaseTensorTypeAndShapeInfo(out);
+  return nullptr;
+}
+
 std::vector<std::unique_ptr<OpDef>>& Ops() {
   static std::vector<std::unique_ptr<OpDef>> ops;
   if (ops.empty()) {
-    ops.emplace_back(new OpDef("AdEMAMix", {F32, F32, F32, F32, F32, I64, ANY, ANY, ANY},
-                               {REQ, REQ, OPT, REQ, REQ, REQ, REQ, REQ, REQ}, {F32, F32, F32, F32}, {REQ, OPT, REQ, REQ},
-                               [](const OrtKernelInfo* i) -> Kernel* { return new AdemamixKernel(i); }));
-    ops.emplace_back(new OpDef("SimplifiedAdEMAMix", {F32, F32, F32, F32, I64, ANY, ANY, ANY, F32},
-                               {REQ, REQ, REQ, REQ, REQ, REQ, REQ, REQ, OPT}, {F32, F32, F32, F32}, {REQ, REQ, REQ, OPT},
-                               [](const OrtKernelInfo* i) -> Kernel* { return new SimplifiedKernel(i); }));
-    ops.emplace_back(new OpDef("AdamW", {F32, F32, F32, F32, I64, ANY}, {REQ, REQ, REQ, REQ, REQ, REQ}, {F32, F32, F32},
-                               {REQ, REQ, REQ}, [](const OrtKernelInfo* i) -> Kernel* { return new AdamWKernel(i); }));
+    // (input, output) pairs: param→param_out and each state→its output
+    ops.emplace_back(WithInplace(
+        new OpDef("AdEMAMix", {F32, F32, F32, F32, F32, I64, ANY, ANY, ANY}, {REQ, REQ, OPT, REQ, REQ, REQ, REQ, REQ, REQ},
+                  {F32, F32, F32, F32}, {REQ, OPT, REQ, REQ},
+                  [](const OrtKernelInfo* i) -> Kernel* { return new AdemamixKernel(i); }, 4),
+        MayInplace<0, 0, 2, 1, 3, 2, 4, 3>));
+    ops.emplace_back(WithInplace(
+        new OpDef("SimplifiedAdEMAMix", {F32, F32, F32, F32, I64, ANY, ANY, ANY, F32},
+                  {REQ, REQ, REQ, REQ, REQ, REQ, REQ, REQ, OPT}, {F32, F32, F32, F32}, {REQ, REQ, REQ, OPT},
+                  [](const OrtKernelInfo* i) -> Kernel* { return new SimplifiedKernel(i); }, 3),
+        MayInplace<0, 0, 2, 1, 3, 2>));
+    ops.emplace_back(WithInplace(
+        new OpDef("AdamW", {F32, F32, F32, F32, I64, ANY}, {REQ, REQ, REQ, REQ, REQ, REQ}, {F32, F32, F32}, {REQ, REQ, REQ},
+                  [](const OrtKernelInfo* i) -> Kernel* { return new AdamWKernel(i); }, 3),
+        MayInplace<0, 0, 2, 1, 3, 2>));
   }
   return ops;
 }
@@ -342,7 +432,12 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
                                                                                            const OrtApiBase* base) {
   using namespace ademamix;
   const OrtApi* a = base->GetApi(ORT_API_VERSION);
-  if (!a) return nullptr;  // cannot even create a status: the runtime predates API 23
+  if (!a) {  // the runtime predates the API these headers describe: say so with the oldest API it must have
+    const OrtApi* v1 = base->GetApi(1);
+    const std::string msg = std::string("libademamix_ops needs ONNX Runtime C API version ") +
+                            std::to_string(ORT_API_VERSION) + " or newer; this runtime is " + base->GetVersionString();
+    return v1 ? v1->CreateStatus(ORT_FAIL, msg.c_str()) : nullptr;
+  }
   api = a;
   OrtCustomOpDomain* domain = nullptr;
   RETURN_IF(api->CreateCustomOpDomain("com.ademamix", &domain));

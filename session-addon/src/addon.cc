@@ -1,5 +1,6 @@
 // Module entry: init(ortLibraryPath) loads ONNX Runtime with dlopen and creates the one OrtEnv.
 #include <dlfcn.h>
+#include <unistd.h>
 #include "ort.h"
 #include "session.h"
 
@@ -7,11 +8,12 @@ namespace ademamix {
 
 const OrtApi* ort = nullptr;
 OrtEnv* ortEnv = nullptr;
-static std::string loadedPath;
+static std::string loadedPath, loadedVersion;
 
 std::string StatusMessage(OrtStatus* status, const std::string& what) {
   if (!status) return "";
-  std::string msg = what + ": " + ort->GetErrorMessage(status);
+  const char* m = ort->GetErrorMessage(status);
+  std::string msg = what + ": " + (m ? m : "unknown ONNX Runtime error");
   ort->ReleaseStatus(status);
   return msg;
 }
@@ -25,29 +27,39 @@ void RequireInit(Napi::Env env) {
   if (!ort) throw Napi::Error::New(env, "ONNX Runtime is not loaded: call init(ortLibraryPath) first");
 }
 
-Napi::Value Init(const Napi::CallbackInfo& info) {
+// init(ortLibraryPath) → ONNX Runtime version string. Idempotent for the same path; the library stays loaded.
+static Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "init(ortLibraryPath: string)");
   std::string path = info[0].As<Napi::String>();
   if (ort) {
-    if (path != loadedPath) throw Napi::Error::New(env, "ONNX Runtime is already loaded from " + loadedPath);
-    return Napi::String::New(env, ort->GetBuildInfoString ? ort->GetBuildInfoString() : "");
+    if (path != loadedPath) throw Napi::Error::New(env, "ONNX Runtime is already loaded from " + loadedPath + ", not " + path);
+    return Napi::String::New(env, loadedVersion);
   }
-  // RTLD_GLOBAL is not needed: the op library gets the API through RegisterCustomOps(OrtApiBase*).
+  if (access(path.c_str(), R_OK) != 0) throw Napi::Error::New(env, "ONNX Runtime library not found: " + path);
+  // RTLD_LOCAL is enough: op libraries receive the API through RegisterCustomOps(options, OrtApiBase*).
   void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib) throw Napi::Error::New(env, "cannot load ONNX Runtime from " + path + ": " + dlerror());
+  if (!lib) {
+    const char* e = dlerror();
+    throw Napi::Error::New(env, "cannot load ONNX Runtime from " + path + ": " + (e ? e : "dlopen failed"));
+  }
   using GetApiBaseFn = const OrtApiBase* (*)();
   auto getBase = reinterpret_cast<GetApiBaseFn>(dlsym(lib, "OrtGetApiBase"));
-  if (!getBase) throw Napi::Error::New(env, path + " does not export OrtGetApiBase: not an ONNX Runtime library");
+  if (!getBase) {
+    dlclose(lib);
+    throw Napi::Error::New(env, path + " does not export OrtGetApiBase: not an ONNX Runtime library");
+  }
   const OrtApiBase* base = getBase();
   const OrtApi* api = base->GetApi(ORT_API_VERSION);
   if (!api) {
-    throw Napi::Error::New(env, path + " is ONNX Runtime " + base->GetVersionString() + ", which lacks C API version " +
-                                    std::to_string(ORT_API_VERSION) + " (ONNX Runtime >= 1.23 is needed)");
+    std::string v = base->GetVersionString();
+    dlclose(lib);
+    throw Napi::Error::New(env, path + " is ONNX Runtime " + v + ", which lacks C API version " +
+                                    std::to_string(ORT_API_VERSION) + " (this addon needs ONNX Runtime >= 1." +
+                                    std::to_string(ORT_API_VERSION) + ")");
   }
   OrtEnv* e = nullptr;
-  OrtStatus* st = api->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "ort-ademamix", &e);
-  if (st) {
+  if (OrtStatus* st = api->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "ort-ademamix", &e)) {
     std::string m = api->GetErrorMessage(st);
     api->ReleaseStatus(st);
     throw Napi::Error::New(env, "creating the ONNX Runtime environment: " + m);
@@ -55,13 +67,14 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   ort = api;
   ortEnv = e;
   loadedPath = path;
-  return Napi::String::New(env, base->GetVersionString());
+  loadedVersion = base->GetVersionString();
+  return Napi::String::New(env, loadedVersion);
 }
 
 }  // namespace ademamix
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
-  exports.Set("init", Napi::Function::New(env, ademamix::Init));
+  exports.Set("init", Napi::Function::New(env, ademamix::Init, "init"));
   ademamix::Session::Register(env, exports);
   return exports;
 }

@@ -1,4 +1,5 @@
-// Shared access to the dynamically loaded ONNX Runtime C API.
+// Shared access to the ONNX Runtime C API, loaded at run time with dlopen (the addon never links libonnxruntime,
+// so it runs on whichever runtime JS points it at: onnxruntime-node's own copy by default).
 #pragma once
 #include <napi.h>
 #include <string>
@@ -7,12 +8,12 @@
 namespace ademamix {
 
 extern const OrtApi* ort;  // null until init()
-extern OrtEnv* ortEnv;
+extern OrtEnv* ortEnv;     // one per process, never released (sessions may be finalized after module teardown)
 
-// Converts a failed OrtStatus into a JS exception with context; releases the status.
-void Check(Napi::Env env, OrtStatus* status, const std::string& what);
-// Same, for worker threads: returns the message ("" on success) instead of throwing.
+// Message of a failed status, prefixed with `what`; releases the status. "" when status is null (success).
 std::string StatusMessage(OrtStatus* status, const std::string& what);
+// Throws a JS Error for a failed status (JS thread only). Releases the status either way.
+void Check(Napi::Env env, OrtStatus* status, const std::string& what);
 void RequireInit(Napi::Env env);
 
 }  // namespace ademamix

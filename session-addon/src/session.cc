@@ -3,48 +3,74 @@
 
 namespace ademamix {
 
-static GraphOptimizationLevel ParseOptLevel(Napi::Env env, const std::string& s) {
+namespace {
+
+GraphOptimizationLevel ParseOptLevel(Napi::Env env, const std::string& s) {
   if (s == "disabled") return ORT_DISABLE_ALL;
   if (s == "basic") return ORT_ENABLE_BASIC;
   if (s == "extended") return ORT_ENABLE_EXTENDED;
   if (s == "all") return ORT_ENABLE_ALL;
-  throw Napi::TypeError::New(env, "graphOptimizationLevel must be disabled|basic|extended|all, got '" + s + "'");
+  throw Napi::TypeError::New(env, "graphOptimizationLevel must be 'disabled', 'basic', 'extended' or 'all', got '" + s + "'");
 }
 
-// Metadata getters that cannot fail on a valid tensor info; a status would only leak.
-static void Ok(OrtStatus* st) { if (st) ort->ReleaseStatus(st); }
+ExecutionMode ParseExecutionMode(Napi::Env env, const std::string& s) {
+  if (s == "sequential") return ORT_SEQUENTIAL;
+  if (s == "parallel") return ORT_PARALLEL;
+  throw Napi::TypeError::New(env, "executionMode must be 'sequential' or 'parallel', got '" + s + "'");
+}
 
-static void ReadInfos(Napi::Env env, OrtSession* s, bool inputs, std::vector<IOInfo>* out) {
+std::string Describe(const IOInfo& io) {
+  std::string s = std::string(io.isTensor ? TypeToName(io.type) : "non-tensor") + "[";
+  for (size_t i = 0; i < io.dims.size(); i++)
+    s += (i ? "," : "") + (io.dims[i] >= 0 ? std::to_string(io.dims[i]) : io.symbols[i].empty() ? "?" : io.symbols[i]);
+  return s + "]";
+}
+
+// Known dims must agree; symbolic/unknown ones (-1) match anything.
+bool DimsCompatible(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (a[i] >= 0 && b[i] >= 0 && a[i] != b[i]) return false;
+  return true;
+}
+
+void ReadInfos(Napi::Env env, OrtSession* s, bool inputs, const std::string& label, std::vector<IOInfo>* out) {
   OrtAllocator* alloc = nullptr;
-  Check(env, ort->GetAllocatorWithDefaultOptions(&alloc), "allocator");
+  Check(env, ort->GetAllocatorWithDefaultOptions(&alloc), "default allocator");
+  const std::string what = label + ": reading " + (inputs ? "input" : "output") + " metadata";
   size_t n = 0;
-  Check(env, inputs ? ort->SessionGetInputCount(s, &n) : ort->SessionGetOutputCount(s, &n), "io count");
+  Check(env, inputs ? ort->SessionGetInputCount(s, &n) : ort->SessionGetOutputCount(s, &n), what);
   for (size_t i = 0; i < n; i++) {
     IOInfo info;
     char* name = nullptr;
-    Check(env, inputs ? ort->SessionGetInputName(s, i, alloc, &name) : ort->SessionGetOutputName(s, i, alloc, &name), "io name");
+    Check(env, inputs ? ort->SessionGetInputName(s, i, alloc, &name) : ort->SessionGetOutputName(s, i, alloc, &name), what);
     info.name = name;
     alloc->Free(alloc, name);
     OrtTypeInfo* ti = nullptr;
-    Check(env, inputs ? ort->SessionGetInputTypeInfo(s, i, &ti) : ort->SessionGetOutputTypeInfo(s, i, &ti), "io type");
-    const OrtTensorTypeAndShapeInfo* tsi = nullptr;
-    Ok(ort->CastTypeInfoToTensorInfo(ti, &tsi));
-    if (tsi) {
-      Ok(ort->GetTensorElementType(tsi, &info.type));
+    Check(env, inputs ? ort->SessionGetInputTypeInfo(s, i, &ti) : ort->SessionGetOutputTypeInfo(s, i, &ti), what);
+    const OrtTensorTypeAndShapeInfo* tsi = nullptr;  // owned by ti; null for sequences, maps, ...
+    OrtStatus* st = ort->CastTypeInfoToTensorInfo(ti, &tsi);
+    if (!st && tsi) {
       size_t nd = 0;
-      Ok(ort->GetDimensionsCount(tsi, &nd));
-      info.dims.assign(nd, 0);
-      Ok(ort->GetDimensions(tsi, info.dims.data(), nd));
+      st = ort->GetTensorElementType(tsi, &info.type);
+      if (!st) st = ort->GetDimensionsCount(tsi, &nd);
+      if (!st) {
+        info.dims.assign(nd, 0);
+        st = ort->GetDimensions(tsi, info.dims.data(), nd);
+      }
       std::vector<const char*> sym(nd, nullptr);
-      Ok(ort->GetSymbolicDimensions(tsi, sym.data(), nd));
+      if (!st) st = ort->GetSymbolicDimensions(tsi, sym.data(), nd);
       for (size_t k = 0; k < nd; k++) info.symbols.push_back(sym[k] ? sym[k] : "");
     } else {
       info.isTensor = false;
     }
     ort->ReleaseTypeInfo(ti);
+    Check(env, st, what);
     out->push_back(std::move(info));
   }
 }
+
+}  // namespace
 
 void Session::Register(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(env, "Session", {
@@ -56,45 +82,63 @@ void Session::Register(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", cls);
 }
 
-// new Session(model: string | Uint8Array, options: {...})
+// new Session(model: string | Uint8Array, options?: {intraOpThreads, interOpThreads, graphOptimizationLevel,
+//   executionMode, opsLibrary, profilingPrefix})
 Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
   Napi::Env env = info.Env();
   RequireInit(env);
+  if (info.Length() < 1 || !(info[0].IsString() || info[0].IsTypedArray()))
+    throw Napi::TypeError::New(env, "Session(model: string | Uint8Array, options?)");
   Napi::Object opts = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
   label_ = info[0].IsString() ? std::string(info[0].As<Napi::String>()) : std::string("<model bytes>");
+  const std::string opening = "creating a session for " + label_;
+
   OrtSessionOptions* so = nullptr;
-  Check(env, ort->CreateSessionOptions(&so), "session options");
-  // Owns `so` for the rest of the constructor, whatever throws.
+  Check(env, ort->CreateSessionOptions(&so), opening);
   std::unique_ptr<OrtSessionOptions, void (*)(OrtSessionOptions*)> guard(so, [](OrtSessionOptions* p) { ort->ReleaseSessionOptions(p); });
-  auto num = [&](const char* k) { return opts.Get(k).IsNumber() ? opts.Get(k).As<Napi::Number>().Int32Value() : -1; };
-  if (num("intraOpThreads") >= 0) Check(env, ort->SetIntraOpNumThreads(so, num("intraOpThreads")), label_ + ": intraOpThreads");
-  if (num("interOpThreads") >= 0) Check(env, ort->SetInterOpNumThreads(so, num("interOpThreads")), label_ + ": interOpThreads");
-  if (opts.Get("graphOptimizationLevel").IsString())
-    Check(env, ort->SetSessionGraphOptimizationLevel(so, ParseOptLevel(env, opts.Get("graphOptimizationLevel").As<Napi::String>())), "optimization level");
-  if (opts.Get("executionMode").IsString()) {
-    std::string m = opts.Get("executionMode").As<Napi::String>();
-    Check(env, ort->SetSessionExecutionMode(so, m == "parallel" ? ORT_PARALLEL : ORT_SEQUENTIAL), "execution mode");
+  auto opt = [&](const char* k) { return opts.Get(k); };
+  auto count = [&](const char* k) -> int {
+    Napi::Value v = opt(k);
+    if (v.IsUndefined() || v.IsNull()) return -1;
+    if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+      throw Napi::TypeError::New(env, std::string(k) + " must be a non-negative number (0: ORT's default)");
+    return v.As<Napi::Number>().Int32Value();
+  };
+  auto text = [&](const char* k) -> std::string {
+    Napi::Value v = opt(k);
+    if (!v.IsString()) throw Napi::TypeError::New(env, std::string(k) + " must be a string");
+    return v.As<Napi::String>();
+  };
+  auto given = [&](const char* k) { Napi::Value v = opt(k); return !v.IsUndefined() && !v.IsNull(); };
+
+  if (int n = count("intraOpThreads"); n >= 0) Check(env, ort->SetIntraOpNumThreads(so, n), opening + ": intraOpThreads");
+  if (int n = count("interOpThreads"); n >= 0) Check(env, ort->SetInterOpNumThreads(so, n), opening + ": interOpThreads");
+  if (given("graphOptimizationLevel"))
+    Check(env, ort->SetSessionGraphOptimizationLevel(so, ParseOptLevel(env, text("graphOptimizationLevel"))), opening);
+  if (given("executionMode"))
+    Check(env, ort->SetSessionExecutionMode(so, ParseExecutionMode(env, text("executionMode"))), opening);
+  if (given("profilingPrefix")) {
+    std::string p = text("profilingPrefix");
+    Check(env, ort->EnableProfiling(so, p.c_str()), opening + ": enabling profiling");
   }
-  if (opts.Get("profilingPrefix").IsString()) {
-    std::string p = opts.Get("profilingPrefix").As<Napi::String>();
-    Check(env, ort->EnableProfiling(so, p.c_str()), "enable profiling");
-  }
-  if (opts.Get("opsLibrary").IsString()) {
-    std::string lib = opts.Get("opsLibrary").As<Napi::String>();
-    Check(env, ort->RegisterCustomOpsLibrary_V2(so, lib.c_str()), "registering op library " + lib);
+  if (given("opsLibrary")) {
+    std::string lib = text("opsLibrary");
+    Check(env, ort->RegisterCustomOpsLibrary_V2(so, lib.c_str()), opening + ": registering op library " + lib);
   }
   if (info[0].IsString()) {
-    std::string path = info[0].As<Napi::String>();
-    Check(env, ort->CreateSession(ortEnv, path.c_str(), so, &session_), "loading model " + path);
-  } else if (info[0].IsTypedArray()) {
+    Check(env, ort->CreateSession(ortEnv, label_.c_str(), so, &session_), "loading model " + label_);
+  } else {
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
     Check(env, ort->CreateSessionFromArray(ortEnv, p, ta.ByteLength(), so, &session_), "loading model from bytes");
-  } else {
-    throw Napi::TypeError::New(env, "Session(model: string | Uint8Array, options?)");
   }
-  ReadInfos(env, session_, true, &in_);
-  ReadInfos(env, session_, false, &out_);
+  try {
+    ReadInfos(env, session_, true, label_, &in_);
+    ReadInfos(env, session_, false, label_, &out_);
+  } catch (...) {
+    ReleaseAll();  // a throwing constructor never runs the destructor
+    throw;
+  }
   state_.assign(in_.size(), Slot{});
   carrySource_.assign(in_.size(), -1);
   carryTarget_.assign(out_.size(), -1);
@@ -115,28 +159,37 @@ void Session::ReleaseAll() {
 
 void Session::RequireOpen(Napi::Env env) const {
   if (!session_) throw Napi::Error::New(env, label_ + ": session was released");
-  if (busy) throw Napi::Error::New(env, label_ + ": a run is in progress on this session");
+  if (busy) throw Napi::Error::New(env, label_ + ": a runAsync is in progress on this session (await it first)");
 }
 
 int Session::InputIndex(const std::string& name) const {
-  for (size_t i = 0; i < in_.size(); i++) if (in_[i].name == name) return static_cast<int>(i);
+  for (size_t i = 0; i < in_.size(); i++)
+    if (in_[i].name == name) return static_cast<int>(i);
   return -1;
 }
 int Session::OutputIndex(const std::string& name) const {
-  for (size_t i = 0; i < out_.size(); i++) if (out_[i].name == name) return static_cast<int>(i);
+  for (size_t i = 0; i < out_.size(); i++)
+    if (out_[i].name == name) return static_cast<int>(i);
   return -1;
+}
+
+// State lives in CPU memory from ORT's allocator; a device EP would allocate from the session's device allocator here.
+OrtValue* Session::NewStateValue(Napi::Env env, ONNXTensorElementDataType type, const std::vector<int64_t>& dims,
+                                 const std::string& what) {
+  return NewCpuTensor(env, type, dims, label_ + ": allocating state for '" + what + "'");
 }
 
 Napi::Array Session::InfoToJs(Napi::Env env, const std::vector<IOInfo>& infos) {
   Napi::Array a = Napi::Array::New(env, infos.size());
   for (size_t i = 0; i < infos.size(); i++) {
+    const IOInfo& io = infos[i];
     Napi::Object o = Napi::Object::New(env);
-    o.Set("name", infos[i].name);
-    o.Set("type", infos[i].isTensor ? TypeToName(infos[i].type) : "non-tensor");
-    Napi::Array d = Napi::Array::New(env, infos[i].dims.size());
-    for (size_t k = 0; k < infos[i].dims.size(); k++) {
-      if (infos[i].dims[k] >= 0) d.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(infos[i].dims[k])));
-      else if (!infos[i].symbols[k].empty()) d.Set(static_cast<uint32_t>(k), infos[i].symbols[k]);
+    o.Set("name", io.name);
+    o.Set("type", io.isTensor ? TypeToName(io.type) : "non-tensor");
+    Napi::Array d = Napi::Array::New(env, io.dims.size());
+    for (size_t k = 0; k < io.dims.size(); k++) {
+      if (io.dims[k] >= 0) d.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(io.dims[k])));
+      else if (!io.symbols[k].empty()) d.Set(static_cast<uint32_t>(k), io.symbols[k]);
       else d.Set(static_cast<uint32_t>(k), Napi::Number::New(env, -1));
     }
     o.Set("dims", d);
@@ -148,13 +201,7 @@ Napi::Array Session::InfoToJs(Napi::Env env, const std::vector<IOInfo>& infos) {
 Napi::Value Session::Inputs(const Napi::CallbackInfo& info) { return InfoToJs(info.Env(), in_); }
 Napi::Value Session::Outputs(const Napi::CallbackInfo& info) { return InfoToJs(info.Env(), out_); }
 
-static bool DimsCompatible(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); i++) if (a[i] >= 0 && b[i] >= 0 && a[i] != b[i]) return false;
-  return true;
-}
-
-// setCarry({outputName: inputName}): replaces the carried pairs.
+// setCarry({outputName: inputName}): replaces all carried pairs ({} clears them). State already set is kept.
 Napi::Value Session::SetCarry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireOpen(env);
@@ -163,49 +210,55 @@ Napi::Value Session::SetCarry(const Napi::CallbackInfo& info) {
   std::vector<int> target(out_.size(), -1), source(in_.size(), -1);
   Napi::Array keys = pairs.GetPropertyNames();
   for (uint32_t k = 0; k < keys.Length(); k++) {
-    std::string o = keys.Get(k).As<Napi::String>();
+    std::string o = keys.Get(k).ToString();
     Napi::Value iv = pairs.Get(o);
-    if (!iv.IsString()) throw Napi::TypeError::New(env, "setCarry: the input for output '" + o + "' must be a name");
+    if (!iv.IsString()) throw Napi::TypeError::New(env, "setCarry: the input carried from output '" + o + "' must be a name");
     std::string i = iv.As<Napi::String>();
     int oi = OutputIndex(o), ii = InputIndex(i);
     if (oi < 0) throw Napi::Error::New(env, label_ + ": carry: the model has no output '" + o + "'");
-    if (ii < 0) throw Napi::Error::New(env, label_ + ": carry: the model has no input '" + i + "' (for output '" + o + "')");
-    if (source[ii] >= 0) throw Napi::Error::New(env, label_ + ": carry: input '" + i + "' is fed by two outputs");
-    if (out_[oi].type != in_[ii].type || !DimsCompatible(out_[oi].dims, in_[ii].dims))
-      throw Napi::Error::New(env, label_ + ": carry: output '" + o + "' (" + TypeToName(out_[oi].type) + DimsString(out_[oi].dims) +
-                                      ") does not match input '" + i + "' (" + TypeToName(in_[ii].type) + DimsString(in_[ii].dims) + ")");
+    if (ii < 0) throw Napi::Error::New(env, label_ + ": carry: the model has no input '" + i + "' (carried from output '" + o + "')");
+    if (source[ii] >= 0)
+      throw Napi::Error::New(env, label_ + ": carry: input '" + i + "' is carried from two outputs, '" + out_[source[ii]].name +
+                                      "' and '" + o + "'");
+    if (!in_[ii].isTensor || !out_[oi].isTensor || out_[oi].type != in_[ii].type || !DimsCompatible(out_[oi].dims, in_[ii].dims))
+      throw Napi::Error::New(env, label_ + ": carry: output '" + o + "' (" + Describe(out_[oi]) + ") does not match input '" + i +
+                                      "' (" + Describe(in_[ii]) + ")");
     target[oi] = ii;
     source[ii] = oi;
   }
-  carryTarget_ = target;
-  carrySource_ = source;
+  carryTarget_ = std::move(target);
+  carrySource_ = std::move(source);
   return env.Undefined();
 }
 
-// setState({inputName: tensor}): copies values in; they persist across runs (and are swapped when carried).
+// setState({inputName: tensor}): copies values in. Carried inputs start from them; other inputs keep them as fixed
+// values for every run (until setState again). All tensors are checked before anything changes.
 Napi::Value Session::SetState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireOpen(env);
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "setState({inputName: tensor})");
   Napi::Object vals = info[0].As<Napi::Object>();
   Napi::Array keys = vals.GetPropertyNames();
+  std::vector<std::pair<int, JsTensor>> todo;
   for (uint32_t k = 0; k < keys.Length(); k++) {
-    std::string name = keys.Get(k).As<Napi::String>();
+    std::string name = keys.Get(k).ToString();
     int ii = InputIndex(name);
     if (ii < 0) throw Napi::Error::New(env, label_ + ": setState: the model has no input '" + name + "'");
-    JsTensor t = ReadJsTensor(env, vals.Get(name), "setState '" + name + "'");
+    JsTensor t = ReadJsTensor(env, vals.Get(name), label_ + ": setState '" + name + "'");
     if (t.type != in_[ii].type || !DimsCompatible(t.dims, in_[ii].dims))
       throw Napi::Error::New(env, label_ + ": setState: '" + name + "' is " + TypeToName(t.type) + DimsString(t.dims) +
-                                      " but the input is " + TypeToName(in_[ii].type) + DimsString(in_[ii].dims));
-    OrtValue* front = NewCpuTensor(env, t.type, t.dims, "setState '" + name + "'");
+                                      " but the input is " + Describe(in_[ii]));
+    todo.emplace_back(ii, t);
+  }
+  // JS cannot run between these reads and the copies below, so the pointers in `todo` stay valid.
+  for (auto& [ii, t] : todo) {
+    OrtValue* front = NewStateValue(env, t.type, t.dims, in_[ii].name);
     if (t.byteLength) std::memcpy(TensorData(env, front), t.data, t.byteLength);
-    OrtValue* back = nullptr;
-    if (carrySource_[ii] >= 0) back = NewCpuTensor(env, t.type, t.dims, "setState '" + name + "'");
     Slot& s = state_[ii];
     if (s.front) ort->ReleaseValue(s.front);
-    if (s.back) ort->ReleaseValue(s.back);
+    if (s.back) ort->ReleaseValue(s.back);  // reallocated at the next run, in the new value's shape
     s.front = front;
-    s.back = back;
+    s.back = nullptr;
   }
   return env.Undefined();
 }
@@ -218,10 +271,10 @@ Napi::Value Session::GetState(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsArray()) {
     Napi::Array names = info[0].As<Napi::Array>();
     for (uint32_t k = 0; k < names.Length(); k++) {
-      std::string name = names.Get(k).As<Napi::String>();
+      std::string name = names.Get(k).ToString();
       int ii = InputIndex(name);
       if (ii < 0) throw Napi::Error::New(env, label_ + ": getState: the model has no input '" + name + "'");
-      if (!state_[ii].front) throw Napi::Error::New(env, label_ + ": getState: input '" + name + "' holds no state");
+      if (!state_[ii].front) throw Napi::Error::New(env, label_ + ": getState: input '" + name + "' has no value: call setState");
       out.Set(name, ToJs(env, state_[ii].front, name));
     }
   } else {
@@ -233,15 +286,33 @@ Napi::Value Session::GetState(const Napi::CallbackInfo& info) {
 
 void Session::Prepare(Napi::Env env, Napi::Value feedsV, Napi::Value fetchesV, bool copyFeeds, RunPlan& plan) {
   RequireOpen(env);
+  if (!feedsV.IsUndefined() && !feedsV.IsNull() && !feedsV.IsObject())
+    throw Napi::TypeError::New(env, "run(feeds: {inputName: tensor}, fetches?: string[])");
   Napi::Object feeds = feedsV.IsObject() ? feedsV.As<Napi::Object>() : Napi::Object::New(env);
   Napi::Array keys = feeds.GetPropertyNames();
   for (uint32_t k = 0; k < keys.Length(); k++) {
-    std::string name = keys.Get(k).As<Napi::String>();
+    std::string name = keys.Get(k).ToString();
     int ii = InputIndex(name);
     if (ii < 0) throw Napi::Error::New(env, label_ + ": run: the model has no input '" + name + "'");
+    if (carrySource_[ii] >= 0)
+      throw Napi::Error::New(env, label_ + ": run: input '" + name + "' is carried from output '" + out_[carrySource_[ii]].name +
+                                      "'; it cannot be fed (change it with setState)");
     if (state_[ii].front)
-      throw Napi::Error::New(env, label_ + ": run: input '" + name + "' holds native state" +
-                                      (carrySource_[ii] >= 0 ? " (carried)" : "") + "; change it with setState, not as a feed");
+      throw Napi::Error::New(env, label_ + ": run: input '" + name + "' holds native state; change it with setState, not as a feed");
+  }
+  std::vector<bool> want(out_.size(), false);
+  if (fetchesV.IsArray()) {
+    Napi::Array f = fetchesV.As<Napi::Array>();
+    for (uint32_t k = 0; k < f.Length(); k++) {
+      std::string name = f.Get(k).ToString();
+      int oi = OutputIndex(name);
+      if (oi < 0) throw Napi::Error::New(env, label_ + ": run: the model has no output '" + name + "'");
+      want[oi] = true;
+    }
+  } else if (!fetchesV.IsUndefined() && !fetchesV.IsNull()) {
+    throw Napi::TypeError::New(env, "run: fetches must be an array of output names");
+  } else {
+    for (size_t o = 0; o < out_.size(); o++) want[o] = carryTarget_[o] < 0;
   }
   try {
     for (size_t i = 0; i < in_.size(); i++) {
@@ -252,42 +323,39 @@ void Session::Prepare(Napi::Env env, Napi::Value feedsV, Napi::Value fetchesV, b
         plan.ownedInput.push_back(false);
         continue;
       }
-      if (!feeds.Has(name)) {
-        if (carrySource_[i] >= 0)
-          throw Napi::Error::New(env, label_ + ": carried input '" + name + "' has no value: call setState");
-        throw Napi::Error::New(env, label_ + ": run: input '" + name + "' is missing");
-      }
-      JsTensor t = ReadJsTensor(env, feeds.Get(name), "input '" + name + "'");
+      if (carrySource_[i] >= 0) throw Napi::Error::New(env, label_ + ": carried input '" + name + "' has no value: call setState");
+      if (!feeds.Has(name)) throw Napi::Error::New(env, label_ + ": run: input '" + name + "' is missing");
+      JsTensor t = ReadJsTensor(env, feeds.Get(name), label_ + ": input '" + name + "'");
       if (t.type != in_[i].type)
-        throw Napi::TypeError::New(env, label_ + ": input '" + name + "' must be " + TypeToName(in_[i].type) + ", got " + TypeToName(t.type));
+        throw Napi::TypeError::New(env, label_ + ": input '" + name + "' must be " + TypeToName(in_[i].type) + ", got " +
+                                            TypeToName(t.type));
       void* data = t.data;
-      if (copyFeeds) {
-        auto h = std::make_unique<HostTensor>();
-        h->bytes.assign(static_cast<uint8_t*>(t.data), static_cast<uint8_t*>(t.data) + t.byteLength);
-        data = h->bytes.data();
-        plan.copies.push_back(std::move(h));
+      if (copyFeeds) {  // the JS buffer may change or be collected while the worker runs
+        plan.copies.emplace_back(static_cast<uint8_t*>(t.data), static_cast<uint8_t*>(t.data) + t.byteLength);
+        data = plan.copies.back().data();
       }
-      plan.inputs.push_back(WrapCpu(env, t.type, t.dims, data, t.byteLength, "input '" + name + "'"));
+      plan.inputs.push_back(nullptr);
       plan.ownedInput.push_back(true);
-    }
-    // requested outputs (default: all non-carried), then the carried ones
-    std::vector<bool> want(out_.size(), false);
-    if (fetchesV.IsArray()) {
-      Napi::Array f = fetchesV.As<Napi::Array>();
-      for (uint32_t k = 0; k < f.Length(); k++) {
-        std::string name = f.Get(k).As<Napi::String>();
-        int oi = OutputIndex(name);
-        if (oi < 0) throw Napi::Error::New(env, label_ + ": run: the model has no output '" + name + "'");
-        want[oi] = true;
-      }
-    } else {
-      for (size_t o = 0; o < out_.size(); o++) want[o] = carryTarget_[o] < 0;
+      plan.inputs.back() = WrapCpu(env, t.type, t.dims, data, t.byteLength, label_ + ": input '" + name + "'");
     }
     for (size_t o = 0; o < out_.size(); o++) {
-      if (!want[o] && carryTarget_[o] < 0) continue;
+      int ii = carryTarget_[o];
+      if (!want[o] && ii < 0) continue;  // never computed into JS unless asked for
+      OrtValue* target = nullptr;
+      if (ii >= 0) {
+        Slot& s = state_[ii];
+        if (!s.back) {  // first run after setState: the back buffer takes the front's shape
+          ONNXTensorElementDataType type;
+          std::vector<int64_t> dims;
+          TensorShape(env, s.front, &type, &dims);
+          s.back = NewStateValue(env, type, dims, in_[ii].name);
+        }
+        target = s.back;
+      }
       plan.outNames.push_back(out_[o].name.c_str());
       plan.outIndex.push_back(static_cast<int>(o));
-      plan.outputs.push_back(carryTarget_[o] >= 0 ? state_[carryTarget_[o]].back : nullptr);
+      plan.outputs.push_back(target);
+      plan.toJs.push_back(want[o]);
     }
   } catch (...) {
     ReleasePlan(plan);
@@ -305,13 +373,11 @@ void Session::ReleasePlan(RunPlan& plan) {
   for (size_t i = 0; i < plan.inputs.size(); i++)
     if (plan.ownedInput[i] && plan.inputs[i]) ort->ReleaseValue(plan.inputs[i]);
   plan.inputs.clear();
-  for (size_t k = 0; k < plan.outputs.size(); k++) {
-    // preallocated back buffers belong to the state; anything ORT allocated is ours to free
-    int o = plan.outIndex[k];
-    bool isBack = carryTarget_[o] >= 0 && plan.outputs[k] == state_[carryTarget_[o]].back;
-    if (plan.outputs[k] && !isBack) ort->ReleaseValue(plan.outputs[k]);
-  }
+  plan.ownedInput.clear();
+  for (size_t k = 0; k < plan.outputs.size(); k++)
+    if (plan.outputs[k] && carryTarget_[plan.outIndex[k]] < 0) ort->ReleaseValue(plan.outputs[k]);  // back buffers stay
   plan.outputs.clear();
+  plan.copies.clear();
 }
 
 Napi::Value Session::Finish(Napi::Env env, RunPlan& plan) {
@@ -319,25 +385,23 @@ Napi::Value Session::Finish(Napi::Env env, RunPlan& plan) {
     ReleasePlan(plan);
     throw Napi::Error::New(env, plan.error);
   }
+  // Swap first, so the state is consistent whatever the conversions below do.
+  for (size_t k = 0; k < plan.outputs.size(); k++) {
+    int ii = carryTarget_[plan.outIndex[k]];
+    if (ii < 0) continue;
+    Slot& s = state_[ii];
+    std::swap(s.front, s.back);  // the value just written becomes the next input; the old input, the next target
+  }
   Napi::Object result = Napi::Object::New(env);
   std::string convError;
   for (size_t k = 0; k < plan.outputs.size(); k++) {
+    if (!plan.toJs[k]) continue;
     int o = plan.outIndex[k];
-    int ii = carryTarget_[o];
-    if (ii >= 0) {
-      // double buffer: the value just written becomes the next input; the old input becomes the next target
-      Slot& s = state_[ii];
-      OrtValue* written = plan.outputs[k];
-      OrtValue* old = s.front;
-      s.front = written;
-      s.back = old;
-      plan.outputs[k] = nullptr;
-      continue;
-    }
+    OrtValue* v = carryTarget_[o] >= 0 ? state_[carryTarget_[o]].front : plan.outputs[k];
     try {
-      result.Set(out_[o].name, ToJs(env, plan.outputs[k], out_[o].name));
+      result.Set(out_[o].name, ToJs(env, v, out_[o].name));
     } catch (const Napi::Error& e) {
-      convError = e.Message();
+      convError = label_ + ": output " + e.Message();
     }
   }
   ReleasePlan(plan);
@@ -345,7 +409,7 @@ Napi::Value Session::Finish(Napi::Env env, RunPlan& plan) {
   return result;
 }
 
-// run(feeds, fetches?) → {outputName: tensor}
+// run(feeds, fetches?) → {outputName: tensor}. Feeds are wrapped in place (no copy): JS cannot run meanwhile.
 Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RunPlan plan;
@@ -354,19 +418,20 @@ Napi::Value Session::Run(const Napi::CallbackInfo& info) {
   return Finish(env, plan);
 }
 
+namespace {
 class RunWorker : public Napi::AsyncWorker {
  public:
-  RunWorker(Napi::Env env, Session* s, Napi::Object self) : Napi::AsyncWorker(env), session_(s), deferred_(Napi::Promise::Deferred::New(env)) {
-    self_ = Napi::Persistent(self);
+  RunWorker(Napi::Env env, Session* s, Napi::Object self)
+      : Napi::AsyncWorker(env, "ademamix.runAsync"), session_(s), deferred_(Napi::Promise::Deferred::New(env)) {
+    self_ = Napi::Persistent(self);  // keeps the session (and its state) alive while the worker runs
   }
   RunPlan plan;
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override { session_->Execute(plan); }
   void OnOK() override {
-    Napi::Env env = Env();
     session_->busy = false;
     try {
-      deferred_.Resolve(session_->Finish(env, plan));
+      deferred_.Resolve(session_->Finish(Env(), plan));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     }
@@ -379,11 +444,13 @@ class RunWorker : public Napi::AsyncWorker {
 
  private:
   Session* session_;
-  Napi::ObjectReference self_;  // keeps the session alive while the worker runs
+  Napi::ObjectReference self_;
   Napi::Promise::Deferred deferred_;
 };
+}  // namespace
 
-// runAsync(feeds, fetches?) → Promise; the feeds are copied, so the caller may reuse its buffers at once.
+// runAsync(feeds, fetches?) → Promise. Feeds are copied, so the caller may refill its buffers at once. Until the promise
+// settles the session is busy: run/setState/getState/setCarry/release throw.
 Napi::Value Session::RunAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* w = new RunWorker(env, this, info.This().As<Napi::Object>());
@@ -395,24 +462,26 @@ Napi::Value Session::RunAsync(const Napi::CallbackInfo& info) {
   }
   busy = true;
   Napi::Promise p = w->Promise();
-  w->Queue();
+  w->Queue();  // deletes itself after OnOK/OnError
   return p;
 }
 
+// endProfiling() → path of the profile JSON ORT wrote ("" when profiling was not enabled).
 Napi::Value Session::EndProfiling(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireOpen(env);
   OrtAllocator* alloc = nullptr;
-  Check(env, ort->GetAllocatorWithDefaultOptions(&alloc), "allocator");
+  Check(env, ort->GetAllocatorWithDefaultOptions(&alloc), "default allocator");
   char* file = nullptr;
-  Check(env, ort->SessionEndProfiling(session_, alloc, &file), label_ + ": end profiling");
+  Check(env, ort->SessionEndProfiling(session_, alloc, &file), label_ + ": ending profiling");
   std::string f = file ? file : "";
   if (file) alloc->Free(alloc, file);
   return Napi::String::New(env, f);
 }
 
+// release(): frees the session and its state now (idempotent); the finalizer does the same at GC.
 Napi::Value Session::Release(const Napi::CallbackInfo& info) {
-  if (busy) throw Napi::Error::New(info.Env(), label_ + ": cannot release while a run is in progress");
+  if (busy) throw Napi::Error::New(info.Env(), label_ + ": cannot release while a runAsync is in progress");
   ReleaseAll();
   return info.Env().Undefined();
 }

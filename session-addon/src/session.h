@@ -1,5 +1,10 @@
-// Session: one ORT InferenceSession plus native state. Carried outputs are written into the back buffer of their
-// input's double buffer and swapped after the run, so params and optimizer states never cross into JS per step.
+// Session: one ORT session plus native state. A carried output is written (as a preallocated Run output) into the
+// back buffer of its input's double buffer, and the buffers swap after the run, so parameters and optimizer state
+// never cross into JS per step.
+//
+// Device note: all state lives in CPU OrtValues made by NewStateValue, and Execute calls Run with plain arrays. A
+// device execution provider would allocate state with the session's device allocator there and bind it through
+// IoBinding in Execute; nothing else depends on where the state lives, except getState/setState copies (Download/Upload).
 #pragma once
 #include <memory>
 #include <string>
@@ -16,15 +21,16 @@ struct IOInfo {
   bool isTensor = true;
 };
 
-// Everything one Run needs, prepared on the JS thread; Execute may run on a worker thread.
+// Everything one Run needs, prepared on the JS thread; Execute may then run on a worker thread.
 struct RunPlan {
-  std::vector<const char*> inNames, outNames;
-  std::vector<OrtValue*> inputs;     // some owned (fed), some borrowed (state)
+  std::vector<const char*> inNames, outNames;  // point into Session::in_/out_ (fixed for the session's life)
+  std::vector<OrtValue*> inputs;               // fed values (owned) and state fronts (borrowed)
   std::vector<bool> ownedInput;
-  std::vector<OrtValue*> outputs;    // preallocated back buffers for carried outputs, else null
-  std::vector<int> outIndex;         // session output index of each requested output
-  std::vector<std::unique_ptr<HostTensor>> copies;  // async: owned copies of the fed JS data
-  std::string error;
+  std::vector<OrtValue*> outputs;  // carried: the state's back buffer (borrowed); else null, then ORT's (owned)
+  std::vector<int> outIndex;       // session output index of each entry of outputs
+  std::vector<bool> toJs;          // copy this output to JS
+  std::vector<std::vector<uint8_t>> copies;  // runAsync: owned copies of the fed data
+  std::string error;               // set by Execute
 };
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -36,10 +42,10 @@ class Session : public Napi::ObjectWrap<Session> {
   void Execute(RunPlan& plan);                       // any thread
   Napi::Value Finish(Napi::Env env, RunPlan& plan);  // JS thread: swap carried buffers, convert fetched outputs
   void ReleasePlan(RunPlan& plan);
-  bool busy = false;
+  bool busy = false;                                 // a runAsync is in flight: state and session are in use
 
  private:
-  struct Slot { OrtValue* front = nullptr; OrtValue* back = nullptr; };
+  struct Slot { OrtValue* front = nullptr; OrtValue* back = nullptr; };  // front: current value; back: next output
 
   Napi::Value Inputs(const Napi::CallbackInfo& info);
   Napi::Value Outputs(const Napi::CallbackInfo& info);
@@ -52,6 +58,7 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value Release(const Napi::CallbackInfo& info);
 
   void Prepare(Napi::Env env, Napi::Value feeds, Napi::Value fetches, bool copyFeeds, RunPlan& plan);
+  OrtValue* NewStateValue(Napi::Env env, ONNXTensorElementDataType type, const std::vector<int64_t>& dims, const std::string& what);
   void ReleaseAll();
   void RequireOpen(Napi::Env env) const;
   int InputIndex(const std::string& name) const;
@@ -59,11 +66,11 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Array InfoToJs(Napi::Env env, const std::vector<IOInfo>& infos);
 
   OrtSession* session_ = nullptr;
-  std::string label_;  // model path or "<bytes>", for errors
+  std::string label_;  // model path or "<model bytes>", for errors
   std::vector<IOInfo> in_, out_;
-  std::vector<Slot> state_;        // by input index
-  std::vector<int> carryTarget_;   // by output index: input index it feeds, or -1
-  std::vector<int> carrySource_;   // by input index: output index that feeds it, or -1
+  std::vector<Slot> state_;       // by input index
+  std::vector<int> carryTarget_;  // by output index: the input it feeds, or -1
+  std::vector<int> carrySource_;  // by input index: the output that feeds it, or -1
 };
 
 }  // namespace ademamix

@@ -3,6 +3,7 @@
 import { Tensor } from 'onnxruntime-common';
 import { addonPath, hasOpsLibrary, opsLibraryPath, ortLibraryPath } from './paths';
 
+/** An input's or output's declared type; dims hold a symbolic name (string) or -1 where the size is not fixed. */
 export interface IOMetadata { name: string; type: string; dims: (number | string)[] }
 
 export interface NativeSessionOptions {
@@ -10,15 +11,17 @@ export interface NativeSessionOptions {
   interOpThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   executionMode?: 'sequential' | 'parallel';
-  /** Op library to register: a path, or false for none. Default: the bundled library when it is built. */
+  /** Op library to register: a path, or false for none. Default: the bundled com.ademamix library when it is built. */
   opsLibrary?: string | false;
-  /** Enables ORT profiling, writing `<prefix>_<date>.json`; see endProfiling(). */
+  /** Enables ORT profiling into `<prefix>_<date>.json`; endProfiling() stops it and returns the path. */
   profilingPrefix?: string;
 }
 
-interface RawTensor { type: string; data: Tensor['data']; dims: number[] }
+// What crosses the N-API boundary: plain objects, so the addon need not know onnxruntime-common.
+interface RawTensor { type: string; data: Tensor['data']; dims: readonly number[] }
 interface AddonSession {
-  inputs(): IOMetadata[]; outputs(): IOMetadata[];
+  inputs(): IOMetadata[];
+  outputs(): IOMetadata[];
   setCarry(pairs: Record<string, string>): void;
   setState(values: Record<string, RawTensor>): void;
   getState(names?: string[]): Record<string, RawTensor>;
@@ -27,66 +30,108 @@ interface AddonSession {
   endProfiling(): string;
   release(): void;
 }
-interface Addon { init(ortPath: string): string; Session: new (model: string | Uint8Array, opts: object) => AddonSession }
+interface Addon {
+  init(ortLibraryPath: string): string;
+  Session: new (model: string | Uint8Array, opts: object) => AddonSession;
+}
 
 let addon: Addon | undefined;
 let ortVersion = '';
 
+// Loaded on first use, so importing this module never needs the native build.
 function load(): Addon {
   if (!addon) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const a = require(addonPath()) as Addon;
+    const a = require(addonPath()) as Addon; // eslint-disable-line @typescript-eslint/no-require-imports
     ortVersion = a.init(ortLibraryPath());
     addon = a;
   }
   return addon;
 }
 
-/** The ONNX Runtime version the native sessions run on. */
-export function nativeOrtVersion(): string { load(); return ortVersion; }
+/** The ONNX Runtime version the native sessions run on (loads the addon). */
+export function nativeOrtVersion(): string {
+  load();
+  return ortVersion;
+}
 
-const toRaw = (t: Tensor, name: string): RawTensor => {
-  if (t.type === 'string') throw new TypeError(`tensor '${name}': string tensors are not supported`);
-  return { type: t.type, data: t.data, dims: t.dims as number[] };
-};
-const fromRaw = (r: RawTensor): Tensor => new Tensor(r.type as 'float32', r.data as Float32Array, r.dims);
+function toRaw(t: Tensor, name: string): RawTensor {
+  if (t === null || typeof t !== 'object' || !('dims' in t)) throw new TypeError(`'${name}' is not a Tensor`);
+  if (t.type === 'string') throw new TypeError(`'${name}': string tensors are not supported`);
+  return { type: t.type, data: t.data, dims: t.dims };
+}
+
+function fromRaw(r: RawTensor, name: string): Tensor {
+  if (r.type === 'bfloat16') throw new TypeError(`'${name}' is bfloat16, which onnxruntime-common's Tensor cannot hold`);
+  return new Tensor(r.type as 'float32', r.data as Float32Array, r.dims);
+}
+
 const mapObj = <A, B>(o: Record<string, A>, f: (v: A, k: string) => B): Record<string, B> =>
   Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v, k)]));
 
 export class NativeSession {
-  private constructor(private s: AddonSession, readonly inputMetadata: IOMetadata[], readonly outputMetadata: IOMetadata[]) {}
+  private carried: Record<string, string> = {};
 
+  private constructor(
+    private readonly s: AddonSession,
+    readonly inputMetadata: readonly IOMetadata[],
+    readonly outputMetadata: readonly IOMetadata[],
+  ) {}
+
+  /** Loads a model from a file path or its bytes. Errors carry ORT's message and the model path. */
   static create(model: string | Uint8Array, opts: NativeSessionOptions = {}): NativeSession {
     const a = load();
-    const opsLibrary = opts.opsLibrary === undefined ? (hasOpsLibrary() ? opsLibraryPath() : undefined) : opts.opsLibrary || undefined;
+    let opsLibrary: string | undefined;
+    if (opts.opsLibrary === undefined) opsLibrary = hasOpsLibrary() ? opsLibraryPath() : undefined;
+    else if (opts.opsLibrary !== false) opsLibrary = opts.opsLibrary;
     const s = new a.Session(model, { ...opts, opsLibrary });
     return new NativeSession(s, s.inputs(), s.outputs());
   }
 
   get inputNames(): string[] { return this.inputMetadata.map((m) => m.name); }
   get outputNames(): string[] { return this.outputMetadata.map((m) => m.name); }
+  /** The declared carry pairs, output name → input name. */
+  get carries(): Readonly<Record<string, string>> { return { ...this.carried }; }
 
-  /** Declares carried state: each output's value becomes the named input's value for the next run. */
-  carry(pairs: Record<string, string>): void { this.s.setCarry(pairs); }
+  /**
+   * Declares carried state (replacing earlier pairs): after each run, output `o`'s value becomes input `pairs[o]`,
+   * natively (double-buffered, nothing copied to JS). Carried inputs need a start value from setState and cannot be fed.
+   */
+  carry(pairs: Record<string, string>): void {
+    this.s.setCarry(pairs);
+    this.carried = { ...pairs };
+  }
 
-  /** Copies values into native state (carried inputs, or inputs that stay fixed across runs). */
+  /** Copies values into native state: the start of carried inputs, or inputs that then stay fixed across runs. */
   setState(values: Record<string, Tensor>): void { this.s.setState(mapObj(values, toRaw)); }
 
   /** Copies native state out (default: every input holding state). */
   getState(names?: string[]): Record<string, Tensor> { return mapObj(this.s.getState(names), fromRaw); }
 
-  /** Runs with `feeds` for the inputs without state; returns `fetches` (default: every non-carried output). */
+  /**
+   * Runs with `feeds` for the inputs without native state; returns `fetches` (default: every non-carried output).
+   * Feeds are read in place, not copied; only the fetched outputs are copied to JS.
+   */
   run(feeds: Record<string, Tensor>, fetches?: string[]): Record<string, Tensor> {
     return mapObj(this.s.run(mapObj(feeds, toRaw), fetches), fromRaw);
   }
 
-  /** Like run() off the JS thread (feeds are copied), so the next batch can be prepared meanwhile. */
-  async runAsync(feeds: Record<string, Tensor>, fetches?: string[]): Promise<Record<string, Tensor>> {
-    return mapObj(await this.s.runAsync(mapObj(feeds, toRaw), fetches), fromRaw);
+  /**
+   * run() on a worker thread, so JS can prepare the next batch meanwhile. Feeds are copied at the call, so their buffers
+   * may be reused at once. Until the promise settles the session is busy (other calls on it throw).
+   */
+  runAsync(feeds: Record<string, Tensor>, fetches?: string[]): Promise<Record<string, Tensor>> {
+    let pending: Promise<Record<string, RawTensor>>;
+    try {
+      pending = this.s.runAsync(mapObj(feeds, toRaw), fetches);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return pending.then((r) => mapObj(r, fromRaw));
   }
 
-  /** Stops profiling; returns the profile file's path. */
+  /** Stops ORT profiling (needs the profilingPrefix option); returns the profile file's path. */
   endProfiling(): string { return this.s.endProfiling(); }
 
+  /** Frees the native session and its state now rather than at garbage collection. Idempotent. */
   release(): void { this.s.release(); }
 }

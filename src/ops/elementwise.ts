@@ -1,6 +1,8 @@
-// Elementwise ops: numpy-broadcasting binaries and unaries.
+// Elementwise ops: numpy-broadcasting binaries and unaries, each with its gradient rule.
 import type { DType } from '../graph/dtype';
-import { defineOp, type InferCtx, type OutType } from './registry';
+import type { Value } from '../graph/value';
+import { castLike, scalarLike, sumToShape } from './grad-util';
+import { defineOp, type GradRule, type InferCtx, type OutType } from './registry';
 import { broadcast } from './shape';
 
 const FLOATS: DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
@@ -21,26 +23,128 @@ export function floatUnaryInfer(ctx: InferCtx): OutType[] {
   return unaryInfer(ctx);
 }
 
-for (const op of ['Add', 'Sub', 'Mul', 'Div', 'Max', 'Min', 'Mod']) defineOp({ opType: op, infer: binaryInfer });
+/** A binary rule from the two partial-derivative products, reduced back to each input's shape. */
+const binaryGrad = (da: ((d: Value) => Value) | null, db: ((d: Value) => Value) | null): GradRule => ({ g, node, dOut, needs }) => {
+  const d = dOut[0]!;
+  const [a, b] = node.inputs as Value[];
+  return [needs[0] && da ? sumToShape(g, da(d), a) : null, needs[1] && db ? sumToShape(g, db(d), b) : null];
+};
+
+defineOp({ opType: 'Add', infer: binaryInfer, grad: (c) => binaryGrad((d) => d, (d) => d)(c) });
+defineOp({ opType: 'Sub', infer: binaryInfer, grad: (c) => binaryGrad((d) => d, (d) => c.g.neg(d))(c) });
+defineOp({
+  opType: 'Mul', infer: binaryInfer,
+  grad: (c) => { const [a, b] = c.node.inputs as Value[]; return binaryGrad((d) => c.g.mul(d, b), (d) => c.g.mul(d, a))(c); },
+});
+defineOp({
+  opType: 'Div', infer: binaryInfer,
+  // d(a/b)/db = −(a/b)/b
+  grad: (c) => {
+    const [, b] = c.node.inputs as Value[]; const y = c.node.outputs[0];
+    return binaryGrad((d) => c.g.div(d, b), (d) => c.g.neg(c.g.div(c.g.mul(d, y), b)))(c);
+  },
+});
 defineOp({
   opType: 'Pow',
   // Pow allows a different exponent type (T1), so only the base sets the output type.
   infer: (ctx) => [{ dtype: ctx.input(0).dtype, shape: broadcast(ctx, [ctx.input(0).shape, ctx.input(1).shape]) }],
+  grad: (c) => {
+    const { g } = c; const [a, b0] = c.node.inputs as Value[]; const y = c.node.outputs[0];
+    const b = castLike(g, b0, a);
+    return binaryGrad(
+      (d) => g.mul(d, g.mul(b, g.pow(a, g.sub(b, scalarLike(g, 1, a))))),
+      (d) => castLike(g, g.mul(d, g.mul(y, g.log(a))), b0),
+    )(c);
+  },
 });
+/** Variadic Max/Min/Sum/Mean (numpy broadcasting over all inputs). */
+function variadicInfer(ctx: InferCtx): OutType[] {
+  if (!ctx.inputs.length) ctx.fail('needs at least one input');
+  return [{ dtype: ctx.sameDtype(ctx.inputs.map((_, i) => i)), shape: broadcast(ctx, ctx.inputs.map((_, i) => ctx.input(i).shape)) }];
+}
+for (const op of ['Max', 'Min']) {
+  defineOp({
+    opType: op, infer: variadicInfer,
+    // the gradient flows to the input(s) equal to the result (ties: to each tied input)
+    grad: ({ g, node, dOut, needs }) => {
+      const y = node.outputs[0]; const d = dOut[0]!; const zero = scalarLike(g, 0, y);
+      return (node.inputs as Value[]).map((x, i) => (needs[i] ? sumToShape(g, g.op('Where', [g.op('Equal', [x, y]), d, zero]), x) : null));
+    },
+  });
+}
+defineOp({
+  opType: 'Sum', infer: variadicInfer,
+  grad: ({ g, node, dOut, needs }) => (node.inputs as Value[]).map((x, i) => (needs[i] ? sumToShape(g, dOut[0]!, x) : null)),
+});
+defineOp({
+  opType: 'Mean', infer: variadicInfer,
+  grad: ({ g, node, dOut, needs }) => {
+    const d = g.div(dOut[0]!, scalarLike(g, node.inputs.length, dOut[0]!));
+    return (node.inputs as Value[]).map((x, i) => (needs[i] ? sumToShape(g, d, x) : null));
+  },
+});
+defineOp({ opType: 'Mod', attrTypes: { fmod: 'int' }, infer: binaryInfer }); // no rule: integer Mod is pruned by its type
 for (const op of ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual']) {
   defineOp({ opType: op, infer: compareInfer, nonDifferentiable: true });
 }
 for (const op of ['And', 'Or', 'Xor']) defineOp({ opType: op, infer: compareInfer, nonDifferentiable: true });
-defineOp({ opType: 'Not', infer: unaryInfer, nonDifferentiable: true });
-for (const op of ['Neg', 'Abs', 'Identity', 'Relu', 'Sign']) defineOp({ opType: op, infer: unaryInfer });
-for (const op of ['Sqrt', 'Exp', 'Log', 'Reciprocal', 'Erf', 'Tanh', 'Sigmoid', 'Sin', 'Cos', 'Floor', 'Ceil', 'Round', 'IsNaN', 'IsInf']) {
-  defineOp({ opType: op, infer: op === 'IsNaN' || op === 'IsInf' ? (c) => [{ dtype: 'bool', shape: unaryInfer(c)[0].shape }] : floatUnaryInfer });
-}
-defineOp({ opType: 'Gelu', attrTypes: { approximate: 'string' }, infer: floatUnaryInfer });
+for (const op of ['Not', 'Sign', 'Floor', 'Ceil', 'Round']) defineOp({ opType: op, infer: unaryInfer, nonDifferentiable: true });
+for (const op of ['IsNaN', 'IsInf']) defineOp({ opType: op, infer: (c) => [{ dtype: 'bool', shape: c.input(0).shape }], nonDifferentiable: true });
+
+/** A unary rule: dX = dY · f'(x, y). */
+const unary = (opType: string, deriv: ((c: Parameters<GradRule>[0], x: Value, y: Value) => Value) | 'identity', infer = floatUnaryInfer): void => {
+  defineOp({
+    opType, infer,
+    grad: (c) => {
+      const x = c.node.inputs[0]!; const y = c.node.outputs[0]; const d = c.dOut[0]!;
+      return [deriv === 'identity' ? d : c.g.mul(d, deriv(c, x, y))];
+    },
+  });
+};
+unary('Identity', 'identity', unaryInfer);
+defineOp({ opType: 'Neg', infer: unaryInfer, grad: (c) => [c.g.neg(c.dOut[0]!)] });
+unary('Abs', ({ g }, x) => g.op('Sign', [x]), unaryInfer);
+unary('Relu', ({ g }, x, y) => castLike(g, g.op('Greater', [x, scalarLike(g, 0, x)]), y), unaryInfer);
+unary('Sqrt', ({ g }, _x, y) => g.div(scalarLike(g, 0.5, y), y));
+unary('Exp', (_c, _x, y) => y);
+unary('Log', ({ g }, x) => g.op('Reciprocal', [x]));
+unary('Reciprocal', ({ g }, _x, y) => g.neg(g.mul(y, y)));
+unary('Tanh', ({ g }, _x, y) => g.sub(scalarLike(g, 1, y), g.mul(y, y)));
+unary('Sigmoid', ({ g }, _x, y) => g.mul(y, g.sub(scalarLike(g, 1, y), y)));
+unary('Sin', ({ g }, x) => g.op('Cos', [x]));
+unary('Cos', ({ g }, x) => g.neg(g.op('Sin', [x])));
+// erf'(x) = 2/√π · e^(−x²)
+unary('Erf', ({ g }, x) => g.mul(scalarLike(g, 2 / Math.sqrt(Math.PI), x), g.exp(g.neg(g.mul(x, x)))));
+defineOp({
+  opType: 'Gelu', attrTypes: { approximate: 'string' }, infer: floatUnaryInfer,
+  grad: (c) => {
+    const { g } = c; const x = c.node.inputs[0]!; const d = c.dOut[0]!;
+    const k = (v: number): Value => scalarLike(g, v, x);
+    if (c.node.attrs.approximate?.kind === 'string' && c.node.attrs.approximate.value === 'tanh') {
+      // y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³)
+      const s = Math.sqrt(2 / Math.PI);
+      const x2 = g.mul(x, x);
+      const t = g.op('Tanh', [g.mul(k(s), g.add(x, g.mul(k(0.044715), g.mul(x2, x))))]);
+      const du = g.mul(k(s), g.add(k(1), g.mul(k(3 * 0.044715), x2)));
+      const dy = g.add(g.mul(k(0.5), g.add(k(1), t)), g.mul(g.mul(k(0.5), x), g.mul(g.sub(k(1), g.mul(t, t)), du)));
+      return [g.mul(d, dy)];
+    }
+    // y = xΦ(x): y' = Φ(x) + xφ(x)
+    const cdf = g.mul(k(0.5), g.add(k(1), g.op('Erf', [g.mul(x, k(Math.SQRT1_2))])));
+    const pdf = g.mul(k(1 / Math.sqrt(2 * Math.PI)), g.exp(g.mul(k(-0.5), g.mul(x, x))));
+    return [g.mul(d, g.add(cdf, g.mul(x, pdf)))];
+  },
+});
 defineOp({
   opType: 'Where',
   infer: (ctx) => {
     ctx.requireDtype(0, ['bool']);
     return [{ dtype: ctx.sameDtype([1, 2]), shape: broadcast(ctx, [ctx.input(0).shape, ctx.input(1).shape, ctx.input(2).shape]) }];
+  },
+  grad: ({ g, node, dOut, needs }) => {
+    const [cond, a, b] = node.inputs as Value[]; const d = dOut[0]!;
+    const zero = scalarLike(g, 0, d);
+    return [null, needs[1] ? sumToShape(g, g.op('Where', [cond, d, zero]), a) : null,
+      needs[2] ? sumToShape(g, g.op('Where', [cond, zero, d]), b) : null];
   },
 });

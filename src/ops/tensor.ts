@@ -1,5 +1,7 @@
 // Constants, casts and other ops that move or relabel data.
-import { fromOnnxType } from '../graph/dtype';
+import { fromOnnxType, isFloat } from '../graph/dtype';
+import type { Value } from '../graph/value';
+import { castLike } from './grad-util';
 import { defineOp } from './registry';
 
 // value (tensor) or value_float / value_int forms; the latter take attribute references in function bodies.
@@ -25,10 +27,10 @@ defineOp({
   opType: 'Cast',
   attrTypes: { to: 'int' },
   infer: (ctx) => [{ dtype: fromOnnxType(ctx.int('to', 0), `${ctx.node.label} 'to'`), shape: ctx.input(0).shape }],
-});
-defineOp({
-  opType: 'Shape',
-  infer: (ctx) => [{ dtype: 'int64', shape: [ctx.input(0).rank] }],
-  nonDifferentiable: true,
+  // float↔float casts pass the gradient back in the input's type; casts to or from integers stop it
+  grad: ({ g, node, dOut }) => {
+    const x = node.inputs[0] as Value;
+    return [isFloat(x.dtype) && isFloat(node.outputs[0].dtype) ? castLike(g, dOut[0]!, x) : null];
+  },
 });
 defineOp({ opType: 'Size', infer: () => [{ dtype: 'int64', shape: [] }], nonDifferentiable: true });

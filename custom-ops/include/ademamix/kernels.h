@@ -1,6 +1,9 @@
 // The one kernel skeleton shared by the optimizers (CPU now, CUDA later): each optimizer is a small struct whose
-// `update` maps one element's (param, grad, states) to new values, with every per-launch scalar precomputed in
-// double and stored as float. `apply` is the per-element body; loops and launches live in the backends.
+// `update` maps one element's (param, grad, states) to new values, with every per-launch scalar precomputed once on
+// the host in double (bias corrections, 1 − β) and stored as float. `apply` is the per-element body for a
+// grid-stride loop; the CPU loops (cpu_kernels.cc) call `update` directly. The per-element math stays IEEE:
+// plain float multiply/add, sqrtf and division (no approximate reciprocals), compiled without -ffast-math.
+// Usable from .cc and .cu files: ADEMAMIX_HD is __host__ __device__ under nvcc. Constructors are host-only.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -18,7 +21,8 @@ namespace ademamix {
 
 constexpr int kMaxStates = 3;
 
-// Pointers for one tensor: inputs and (distinct) outputs. States are in the op's order.
+// Pointers for one tensor: inputs and outputs, states in the op's order. An output may be its own input's buffer
+// (in place: ORT's may-inplace reuse); otherwise buffers must not overlap.
 struct Streams {
   const float* param;
   const float* grad;
@@ -37,6 +41,11 @@ ADEMAMIX_UNROLL
   for (int k = 0; k < Op::kStates; k++) x.state_out[k][i] = s[k];
 }
 
+// β·s + (1 − β)·x written as s + (1 − β)·(x − s): only 1 − β is rounded to float, and for β near 1 that keeps the
+// effective β exact to ~1e-7·(1 − β). Storing β itself as float would be off by up to 3e-8 absolute, which for
+// β3 = 0.9999 is a 3e-4 relative error in 1 − β3 and drifts m2 and ν off the exact recurrences over long runs.
+ADEMAMIX_HD float ema(float s, float x, float one_minus_beta) { return s + one_minus_beta * (x - s); }
+
 // Per-step scalars, as the host computes them (double) from the step, schedules and attributes.
 struct AdemamixHyper { double beta1, beta2, eps, weight_decay, lr, alpha, beta3; int64_t step; };
 struct SimplifiedHyper {
@@ -49,11 +58,11 @@ struct AdamWHyper { double beta1, beta2, eps, weight_decay, lr; int64_t step; };
 template <bool HasM1>
 struct AdemamixOp {
   static constexpr int kStates = HasM1 ? 3 : 2;
-  float b1, omb1, b2, omb2, b3, omb3, inv_bc1, inv_sqrt_bc2, alpha, lr, eps, lr_wd;
+  float omb1, omb2, omb3, inv_bc1, inv_sqrt_bc2, alpha, lr, eps, lr_wd;
   explicit AdemamixOp(const AdemamixHyper& h) {
     const double t = static_cast<double>(h.step);
-    b1 = float(h.beta1); omb1 = float(1.0 - h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2);
-    b3 = float(h.beta3); omb3 = float(1.0 - h.beta3);  // 1−β3 ~ 1e-4: taken in double
+    omb1 = float(1.0 - h.beta1); omb2 = float(1.0 - h.beta2);
+    omb3 = float(1.0 - h.beta3);  // 1−β3 ~ 1e-4: taken in double
     inv_bc1 = HasM1 ? float(1.0 / (1.0 - std::pow(h.beta1, t))) : 1.0f;
     inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(h.beta2, t)));
     alpha = float(h.alpha); lr = float(h.lr); eps = float(h.eps); lr_wd = float(h.lr * h.weight_decay);
@@ -61,9 +70,9 @@ struct AdemamixOp {
   ADEMAMIX_HD float update(float p, float g, float* s) const {
     float m1;
     int k = 0;
-    if (HasM1) { m1 = b1 * s[0] + omb1 * g; s[0] = m1; k = 1; } else { m1 = g; }
-    const float m2 = b3 * s[k] + omb3 * g;
-    const float nu = b2 * s[k + 1] + omb2 * g * g;
+    if (HasM1) { m1 = ema(s[0], g, omb1); s[0] = m1; k = 1; } else { m1 = g; }
+    const float m2 = ema(s[k], g, omb3);
+    const float nu = ema(s[k + 1], g * g, omb2);
     s[k] = m2; s[k + 1] = nu;
     const float u = (m1 * inv_bc1 + alpha * m2) / (sqrtf(nu) * inv_sqrt_bc2 + eps);
     return p - lr * u - lr_wd * p;
@@ -74,18 +83,18 @@ struct AdemamixOp {
 // the 1/S1 factor (bias_correction1) folds into the step size.
 struct SimplifiedOp {
   static constexpr int kStates = 2;
-  float b1, b2, omb2, alpha, k_nu, k_eps, lr_u, lr_wd;
+  float b1, omb2, alpha, k_nu, k_eps, lr_u, lr_wd;
   explicit SimplifiedOp(const SimplifiedHyper& h) {
     const double s2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
-    b1 = float(h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2); alpha = float(h.alpha);
+    b1 = float(h.beta1); omb2 = float(1.0 - h.beta2); alpha = float(h.alpha);
     k_nu = h.bias_correction2 ? float(1.0 / std::sqrt(s2)) : 1.0f;
     k_eps = float(h.bias_correction2 ? h.eps : h.eps * std::sqrt(s2));
     lr_u = float(h.bias_correction1 ? h.lr / h.s1 : h.lr);
     lr_wd = float(h.lr * h.weight_decay);
   }
   ADEMAMIX_HD float update(float p, float g, float* s) const {
-    const float m = b1 * s[0] + g;
-    const float nu = b2 * s[1] + omb2 * g * g;
+    const float m = b1 * s[0] + g;  // a sum, not an average: no (1 − β1)
+    const float nu = ema(s[1], g * g, omb2);
     s[0] = m; s[1] = nu;
     return p - lr_u * ((m + alpha * g) / (sqrtf(nu) * k_nu + k_eps)) - lr_wd * p;
   }
@@ -94,24 +103,27 @@ struct SimplifiedOp {
 // AdamW (torch.optim.AdamW): states (m, v); decoupled decay θ·(1 − lr·λ) first.
 struct AdamWOp {
   static constexpr int kStates = 2;
-  float b1, omb1, b2, omb2, step_size, inv_sqrt_bc2, eps, decay;
+  float omb1, omb2, step_size, inv_sqrt_bc2, eps, decay;
   explicit AdamWOp(const AdamWHyper& h) {
     const double t = static_cast<double>(h.step);
-    b1 = float(h.beta1); omb1 = float(1.0 - h.beta1); b2 = float(h.beta2); omb2 = float(1.0 - h.beta2);
+    omb1 = float(1.0 - h.beta1); omb2 = float(1.0 - h.beta2);
     step_size = float(h.lr / (1.0 - std::pow(h.beta1, t)));
     inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(h.beta2, t)));
     eps = float(h.eps); decay = float(1.0 - h.lr * h.weight_decay);
   }
   ADEMAMIX_HD float update(float p, float g, float* s) const {
-    const float m = b1 * s[0] + omb1 * g;
-    const float v = b2 * s[1] + omb2 * g * g;
+    const float m = ema(s[0], g, omb1);
+    const float v = ema(s[1], g * g, omb2);
     s[0] = m; s[1] = v;
     return p * decay - step_size * m / (sqrtf(v) * inv_sqrt_bc2 + eps);
   }
 };
 
 namespace cpu {
-// Runs `op` over [begin, end) of one tensor; plain C++ entry points, callable without ORT (tests, benchmarks).
+// One optimizer step over elements [begin, end) of one tensor (any sub-range: callers split tensors across
+// threads). Plain C++ entry points, callable without ORT (tests, benchmarks). For AdEMAMix, beta1 = 0 selects the
+// two-state form: x.state = {m2, nu}; otherwise {m1, m2, nu}. Simplified: {m, nu} (h.s1 is S1 after this step's
+// update, used only with bias_correction1). AdamW: {m, v}.
 void ademamix_range(const AdemamixHyper& h, const Streams& x, size_t begin, size_t end);
 void simplified_range(const SimplifiedHyper& h, const Streams& x, size_t begin, size_t end);
 void adamw_range(const AdamWHyper& h, const Streams& x, size_t begin, size_t end);

@@ -1,0 +1,78 @@
+// MatMul and Gemm with their gradient rules.
+import type { GraphBuilder } from '../graph/builder';
+import type { Dim, Value } from '../graph/value';
+import { range, sumToShape } from './grad-util';
+import { defineOp, type InferCtx } from './registry';
+import { broadcast, sameDim } from './shape';
+
+function matmulShape(ctx: InferCtx, a: Dim[] | null, b: Dim[] | null): Dim[] | null {
+  if (!a || !b) return null;
+  if (a.length === 0 || b.length === 0) ctx.fail('MatMul inputs must have rank >= 1');
+  const a2 = a.length === 1 ? [1, a[0]] : a; const b2 = b.length === 1 ? [b[0], 1] : b;
+  const k1 = a2[a2.length - 1]; const k2 = b2[b2.length - 2];
+  if (!sameDim(k1, k2)) ctx.fail(`inner dimensions differ: ${k1} vs ${k2}`);
+  const batch = broadcast(ctx, [a2.slice(0, -2), b2.slice(0, -2)]) ?? [];
+  const out = [...batch, a2[a2.length - 2], b2[b2.length - 1]];
+  if (a.length === 1) out.splice(out.length - 2, 1);
+  if (b.length === 1) out.splice(out.length - 1, 1);
+  return out;
+}
+
+/** Swaps the last two axes (ranks are static). */
+const transposeLast = (g: GraphBuilder, v: Value): Value => {
+  const r = v.rank!;
+  const perm = range(r); [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+  return g.op('Transpose', [v], { perm });
+};
+
+defineOp({
+  opType: 'MatMul',
+  infer: (ctx) => [{ dtype: ctx.sameDtype([0, 1]), shape: matmulShape(ctx, ctx.input(0).shape, ctx.input(1).shape) }],
+  grad: ({ g, node, dOut, needs }) => {
+    let [a, b] = node.inputs as Value[];
+    let d = dOut[0]!;
+    if (a.rank === null || b.rank === null) throw new Error(`${node.label}: MatMul gradient needs inputs of known rank`);
+    // 1-D operands: lift to matrices, and the output gradient with them
+    const aVec = a.rank === 1; const bVec = b.rank === 1;
+    if (aVec) a = g.op('Unsqueeze', [a, g.ints([0])]);
+    if (bVec) b = g.op('Unsqueeze', [b, g.ints([1])]);
+    // the output lost a's row axis (−2) and/or b's column axis (−1): put them back
+    const r = d.rank ?? Math.max(a.rank!, b.rank!) - (aVec ? 1 : 0) - (bVec ? 1 : 0);
+    if (aVec && bVec) d = g.op('Unsqueeze', [d, g.ints([r, r + 1])]);
+    else if (aVec) d = g.op('Unsqueeze', [d, g.ints([r - 1])]);
+    else if (bVec) d = g.op('Unsqueeze', [d, g.ints([r])]);
+    let da = needs[0] ? sumToShape(g, g.matmul(d, transposeLast(g, b)), a) : null;
+    let db = needs[1] ? sumToShape(g, g.matmul(transposeLast(g, a), d), b) : null;
+    if (da && aVec) da = g.op('Squeeze', [da, g.ints([0])]);
+    if (db && bVec) db = g.op('Squeeze', [db, g.ints([1])]);
+    return [da, db];
+  },
+});
+
+defineOp({
+  opType: 'Gemm',
+  attrTypes: { alpha: 'float', beta: 'float', transA: 'int', transB: 'int' },
+  infer: (ctx) => {
+    const a = ctx.input(0).shape; const b = ctx.input(1).shape;
+    const ta = ctx.int('transA', 0); const tb = ctx.int('transB', 0);
+    if (a && a.length !== 2) ctx.fail('A must be 2-D');
+    if (b && b.length !== 2) ctx.fail('B must be 2-D');
+    const m = a ? a[ta ? 1 : 0] : null; const ka = a ? a[ta ? 0 : 1] : null;
+    const kb = b ? b[tb ? 1 : 0] : null; const n = b ? b[tb ? 0 : 1] : null;
+    if (!sameDim(ka, kb)) ctx.fail(`inner dimensions differ: ${ka} vs ${kb}`);
+    return [{ dtype: ctx.sameDtype([0, 1, 2]), shape: [m, n] }];
+  },
+  grad: ({ g, node, dOut, needs }) => {
+    const [a, b, c] = node.inputs as (Value | null)[];
+    const alpha = node.attrs.alpha?.kind === 'float' ? node.attrs.alpha.value : 1;
+    const beta = node.attrs.beta?.kind === 'float' ? node.attrs.beta.value : 1;
+    const ta = Number(node.attrs.transA?.kind === 'int' ? node.attrs.transA.value : 0);
+    const tb = Number(node.attrs.transB?.kind === 'int' ? node.attrs.transB.value : 0);
+    const d = alpha === 1 ? dOut[0]! : g.mul(dOut[0]!, alpha);
+    // Y = A'B' with A' = ta ? Aᵀ : A: dA' = d·B'ᵀ, dB' = A'ᵀ·d; each written as one Gemm with the right transposes
+    const da = needs[0] ? (ta ? g.op('Gemm', [b!, d], { transA: tb, transB: 1 }) : g.op('Gemm', [d, b!], { transA: 0, transB: tb ? 0 : 1 })) : null;
+    const db = needs[1] ? (tb ? g.op('Gemm', [d, a!], { transA: 1, transB: ta }) : g.op('Gemm', [a!, d], { transA: ta ? 0 : 1, transB: 0 })) : null;
+    const dc = c && needs[2] ? sumToShape(g, beta === 1 ? dOut[0]! : g.mul(dOut[0]!, beta), c) : null;
+    return [da, db, dc];
+  },
+});
