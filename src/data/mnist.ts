@@ -43,6 +43,7 @@ export class ImageBatcher {
     return Int32Array.from(rng.shuffle(a));
   }
   seek(epoch: number, offset: number): void { this.epoch = epoch; this.offset = offset; this.order = this.shuffled(epoch); }
+  position(): number[] { return [this.epoch, this.offset]; }
   next(): { images: Float32Array; labels: BigInt64Array } {
     const { batch: B, set } = this;
     const px = set.channels * set.size * set.size;

@@ -60,9 +60,12 @@ function check(d: TextData, source: string): TextData {
 
 /** Random windows: tokens = ids[s .. s+T), targets = ids[s+1 .. s+T]. */
 export class TextBatcher {
-  constructor(readonly ids: Int32Array, readonly batch: number, readonly seq: number, readonly rng: Rng) {
+  constructor(readonly ids: Int32Array, readonly batch: number, readonly seq: number, public rng: Rng) {
     if (ids.length <= seq + 1) throw new Error(`sequence length ${seq} is longer than the data (${ids.length} tokens)`);
   }
+  /** The data order's position (the RNG state), for checkpoints. */
+  position(): number[] { return Array.from(this.rng.state); }
+  seek(p: number[]): void { this.rng = new Rng(Uint32Array.from(p)); }
   next(): { tokens: BigInt64Array; targets: BigInt64Array } {
     const { batch: B, seq: T } = this;
     const tokens = new BigInt64Array(B * T); const targets = new BigInt64Array(B * T);

@@ -30,6 +30,11 @@ export interface TrainingSpec {
   weightDecayMask?: (name: string, v: Value) => boolean;
   /** Also output each parameter's gradient as `<param>.grad`. */
   emitGradients?: boolean;
+  /**
+   * Guard the update: when the loss or the gradient norm is NaN/Inf, every carried value (params, states, step) keeps
+   * its old value and the `skipped` output is 1. Costs one extra select pass over the state, so it is opt-in.
+   */
+  skipNonFinite?: boolean;
   metadata?: Record<string, string>;
 }
 
@@ -81,8 +86,10 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   let grads = gradients(g, loss, params);
   const metrics: string[] = [];
   const carry: Record<string, string> = {};
+  let ok: Value | null = null; // set when updates are guarded against non-finite values
   const carried = (out: Value, inputName: string): void => {
-    g.output(out, inputName + NEXT);
+    const old = g.inputs.find((v) => v.name === inputName);
+    g.output(ok && old ? g.op('Where', [ok, out, old]) : out, inputName + NEXT);
     carry[inputName + NEXT] = inputName;
   };
 
@@ -90,6 +97,11 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const sq = grads.map((gr) => g.op('ReduceSum', [g.mul(gr, gr)], { keepdims: 0 }));
   const norm = g.sqrt(sq.reduce((a, b) => g.add(a, b)));
   g.output(norm, 'grad_norm'); metrics.push('grad_norm');
+  if (spec.skipNonFinite) {
+    const finite = (x: Value): Value => g.op('Not', [g.op('Or', [g.op('IsNaN', [x]), g.op('IsInf', [x])])]);
+    ok = g.op('And', [finite(norm), finite(g.cast(loss, 'float32'))]);
+    g.output(g.cast(g.op('Not', [ok]), 'int64'), 'skipped'); metrics.push('skipped');
+  }
   if (spec.gradClip !== undefined) {
     const scale = g.op('Min', [g.div(spec.gradClip, g.add(norm, 1e-6)), g.scalar(1)]);
     grads = grads.map((gr) => g.mul(gr, scale));

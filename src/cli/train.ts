@@ -1,0 +1,167 @@
+// `ademamix train | eval | export --model`: flags → TrainConfig, run directories, resume, Ctrl-C.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULT_CONFIG, isVision, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
+import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
+import { optimizerSpec, Trainer } from '../runner/trainer';
+import { buildTask } from '../runner/task';
+import { assembleTraining } from '../train/assemble';
+import { saveModel } from '../onnx/io';
+import { saveSafetensors } from '../io/safetensors';
+import { UsageError, type Args } from './args';
+
+// flag → config key, and how to parse it
+const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
+  model: ['model', 'str'], data: ['data', 'str'], level: ['level', 'str'], 'val-fraction': ['valFraction', 'num'],
+  optimizer: ['optimizer', 'str'], lr: ['lr', 'num'], warmup: ['warmup', 'num'], decay: ['decay', 'str'],
+  'min-lr-ratio': ['minLrRatio', 'num'], 'weight-decay': ['weightDecay', 'num'], beta1: ['beta1', 'num'], beta2: ['beta2', 'num'],
+  beta3: ['beta3', 'num'], alpha: ['alpha', 'num'], 't-alpha': ['tAlpha', 'num'], 't-beta': ['tBeta', 'num'],
+  'grad-clip': ['gradClip', 'num'], steps: ['steps', 'num'], batch: ['batch', 'num'], seq: ['seq', 'num'], seed: ['seed', 'num'],
+  threads: ['threads', 'num'], 'eval-every': ['evalEvery', 'num'], 'eval-batches': ['evalBatches', 'num'], 'log-every': ['logEvery', 'num'],
+  'checkpoint-every': ['checkpointEvery', 'num'], keep: ['keepCheckpoints', 'num'], 'nan-policy': ['nanPolicy', 'str'],
+  'track-batches': ['trackBatches', 'num'], 'track-every': ['trackEvery', 'num'],
+};
+const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override']);
+
+export const TRAIN_USAGE = `  train [options]                 train a preset model (default: gpt-tiny, char-level Moby-Dick, AdEMAMix)
+      --model gpt-tiny|gpt-mini|gpt-small|vit-tiny|vit-mini|vit-s   --data moby-dick|<text file>|mnist
+      --optimizer ademamix|simplified|adamw   --lr --warmup --decay cosine|linear|constant --weight-decay
+      --alpha --beta1 --beta2 --beta3 --t-alpha --t-beta --grad-clip   --steps --batch --seq --seed --threads
+      --eval-every --checkpoint-every --keep N --nan-policy stop|skip --track-batches K --track-every N
+      --override key=value,...  (model fields, e.g. nLayer=4)   --config file.json   --out <run dir>
+      --resume <run dir|checkpoint>   --stop-after N   --quiet
+  eval --run <run dir|checkpoint>     validation loss of a checkpoint
+  export --model <preset> --out dir   write train.onnx, eval.onnx and initial_state.safetensors`;
+
+function checkFlags(args: Args, allowed: Set<string>, cmd: string): void {
+  const bad = Object.keys(args).filter((k) => !allowed.has(k) && !(k in FLAGS));
+  if (bad.length) throw new UsageError(`${cmd}: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
+}
+
+/** Config from defaults ← --config file ← flags. */
+export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): { config: TrainConfig; given: Set<keyof TrainConfig> } {
+  let c: TrainConfig = { ...base, modelOverrides: { ...base.modelOverrides } };
+  const given = new Set<keyof TrainConfig>();
+  if (typeof args.config === 'string') {
+    let fromFile: Partial<TrainConfig>;
+    try { fromFile = JSON.parse(fs.readFileSync(args.config, 'utf8')); } catch (e) {
+      throw new UsageError(`--config ${args.config}: ${(e as Error).message}`);
+    }
+    for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && !['beta1', 'beta2', 'beta3', 'alpha', 'tAlpha', 'tBeta', 'gradClip'].includes(k)) {
+      throw new UsageError(`--config ${args.config}: unknown setting '${k}'`);
+    }
+    c = { ...c, ...fromFile };
+    for (const k of Object.keys(fromFile)) given.add(k as keyof TrainConfig);
+  }
+  for (const [flag, [key, kind]] of Object.entries(FLAGS)) {
+    const v = args[flag];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw new UsageError(`--${flag} needs a value`);
+    if (kind === 'num') {
+      const n = Number(v);
+      if (!Number.isFinite(n)) throw new UsageError(`--${flag} needs a number, got '${v}'`);
+      (c as unknown as Record<string, unknown>)[key] = n;
+    } else (c as unknown as Record<string, unknown>)[key] = v;
+    given.add(key);
+  }
+  if (typeof args.override === 'string') {
+    for (const kv of args.override.split(',')) {
+      const [k, v] = kv.split('=');
+      if (!k || v === undefined || !Number.isFinite(Number(v))) throw new UsageError(`--override expects key=number pairs, got '${kv}'`);
+      c.modelOverrides[k] = Number(v);
+    }
+    given.add('modelOverrides');
+  }
+  if (isVision(c) && !given.has('data')) c.data = 'mnist'; // the one bundled image set
+  return { config: c, given };
+}
+
+function defaultRunDir(c: TrainConfig): string {
+  const ts = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return path.resolve('runs', `${ts}-${c.model}-${c.optimizer}`);
+}
+
+export async function trainCommand(args: Args): Promise<number> {
+  checkFlags(args, OTHER, 'train');
+  let config: TrainConfig; let outDir: string; let resumeFrom: string | undefined;
+  if (args.resume !== undefined) {
+    if (typeof args.resume !== 'string') throw new UsageError('--resume needs a run directory or a checkpoint file');
+    resumeFrom = resolveCheckpoint(args.resume);
+    const ck = loadCheckpoint(resumeFrom);
+    const saved = ck.info.config as unknown as TrainConfig;
+    const { config: asked, given } = configFromArgs(args, saved);
+    for (const k of given) {
+      if (RESUMABLE_KEYS.includes(k) || k === 'steps') continue;
+      if (JSON.stringify(asked[k]) !== JSON.stringify(saved[k])) {
+        throw new UsageError(`--resume: checkpoint ${resumeFrom} was trained with ${k} = ${JSON.stringify(saved[k])}; ` +
+          `it cannot continue with ${JSON.stringify(asked[k])} (only ${[...RESUMABLE_KEYS, 'steps'].join(', ')} may change)`);
+      }
+    }
+    if (asked.steps !== saved.steps) process.stderr.write(`note: --steps ${asked.steps} changes the schedules' length (was ${saved.steps}); the continuation is not the original run's\n`);
+    config = asked;
+    const ckDir = path.dirname(resumeFrom);
+    outDir = typeof args.out === 'string' ? path.resolve(args.out) : path.basename(ckDir) === 'checkpoints' ? path.dirname(ckDir) : ckDir;
+  } else {
+    config = configFromArgs(args).config;
+    outDir = typeof args.out === 'string' ? path.resolve(args.out) : defaultRunDir(config);
+  }
+  validateConfig(config);
+  const stopAfter = args['stop-after'] === undefined ? undefined : Number(args['stop-after']);
+  if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after needs a positive integer`);
+  const trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true });
+  let interrupts = 0;
+  const onSigint = (): void => {
+    if (++interrupts > 1) { process.stderr.write('\nsecond Ctrl-C: exiting without a checkpoint\n'); process.exit(130); }
+    process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+    trainer.requestStop();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await trainer.train();
+    if (r.status === 'stopped-nonfinite') { process.stderr.write(`ademamix train: ${r.message}\n`); return 1; }
+    return r.status === 'interrupted' ? 130 : 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    trainer.release();
+  }
+}
+
+export async function evalCommand(args: Args): Promise<number> {
+  checkFlags(args, new Set(['_', 'run', 'json', 'eval-batches']), 'eval');
+  if (typeof args.run !== 'string') throw new UsageError('eval needs --run <run dir|checkpoint>');
+  const file = resolveCheckpoint(args.run);
+  const ck = loadCheckpoint(file);
+  const config = { ...(ck.info.config as unknown as TrainConfig) };
+  if (typeof args['eval-batches'] === 'string') config.evalBatches = Number(args['eval-batches']);
+  const tmp = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'ademamix-eval-'));
+  const trainer = Trainer.create(config, { outDir: tmp, resumeFrom: file, quiet: true });
+  try {
+    const losses = trainer.evaluate(trainer.task.val);
+    const loss = losses.reduce((a, b) => a + b, 0) / losses.length;
+    const r = { checkpoint: file, step: ck.info.step, model: config.model, eval_loss: loss, batches: losses.length };
+    if (args.json === true) console.log(JSON.stringify(r));
+    else console.log(`${file}: step ${r.step}, validation loss ${loss.toFixed(4)} over ${losses.length} batches`);
+    return 0;
+  } finally { trainer.release(); fs.rmSync(tmp, { recursive: true, force: true }); }
+}
+
+export async function exportPresetCommand(args: Args): Promise<number> {
+  checkFlags(args, new Set(['_', 'out', 'config', 'override', 'grads']), 'export');
+  if (typeof args.out !== 'string') throw new UsageError('export needs --out <dir>');
+  const { config } = configFromArgs(args);
+  validateConfig(config);
+  const task = buildTask(config);
+  const art = assembleTraining({
+    forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
+    emitGradients: args.grads === true, metadata: { 'ademamix.model': config.model },
+  });
+  fs.mkdirSync(args.out, { recursive: true });
+  saveModel(art.train, path.join(args.out, 'train.onnx'));
+  saveModel(art.eval, path.join(args.out, 'eval.onnx'));
+  saveSafetensors(path.join(args.out, 'initial_state.safetensors'), art.initialState);
+  const manifest = { config, carry: art.carry, batchInputs: art.batchInputs, params: art.params, metrics: art.metrics };
+  fs.writeFileSync(path.join(args.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  console.log(`wrote ${args.out}/train.onnx, eval.onnx, initial_state.safetensors, manifest.json ` +
+    `(${art.params.length} parameter tensors; carry ${Object.keys(art.carry).length} values from x.next to x each step)`);
+  return 0;
+}

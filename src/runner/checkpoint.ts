@@ -1,0 +1,89 @@
+// Checkpoints: one safetensors file per save holding every carried tensor (params, optimizer states, step) and, in its
+// metadata, the config, the data-order position and run counters, so `--resume` continues bit-exactly. Written
+// atomically (temp file, fsync, rename) so a crash mid-write leaves the previous checkpoint intact; keep-last-N.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tensor } from 'onnxruntime-common';
+import type { DType } from '../graph/dtype';
+import type { TensorData } from '../graph/tensor-data';
+import { loadSafetensors, saveSafetensors, SafetensorsError } from '../io/safetensors';
+
+export const CHECKPOINT_FORMAT = 'ademamix-checkpoint/1';
+const NAME = /^step-(\d+)\.safetensors$/;
+
+export interface CheckpointInfo {
+  /** The next step to run (the carried `step` input). */
+  step: number;
+  config: Record<string, unknown>;
+  dataPosition: number[];
+  /** Model fingerprint: names, dtypes and shapes of the carried tensors. */
+  fingerprint: string;
+  counters: Record<string, number>;
+}
+
+export class CheckpointError extends Error {
+  constructor(message: string) { super(message); this.name = 'CheckpointError'; }
+}
+
+export function fingerprint(shapes: Record<string, { type: string; dims: readonly (number | string)[] }>): string {
+  const desc = Object.keys(shapes).sort().map((k) => `${k}:${shapes[k].type}[${shapes[k].dims.join(',')}]`).join(';');
+  return createHash('sha256').update(desc).digest('hex').slice(0, 16);
+}
+
+export const checkpointPath = (dir: string, step: number): string => path.join(dir, `step-${String(step).padStart(7, '0')}.safetensors`);
+
+export function listCheckpoints(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => NAME.test(f)).sort().map((f) => path.join(dir, f));
+}
+
+export function saveCheckpoint(dir: string, state: Record<string, Tensor>, info: CheckpointInfo, keep: number): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorData>();
+  for (const name of Object.keys(state).sort()) {
+    const t = state[name];
+    tensors.set(name, { dtype: t.type as DType, dims: [...t.dims], data: t.data as TensorData['data'] });
+  }
+  const file = checkpointPath(dir, info.step);
+  saveSafetensors(file, tensors, {
+    format: CHECKPOINT_FORMAT, step: String(info.step), config: JSON.stringify(info.config),
+    data_position: JSON.stringify(info.dataPosition), fingerprint: info.fingerprint, counters: JSON.stringify(info.counters),
+  });
+  const all = listCheckpoints(dir);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) fs.rmSync(old, { force: true });
+  return file;
+}
+
+export interface LoadedCheckpoint { file: string; info: CheckpointInfo; state: Record<string, Tensor> }
+
+export function loadCheckpoint(file: string): LoadedCheckpoint {
+  if (!fs.existsSync(file)) throw new CheckpointError(`checkpoint ${file} does not exist`);
+  let st;
+  try { st = loadSafetensors(file); } catch (e) {
+    throw new CheckpointError(e instanceof SafetensorsError ? `checkpoint ${e.message}` : `checkpoint ${file}: ${(e as Error).message}`);
+  }
+  const m = st.metadata;
+  if (m.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${file} is not an ademamix checkpoint (format '${m.format ?? 'none'}')`);
+  let info: CheckpointInfo;
+  try {
+    info = { step: Number(m.step), config: JSON.parse(m.config), dataPosition: JSON.parse(m.data_position), fingerprint: m.fingerprint, counters: JSON.parse(m.counters) };
+  } catch (e) {
+    throw new CheckpointError(`checkpoint ${file}: corrupt metadata (${(e as Error).message})`);
+  }
+  if (!Number.isInteger(info.step) || info.step < 1) throw new CheckpointError(`checkpoint ${file}: bad step '${m.step}'`);
+  const state: Record<string, Tensor> = {};
+  for (const [name, t] of st.tensors) state[name] = new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  return { file, info, state };
+}
+
+/** A checkpoint file, or the newest one in a run directory (or its checkpoints/ folder). */
+export function resolveCheckpoint(p: string): string {
+  if (!fs.existsSync(p)) throw new CheckpointError(`${p} does not exist (expected a run directory or a checkpoint file)`);
+  if (fs.statSync(p).isFile()) return p;
+  for (const dir of [path.join(p, 'checkpoints'), p]) {
+    const all = listCheckpoints(dir);
+    if (all.length) return all[all.length - 1];
+  }
+  throw new CheckpointError(`${p} holds no checkpoints (looked for checkpoints/step-*.safetensors)`);
+}

@@ -1,0 +1,239 @@
+// The training loop. Per step only the batch goes in and the scalar outputs (loss, lr, α, β3, grad-norm) come out:
+// params, optimizer states and the step counter are carried inside the native session. The next batch is prepared
+// while ORT runs the current step (runAsync on a worker thread). Checkpoints hold the carried state, the data
+// position and the config, so a resumed run continues bit-exactly.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Tensor } from 'onnxruntime-common';
+import { Tensor as OrtTensor } from 'onnxruntime-common';
+import { encodeModel, saveModel } from '../onnx/io';
+import { NativeSession } from '../native';
+import { saveSafetensors } from '../io/safetensors';
+import type { TensorData } from '../graph/tensor-data';
+import type { DType } from '../graph/dtype';
+import { assembleTraining, type TrainingArtifacts } from '../train/assemble';
+import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../train/optimizers';
+import { lrSchedule, validateConfig, type TrainConfig } from './config';
+import { fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
+import { Progress } from './progress';
+import { RunDir, type MetricRecord } from './run-dir';
+import { buildTask, type Batch, type Task } from './task';
+
+export interface TrainerOptions {
+  /** Run directory (created). */
+  outDir: string;
+  /** Checkpoint file to continue from (its config must match; see resumeConfig). */
+  resumeFrom?: string;
+  /** Stop after this many completed steps (the schedule still spans `config.steps`); used to test resume. */
+  stopAfter?: number;
+  quiet?: boolean;
+  /** Called with every logged metrics record. */
+  onRecord?: (r: MetricRecord) => void;
+}
+
+export type RunStatus = 'done' | 'interrupted' | 'stopped-nonfinite';
+export interface RunResult {
+  status: RunStatus; step: number; runDir: string; lastCheckpoint?: string;
+  finalLoss?: number; evalLoss?: number; skipped: number; message?: string;
+}
+
+export function optimizerSpec(c: TrainConfig): OptimizerSpec {
+  const lr = lrSchedule(c);
+  const T = (v: number | undefined): number => v ?? c.steps;
+  const pick = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+  switch (c.optimizer) {
+    case 'ademamix': return ademamix(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2, beta3: c.beta3, alpha: c.alpha, tAlpha: T(c.tAlpha), tBeta3: T(c.tBeta) }));
+    case 'simplified': return simplifiedAdemamix(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2, alpha: c.alpha, tBeta1: T(c.tBeta) }));
+    case 'adamw': return adamw(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2 }));
+  }
+}
+
+const scalar = (t: Tensor | undefined): number => (t ? Number(t.data[0]) : NaN);
+
+export class Trainer {
+  private stopRequested = false;
+  private readonly progress: Progress;
+  private evalSession?: NativeSession;
+
+  private constructor(
+    readonly config: TrainConfig,
+    readonly task: Task,
+    readonly artifacts: TrainingArtifacts,
+    readonly session: NativeSession,
+    readonly run: RunDir,
+    private step: number,
+    private counters: Record<string, number>,
+    private readonly opts: TrainerOptions,
+  ) {
+    this.progress = new Progress(process.stderr, opts.quiet);
+  }
+
+  static create(config: TrainConfig, opts: TrainerOptions): Trainer {
+    validateConfig(config);
+    const resumed = opts.resumeFrom ? loadCheckpoint(opts.resumeFrom) : undefined;
+    const task = buildTask(config);
+    const art = assembleTraining({
+      forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
+      skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },
+    });
+    const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
+    session.carry(art.carry);
+    const fp = carriedFingerprint(session, art);
+    const run = new RunDir(opts.outDir);
+    let step = 0; let counters: Record<string, number> = { skipped: 0 };
+    if (resumed) {
+      if (resumed.info.fingerprint !== fp) {
+        throw new CheckpointError(`checkpoint ${resumed.file} was written for a different model ` +
+          `(${String(resumed.info.config.model)}, fingerprint ${resumed.info.fingerprint}) than ${config.model} (fingerprint ${fp})`);
+      }
+      session.setState(resumed.state);
+      task.train.seek(resumed.info.dataPosition);
+      step = resumed.info.step; counters = { ...counters, ...resumed.info.counters };
+      run.loadRecords(step + 1);
+    } else {
+      const init: Record<string, Tensor> = {};
+      for (const [k, v] of art.initialState) init[k] = new OrtTensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
+      session.setState(init);
+      if (fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
+    }
+    run.writeJson('config.json', config);
+    saveModel(art.train, path.join(run.dir, 'train.onnx'));
+    saveModel(art.eval, path.join(run.dir, 'eval.onnx'));
+    return new Trainer(config, task, art, session, run, step, counters, opts);
+  }
+
+  /** Completed steps. */
+  get completed(): number { return this.step; }
+
+  /** Ends the run after the current step, with a checkpoint (Ctrl-C). */
+  requestStop(): void { this.stopRequested = true; }
+
+  /** Steps at which each tracked batch replaces the training batch, spread evenly over the run. */
+  get trackedAt(): number[] {
+    const K = this.config.trackBatches;
+    return Array.from({ length: K }, (_, k) => Math.round(((k + 1) * this.config.steps) / (K + 1)));
+  }
+
+  /** Mean loss over batches with the current parameters (eval.onnx; params copied out of the training session). */
+  evaluate(batches: Batch[]): number[] {
+    if (!this.evalSession) this.evalSession = NativeSession.create(encodeModel(this.artifacts.eval), { intraOpThreads: this.config.threads });
+    this.evalSession.setState(this.session.getState(this.artifacts.params));
+    return batches.map((b) => scalar(this.evalSession!.run(b.feeds, ['loss']).loss));
+  }
+
+  checkpoint(): string {
+    const info: CheckpointInfo = {
+      step: this.step, config: this.config as unknown as Record<string, unknown>, dataPosition: this.task.train.position(),
+      fingerprint: carriedFingerprint(this.session, this.artifacts), counters: this.counters,
+    };
+    return saveCheckpoint(this.run.checkpoints, this.session.getState(), info, this.config.keepCheckpoints);
+  }
+
+  /** Final parameters alone (for hand-off, e.g. to PyTorch). */
+  saveParams(file: string): void {
+    const st = this.session.getState(this.artifacts.params);
+    const m = new Map<string, TensorData>(Object.entries(st).map(([k, t]) => [k, { dtype: t.type as DType, dims: [...t.dims], data: t.data as Float32Array }]));
+    saveSafetensors(file, m, { step: String(this.step), model: this.config.model });
+  }
+
+  async train(): Promise<RunResult> {
+    const c = this.config; const end = Math.min(c.steps, this.opts.stopAfter ?? c.steps);
+    const title = `${c.model} · ${c.optimizer}`;
+    const tracked = new Map(this.trackedAt.map((s, k) => [s, k]));
+    this.run.trackedAt = this.trackedAt;
+    const fetches = ['loss', ...this.artifacts.metrics];
+    const next = (t: number): Batch => {
+      const b = this.task.train.next(); // always drawn, so tracking never shifts the data order
+      const k = tracked.get(t);
+      return k === undefined ? b : this.task.tracked[k];
+    };
+    if (this.step === 0) this.progress.line(`training ${this.task.describe} with ${c.optimizer}, ${this.artifacts.params.length} tensors, ` +
+      `${paramCount(this.artifacts)} parameters; run directory ${this.run.dir}`);
+    else this.progress.line(`resuming ${this.run.dir} at step ${this.step}`);
+
+    let lastCkpt: string | undefined; let lastEval: number | undefined; let lastLoss = NaN;
+    let window: number[] = []; let windowStart = performance.now(); let windowItems = 0; let lastRender = 0;
+    let secsPerStep = NaN; const t0 = performance.now(); const step0 = this.step;
+    let batch = this.step < end ? next(this.step + 1) : undefined;
+    let dataPos = this.task.train.position(); // after the batch of the step being run, before any prefetch
+    let status: RunStatus = 'done'; let message: string | undefined;
+    while (batch && this.step < end) {
+      const t = this.step + 1;
+      const pending = this.session.runAsync(batch.feeds, fetches);
+      const items = batch.items;
+      dataPos = this.task.train.position();
+      batch = t < end ? next(t + 1) : undefined; // prepared while ORT runs step t
+      const out = await pending;
+      const loss = scalar(out.loss); const gnorm = scalar(out.grad_norm);
+      const skipped = scalar(out.skipped) === 1;
+      if (!skipped && !(Number.isFinite(loss) && Number.isFinite(gnorm))) {
+        // The update already ran on non-finite values: the native state is unusable, so nothing is saved.
+        status = 'stopped-nonfinite';
+        message = `non-finite ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} (loss ${loss}, grad-norm ${gnorm}) at step ${t}; ` +
+          `stopped (policy 'stop'; use --nan-policy skip to skip such updates). Last good checkpoint: ${lastCkpt ?? latestOr(this.run.checkpoints)}`;
+        break;
+      }
+      this.step = t;
+      if (skipped) {
+        this.counters.skipped = (this.counters.skipped ?? 0) + 1;
+        this.progress.line(`step ${t}: non-finite loss or gradients, update skipped (${this.counters.skipped} so far)`);
+      } else window.push(loss);
+      windowItems += items;
+      const rec: MetricRecord = { step: t };
+      const doLog = t % c.logEvery === 0 || t === end;
+      if (c.evalEvery > 0 && (t % c.evalEvery === 0 || t === c.steps)) {
+        lastEval = mean(this.evaluate(this.task.val)); rec.eval_loss = lastEval;
+      }
+      if (c.trackBatches > 0 && (t % c.trackEvery === 0 || tracked.has(t) || tracked.has(t + 1))) rec.tracked = this.evaluate(this.task.tracked);
+      if (doLog || rec.eval_loss !== undefined || rec.tracked) {
+        const now = performance.now();
+        if (window.length) rec.loss = lastLoss = mean(window);
+        for (const k of this.artifacts.metrics) if (k !== 'skipped') (rec as unknown as Record<string, number>)[k] = scalar(out[k]);
+        rec.items_per_s = windowItems / ((now - windowStart) / 1000);
+        if (this.counters.skipped) rec.skipped = this.counters.skipped;
+        this.run.append(rec); this.opts.onRecord?.(rec);
+        secsPerStep = (now - t0) / 1000 / (t - step0);
+        this.progress.update({ step: t, total: c.steps, loss: rec.loss ?? lastLoss, itemsPerS: rec.items_per_s, unit: this.task.unit, evalLoss: lastEval }, secsPerStep);
+        window = []; windowStart = now; windowItems = 0;
+        if (now - lastRender > 5000 || rec.eval_loss !== undefined) { this.run.render(title, true); lastRender = now; }
+      }
+      if (this.stopRequested) { status = 'interrupted'; break; }
+      if (c.checkpointEvery > 0 && t % c.checkpointEvery === 0 && t !== end) lastCkpt = this.saveAt(dataPos);
+    }
+    if (status !== 'stopped-nonfinite') {
+      lastCkpt = this.saveAt(dataPos);
+      if (this.step === c.steps) this.saveParams(path.join(this.run.dir, 'params.safetensors'));
+    }
+    this.run.render(title, false);
+    this.progress.line(status === 'done'
+      ? `finished step ${this.step}: train loss ${lastLoss.toFixed(4)}${lastEval !== undefined ? `, validation loss ${lastEval.toFixed(4)}` : ''}`
+      : status === 'interrupted' ? `interrupted at step ${this.step}; checkpoint ${lastCkpt}` : message!);
+    this.progress.line(`run directory: ${this.run.dir} (report.html, metrics.jsonl, checkpoints/)`);
+    return { status, step: this.step, runDir: this.run.dir, lastCheckpoint: lastCkpt, finalLoss: lastLoss, evalLoss: lastEval, skipped: this.counters.skipped ?? 0, message };
+  }
+
+  /**
+   * Saves a checkpoint at the current step. `dataPos` is the data position after this step's batch: the next batch
+   * may already be prefetched, so the stream is rewound to it for the save and put back after.
+   */
+  private saveAt(dataPos: number[]): string {
+    const now = this.task.train.position();
+    this.task.train.seek(dataPos);
+    try { return this.checkpoint(); } finally { this.task.train.seek(now); }
+  }
+
+  release(): void { this.session.release(); this.evalSession?.release(); }
+}
+
+function carriedFingerprint(s: NativeSession, art: TrainingArtifacts): string {
+  const carriedInputs = new Set(Object.values(art.carry));
+  return fingerprint(Object.fromEntries(s.inputMetadata.filter((m) => carriedInputs.has(m.name)).map((m) => [m.name, m])));
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+const paramCount = (art: TrainingArtifacts): number =>
+  art.params.reduce((n, p) => n + art.initialState.get(p)!.data.length, 0);
+const latestOr = (dir: string): string => {
+  const all = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort() : [];
+  return all.length ? path.join(dir, all[all.length - 1]) : 'none (no checkpoint was written yet)';
+};

@@ -1,0 +1,130 @@
+// Data: the bundled corpus and digits, splits, seeded and resumable batch order, byte-level decoding, bad paths.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { bundledText, loadText, TextBatcher } from '../src/data/text';
+import { ImageBatcher, loadMnist } from '../src/data/mnist';
+import * as zlib from 'node:zlib';
+import { Rng } from '../src/util/rng';
+import { decodePng, loadImageArrays } from '../src/data/images';
+import { encodeSafetensors } from '../src/io/safetensors';
+import { DEFAULT_CONFIG } from '../src/runner/config';
+import { Trainer } from '../src/runner/trainer';
+
+test('char-level Moby-Dick: vocabulary covers the text, split by position, windows shift by one', () => {
+  const text = bundledText();
+  expect(text).toContain('Call me Ishmael');
+  const d = loadText({ source: 'moby-dick', level: 'char', valFraction: 0.1 });
+  expect(d.train.length + d.val.length).toBe(Array.from(text).length);
+  expect(d.val.length).toBe(d.ids.length - Math.floor(d.ids.length * 0.9));
+  expect(d.decode(d.ids.subarray(0, 2000))).toBe(Array.from(text).slice(0, 2000).join(''));
+  const b = new TextBatcher(d.train, 3, 32, new Rng(7)).next();
+  for (let r = 0; r < 3; r++) for (let t = 0; t < 31; t++) expect(b.targets[r * 32 + t]).toBe(b.tokens[r * 32 + t + 1]);
+});
+
+test('byte-level text from a user file round-trips UTF-8', () => {
+  const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'data-')), 'x.txt');
+  const s = 'naïve café — 日本語 '.repeat(50);
+  fs.writeFileSync(f, s);
+  const d = loadText({ source: f, level: 'byte', valFraction: 0.2 });
+  expect(d.vocabSize).toBe(256);
+  expect(d.decode(d.ids)).toBe(s);
+  fs.writeFileSync(f, 'ab');
+  expect(() => loadText({ source: f, level: 'char' })).toThrow(/too short/);
+});
+
+test('text batches: same seed, same order; seek(position) resumes the order exactly', () => {
+  const d = loadText({ source: 'moby-dick', level: 'char' });
+  const a = new TextBatcher(d.train, 2, 16, new Rng(3)); const b = new TextBatcher(d.train, 2, 16, new Rng(3));
+  a.next(); b.next();
+  const pos = a.position();
+  const want = [a.next(), a.next()];
+  const c = new TextBatcher(d.train, 2, 16, new Rng(99));
+  c.seek(pos);
+  expect([c.next(), c.next()]).toEqual(want);
+  expect(b.next()).toEqual(want[0]);
+  expect(new TextBatcher(d.train, 2, 16, new Rng(4)).next()).not.toEqual(new TextBatcher(d.train, 2, 16, new Rng(3)).next());
+});
+
+test('MNIST: 28×28 digits, normalized, disjoint train/test, seeded epochs that resume by position', () => {
+  const { train, test: testSet } = loadMnist(0.15, 0);
+  expect(train.size).toBe(28);
+  expect(train.count + testSet.count).toBeGreaterThan(9000);
+  expect(testSet.count / (train.count + testSet.count)).toBeCloseTo(0.15, 1);
+  let sum = 0; let sq = 0;
+  for (const v of train.images) { sum += v; sq += v * v; }
+  const n = train.images.length;
+  expect(Math.abs(sum / n)).toBeLessThan(0.15); // (x − 0.1307)/0.3081: roughly zero mean, unit variance
+  expect(Math.sqrt(sq / n - (sum / n) ** 2)).toBeGreaterThan(0.8);
+  const counts = new Array(10).fill(0); for (const l of train.labels) counts[l]++;
+  expect(Math.min(...counts)).toBeGreaterThan(500);
+  const a = new ImageBatcher(train, 64, 1);
+  for (let i = 0; i < Math.ceil(train.count / 64) + 2; i++) a.next(); // into the second epoch
+  const pos = a.position();
+  expect(pos[0]).toBe(1);
+  const want = a.next();
+  const b = new ImageBatcher(train, 64, 1); b.seek(pos[0], pos[1]);
+  expect(b.next()).toEqual(want);
+});
+
+// A PNG writer for the tests: each row gets one of the five PNG filters (spec: Sub, Up, Average, Paeth), so decoding
+// exercises every inverse filter.
+function png(width: number, height: number, chans: 1 | 3 | 4, px: Uint8Array): Buffer {
+  const stride = width * chans;
+  const rows: number[] = [];
+  for (let y = 0; y < height; y++) {
+    const f = y % 5; rows.push(f);
+    for (let x = 0; x < stride; x++) {
+      const at = (yy: number, xx: number): number => (yy >= 0 && xx >= 0 ? px[yy * stride + xx] : 0);
+      const a = at(y, x - chans); const b = at(y - 1, x); const c = at(y - 1, x - chans);
+      const p = a + b - c;
+      const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
+      const pred = [0, a, b, (a + b) >> 1, paeth][f];
+      rows.push((px[y * stride + x] - pred) & 255);
+    }
+  }
+  const chunk = (type: string, body: Buffer): Buffer => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(body.length);
+    return Buffer.concat([len, Buffer.from(type, 'latin1'), body, Buffer.alloc(4)]); // CRC is not checked by the reader
+  };
+  const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; ihdr[9] = { 1: 0, 3: 2, 4: 6 }[chans];
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.from(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+test('PNG decoding: every filter type, gray/RGB/RGBA (alpha dropped), channel-planar output', () => {
+  const rng = new Rng(5);
+  for (const chans of [1, 3, 4] as const) {
+    const w = 7; const h = 11;
+    const px = Uint8Array.from({ length: w * h * chans }, () => rng.int(256));
+    const im = decodePng(png(w, h, chans, px), 'x.png');
+    expect([im.width, im.height, im.channels]).toEqual([w, h, chans === 1 ? 1 : 3]);
+    for (let i = 0; i < w * h; i++) for (let k = 0; k < im.channels; k++) expect(im.data[k * w * h + i]).toBe(Math.fround(px[i * chans + k] / 255));
+  }
+  expect(() => decodePng(new Uint8Array(20), 'bad.png')).toThrow(/bad\.png: not a PNG file/);
+});
+
+test('a ViT learns a two-class PNG folder and the same images as safetensors arrays', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'imgs-'));
+  const rng = new Rng(9);
+  const arrays = new Uint8Array(80 * 64); const labels = new BigInt64Array(80);
+  for (let i = 0; i < 80; i++) {
+    const cls = i % 2; // class 0: bright top half, class 1: bright bottom half, plus noise
+    const px = Uint8Array.from({ length: 64 }, (_, j) => Math.min(255, ((j < 32) === (cls === 0) ? 160 : 40) + rng.int(60)));
+    fs.mkdirSync(path.join(root, 'dir', `c${cls}`), { recursive: true });
+    fs.writeFileSync(path.join(root, 'dir', `c${cls}`, `${i}.png`), png(8, 8, 1, px));
+    arrays.set(px, i * 64); labels[i] = BigInt(cls);
+  }
+  const st = path.join(root, 'arrays.safetensors');
+  fs.writeFileSync(st, encodeSafetensors({ images: { dtype: 'uint8', dims: [80, 8, 8], data: arrays }, labels: { dtype: 'int64', dims: [80], data: labels } }));
+  for (const data of [path.join(root, 'dir'), st]) {
+    const t = Trainer.create({
+      ...DEFAULT_CONFIG, model: 'vit-tiny', data, modelOverrides: { patchSize: 4 }, batch: 8, steps: 300, lr: 3e-3, warmup: 0,
+      evalEvery: 300, evalBatches: 2, valFraction: 0.2, checkpointEvery: 0, threads: 2,
+    }, { outDir: path.join(root, 'run'), quiet: true });
+    const r = await t.train(); t.release();
+    expect(r.evalLoss).toBeLessThan(0.3 * Math.log(2)); // chance is ln 2 (a plateau there for ~100 steps, then it separates)
+  }
+  expect(() => loadImageArrays(path.join(root, 'dir', 'c0', '0.png'))).toThrow(/0\.png/);
+});
