@@ -39,7 +39,7 @@ async function bench(args: Args): Promise<void> {
   }
   if (what === 'runner') {
     print(await benchRunner({
-      model: str(args, 'model', 'gpt-tiny'), steps: num(args, 'steps', 300), batch: num(args, 'batch', 16),
+      model: str(args, 'model', 'gpt-tiny'), steps: num(args, 'steps', 600), batch: num(args, 'batch', 16),
       seq: num(args, 'seq', 64), threads: num(args, 'threads', 0),
     }), json);
     return;
@@ -59,6 +59,7 @@ async function bench(args: Args): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const cmd = args._[0];
+  if (args.help === true || args.h === true) { process.stdout.write(USAGE); return 0; }
   try {
     switch (cmd) {
       case 'train': return await trainCommand(args);

@@ -29,7 +29,12 @@ export interface TrainerOptions {
   quiet?: boolean;
   /** Called with every logged metrics record. */
   onRecord?: (r: MetricRecord) => void;
+  /** Record when each step's native run was started and when its result arrived (for `bench runner`). */
+  collectTimings?: boolean;
 }
+
+/** performance.now() stamps of one step: native run started, result back in JS. */
+export interface StepTiming { step: number; call: number; done: number }
 
 export type RunStatus = 'done' | 'interrupted' | 'stopped-nonfinite';
 export interface RunResult {
@@ -52,6 +57,7 @@ const scalar = (t: Tensor | undefined): number => (t ? Number(t.data[0]) : NaN);
 
 export class Trainer {
   private stopRequested = false;
+  readonly timings: StepTiming[] = [];
   private readonly progress: Progress;
   private evalSession?: NativeSession;
 
@@ -136,8 +142,9 @@ export class Trainer {
     saveSafetensors(file, m, { step: String(this.step), model: this.config.model });
   }
 
-  async train(): Promise<RunResult> {
-    const c = this.config; const end = Math.min(c.steps, this.opts.stopAfter ?? c.steps);
+  /** Trains to the end of the run (or `until` completed steps, or the stopAfter option); may be called again to go on. */
+  async train(until?: number): Promise<RunResult> {
+    const c = this.config; const end = Math.min(c.steps, until ?? this.opts.stopAfter ?? c.steps);
     const title = `${c.model} · ${c.optimizer}`;
     const tracked = new Map(this.trackedAt.map((s, k) => [s, k]));
     this.run.trackedAt = this.trackedAt;
@@ -159,11 +166,13 @@ export class Trainer {
     let status: RunStatus = 'done'; let message: string | undefined;
     while (batch && this.step < end) {
       const t = this.step + 1;
+      const call = this.opts.collectTimings ? performance.now() : 0;
       const pending = this.session.runAsync(batch.feeds, fetches);
       const items = batch.items;
       dataPos = this.task.train.position();
       batch = t < end ? next(t + 1) : undefined; // prepared while ORT runs step t
       const out = await pending;
+      if (this.opts.collectTimings) this.timings.push({ step: t, call, done: performance.now() });
       const loss = scalar(out.loss); const gnorm = scalar(out.grad_norm);
       const skipped = scalar(out.skipped) === 1;
       if (!skipped && !(Number.isFinite(loss) && Number.isFinite(gnorm))) {

@@ -1,0 +1,96 @@
+// `bench train-step`: one training step of a preset through the native session, and the optimizer's share of it,
+// from ORT's profiler (kernel times of the com.ademamix nodes over the profiled steps' total kernel time).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Tensor } from 'onnxruntime-common';
+import { encodeModel } from '../onnx/io';
+import { NativeSession } from '../native';
+import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../runner/config';
+import { buildTask } from '../runner/task';
+import { optimizerSpec } from '../runner/trainer';
+import { assembleTraining } from '../train/assemble';
+
+export interface TrainStepBenchOptions {
+  model: string; batch?: number; seq?: number; steps?: number; threads?: number; optimizer?: string;
+}
+
+const OPTIMIZER_OPS = new Set(['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW']);
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
+
+interface ProfileEvent { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string } }
+
+/**
+ * Kernel time (ms) per model run in an ORT profile: all nodes, and the optimizer nodes alone. The first `skip` runs
+ * are warm-up (the first run touches fresh state buffers and grows the arena) and are left out.
+ */
+export function profileShares(events: ProfileEvent[], skip = 0): { runs: number; kernelMs: number; optimizerMs: number; runMs: number } {
+  const runEvents = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
+  const from = skip > 0 && runEvents.length > skip ? (runEvents[skip - 1].ts ?? 0) + (runEvents[skip - 1].dur ?? 0) : -Infinity;
+  let kernel = 0; let opt = 0; let runs = 0; let run = 0;
+  for (const e of events) {
+    if ((e.ts ?? 0) < from) continue;
+    if (e.cat === 'Session' && e.name === 'model_run') { runs++; run += e.dur ?? 0; }
+    if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
+    kernel += e.dur ?? 0;
+    if (OPTIMIZER_OPS.has(e.args?.op_name ?? '')) opt += e.dur ?? 0;
+  }
+  const per = Math.max(runs, 1) * 1000;
+  return { runs, kernelMs: kernel / per, optimizerMs: opt / per, runMs: run / per };
+}
+
+export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<string, unknown>> {
+  const small = o.model === 'gpt-small' || o.model === 'vit-s';
+  const config: TrainConfig = {
+    ...DEFAULT_CONFIG, model: o.model, data: o.model.startsWith('vit') ? 'mnist' : 'moby-dick',
+    // gpt-small on 2 CPU cores: one short sequence keeps a step in seconds and memory in a few GB
+    batch: o.batch ?? (small ? 1 : 16), seq: o.seq ?? (small ? 128 : 64), steps: 1000,
+    optimizer: (o.optimizer ?? 'ademamix') as OptimizerName, evalBatches: 1, trackBatches: 0,
+  };
+  if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
+  const task = buildTask(config);
+  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
+  const bytes = encodeModel(art.train);
+  const steps = o.steps ?? (small ? 4 : 30);
+  const threads = o.threads ?? 0;
+  const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');
+  const init: Record<string, Tensor> = {};
+  for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
+  const fetches = ['loss'];
+  const time = (s: NativeSession, n: number): number[] => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const b = task.train.next();
+      const t0 = performance.now();
+      s.run(b.feeds, fetches);
+      out.push(performance.now() - t0);
+    }
+    return out;
+  };
+  // timed run without the profiler (it costs time itself)
+  const s = NativeSession.create(bytes, { intraOpThreads: threads });
+  let stepMs: number;
+  try {
+    s.carry(art.carry); s.setState(init);
+    time(s, small ? 1 : 3);
+    stepMs = median(time(s, steps));
+  } finally { s.release(); }
+  // profiled run for the shares
+  const p = NativeSession.create(bytes, { intraOpThreads: threads, profilingPrefix: prefix });
+  let shares: ReturnType<typeof profileShares>;
+  try {
+    p.carry(art.carry); p.setState(init);
+    const warm = small ? 1 : 3;
+    time(p, warm + Math.max(2, Math.min(steps, 10)));
+    const file = p.endProfiling();
+    shares = profileShares(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileEvent[], warm);
+    fs.rmSync(path.dirname(prefix), { recursive: true, force: true });
+  } finally { p.release(); }
+  const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
+  return {
+    bench: 'train-step', model: o.model, optimizer: config.optimizer, params, batch: config.batch, seq: config.seq, threads,
+    steps, step_ms: +stepMs.toFixed(2), optimizer_ms: +shares.optimizerMs.toFixed(3),
+    optimizer_share: +(shares.optimizerMs / shares.kernelMs).toFixed(4), profiled_kernel_ms: +shares.kernelMs.toFixed(2),
+    profiled_runs: shares.runs,
+  };
+}
