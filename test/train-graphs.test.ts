@@ -177,3 +177,21 @@ describe('the optimizer inside the full graph matches the float64 reference fed 
     s.release();
   });
 });
+
+test('global-norm clipping scales every gradient by min(1, clip/‖g‖); grad_norm reports the norm before clipping', async () => {
+  const norms: number[] = [];
+  for (const clip of [undefined, 0.05]) {
+    const m = buildGpt(gptConfig('gpt-tiny', { vocabSize: 83, nLayer: 1 }), 4);
+    const art = assembleTraining({ forward: m.g, loss: m.loss, optimizer: adamw(), emitGradients: true, gradClip: clip });
+    const s = await ort.InferenceSession.create(encodeModel(art.train));
+    const out = await s.run({ ...textBatches(1).batches[0].feeds, ...initFeeds(art) });
+    let sq = 0;
+    for (const p of art.params) for (const v of out[`${p}.grad`].data as Float32Array) sq += v * v;
+    norms.push(Math.sqrt(sq), out.grad_norm.data[0] as number);
+  }
+  const [raw, rawReported, clipped, reported] = norms;
+  expect(rawReported).toBeCloseTo(raw, 4);
+  expect(raw).toBeGreaterThan(0.5);
+  expect(reported).toBeCloseTo(raw, 4);
+  expect(clipped).toBeCloseTo(0.05, 4);
+});
