@@ -43,15 +43,15 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   const small = o.model === 'gpt-small' || o.model === 'vit-s';
   const config: TrainConfig = {
     ...DEFAULT_CONFIG, model: o.model, data: o.model.startsWith('vit') ? 'mnist' : 'moby-dick',
-    // gpt-small on 2 CPU cores: one short sequence keeps a step in seconds and memory in a few GB
-    batch: o.batch ?? (small ? 1 : 16), seq: o.seq ?? (small ? 128 : 64), steps: 1000,
+    // gpt-small on 2 CPU cores: 4×256 tokens keeps a step around ten seconds and memory in a few GB
+    batch: o.batch ?? (small ? 4 : 16), seq: o.seq ?? (small ? 256 : 64), steps: 1000,
     optimizer: (o.optimizer ?? 'ademamix') as OptimizerName, evalBatches: 1, trackBatches: 0,
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
   const task = buildTask(config);
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
   const bytes = encodeModel(art.train);
-  const steps = o.steps ?? (small ? 4 : 30);
+  const steps = o.steps ?? (small ? 3 : 30);
   const threads = o.threads ?? 0;
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');
   const init: Record<string, Tensor> = {};
