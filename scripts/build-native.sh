@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the op library (build/custom-ops/libademamix_ops.so) and the session addon
 # (build/session-addon/ademamix_session.node). Run by `npm install` (postinstall) and `npm run build:native`.
+# The op library gets CUDA kernels when nvcc is found (CUDA runtime linked statically: it still loads without a GPU);
+# ADEMAMIX_NO_CUDA=1 (or ADEMAMIX_CMAKE_ARGS=-DADEMAMIX_CUDA=OFF) builds it CPU-only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -2,16 +2,17 @@
 import { benchOptimizer } from './bench/optimizer';
 import { benchRunner } from './bench/runner';
 import { parseArgs, num, str, UsageError, type Args } from './cli/args';
+import { EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
 import { evalCommand, exportPresetCommand, trainCommand, TRAIN_USAGE } from './cli/train';
+import { EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
 
 const USAGE = `usage: ademamix <command> [options]
 
 commands:
 ${TRAIN_USAGE}
-  export --onnx model.onnx --loss <output|ce:labels> --out dir [--params names|file] [--freeze pattern]
-                                  training artifacts from a PyTorch-exported forward graph (see docs/interop.md)
-  ops-path                        print the path of the com.ademamix op library
+${EXPORT_ONNX_USAGE}
+${EXPERIMENT_USAGE}  ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op AdEMAMix|SimplifiedAdEMAMix|AdamW] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--no-fallback] [--json]
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
@@ -66,11 +67,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval': return await evalCommand(args);
       case 'export':
         if (args.onnx !== undefined) {
-          const { exportOnnxCommand } = await import('./cli/export-onnx');
           await exportOnnxCommand(args);
           return 0;
         }
         return await exportPresetCommand(args);
+      case 'experiment': return await experimentCommand(args);
       case 'ops-path': console.log(opsLibraryPath()); return 0;
       case 'bench': await bench(args); return 0;
       case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;

@@ -19,6 +19,7 @@ export { opsLibraryPath, ortLibraryPath } from './native/paths';
 export { assembleTraining, type TrainingSpec, type TrainingArtifacts } from './train/assemble';
 export { ademamix, simplifiedAdemamix, adamw, type OptimizerSpec } from './train/optimizers';
 export { gradients, gradientMap } from './autodiff';
+export * from './interop';
 export { Trainer, optimizerSpec, type TrainerOptions, type RunResult } from './runner/trainer';
 export { DEFAULT_CONFIG, validateConfig, type TrainConfig } from './runner/config';
 export { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from './runner/checkpoint';

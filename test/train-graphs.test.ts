@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Rng } from '../src/util/rng';
 
-const toTensor = (v: { dtype: string; data: ArrayLike<number> | BigInt64Array; dims: number[] }): Tensor =>
+const toTensor = (v: { dtype: string; data: ArrayLike<number> | BigInt64Array | BigUint64Array; dims: number[] }): Tensor =>
   new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
 const initFeeds = (art: TrainingArtifacts): Record<string, Tensor> =>
   Object.fromEntries([...art.initialState].map(([k, v]) => [k, toTensor(v)]));

@@ -8,6 +8,8 @@
 //  - otherwise: compute a block into L1 scratch, then copy it out, with non-temporal stores for large ranges
 //    (no read-for-ownership of the destination lines, so the update moves only its 28/36 bytes per parameter,
 //    as memcpy does). This path is also the one that is correct for any mix of aliased and separate outputs.
+// Every loop is a template on the state storage type S (float, or bf16: widened on load, rounded to nearest even on
+// store), so bf16 states take exactly the same paths.
 #include <cstring>
 #include "ademamix/kernels.h"
 #if defined(__SSE2__)
@@ -24,58 +26,58 @@ constexpr size_t kStreamMin = size_t(1) << 14;  // ranges at least this long use
 #define ADEMAMIX_LOOP_INLINE __attribute__((always_inline)) inline
 
 // GCC applies `restrict` for vectorization only to function parameters, so each loop takes its streams as such.
-template <class Op>
+template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void loop2(const Op op, const float* __restrict P, const float* __restrict G,
-                                const float* __restrict S0, const float* __restrict S1, float* __restrict PO,
-                                float* __restrict O0, float* __restrict O1, size_t b, size_t e) {
+                                const S* __restrict S0, const S* __restrict S1, float* __restrict PO,
+                                S* __restrict O0, S* __restrict O1, size_t b, size_t e) {
   for (size_t i = b; i < e; i++) {
-    float s[2] = {S0[i], S1[i]};
+    float s[2] = {load_state(S0[i]), load_state(S1[i])};
     PO[i] = op.update(P[i], G[i], s);
-    O0[i] = s[0];
-    O1[i] = s[1];
+    store_state(&O0[i], s[0]);
+    store_state(&O1[i], s[1]);
   }
 }
 
-template <class Op>
+template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void loop3(const Op op, const float* __restrict P, const float* __restrict G,
-                                const float* __restrict S0, const float* __restrict S1, const float* __restrict S2,
-                                float* __restrict PO, float* __restrict O0, float* __restrict O1,
-                                float* __restrict O2, size_t b, size_t e) {
+                                const S* __restrict S0, const S* __restrict S1, const S* __restrict S2,
+                                float* __restrict PO, S* __restrict O0, S* __restrict O1, S* __restrict O2, size_t b,
+                                size_t e) {
   for (size_t i = b; i < e; i++) {
-    float s[3] = {S0[i], S1[i], S2[i]};
+    float s[3] = {load_state(S0[i]), load_state(S1[i]), load_state(S2[i])};
     PO[i] = op.update(P[i], G[i], s);
-    O0[i] = s[0];
-    O1[i] = s[1];
-    O2[i] = s[2];
+    store_state(&O0[i], s[0]);
+    store_state(&O1[i], s[1]);
+    store_state(&O2[i], s[2]);
   }
 }
 
 // In place: each stream is one pointer, read and written through (well defined under `restrict`).
-template <class Op>
-ADEMAMIX_LOOP_INLINE void inplace2(const Op op, float* __restrict P, const float* __restrict G, float* __restrict S0,
-                                   float* __restrict S1, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void inplace2(const Op op, float* __restrict P, const float* __restrict G, S* __restrict S0,
+                                   S* __restrict S1, size_t b, size_t e) {
   for (size_t i = b; i < e; i++) {
-    float s[2] = {S0[i], S1[i]};
+    float s[2] = {load_state(S0[i]), load_state(S1[i])};
     P[i] = op.update(P[i], G[i], s);
-    S0[i] = s[0];
-    S1[i] = s[1];
+    store_state(&S0[i], s[0]);
+    store_state(&S1[i], s[1]);
   }
 }
 
-template <class Op>
-ADEMAMIX_LOOP_INLINE void inplace3(const Op op, float* __restrict P, const float* __restrict G, float* __restrict S0,
-                                   float* __restrict S1, float* __restrict S2, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void inplace3(const Op op, float* __restrict P, const float* __restrict G, S* __restrict S0,
+                                   S* __restrict S1, S* __restrict S2, size_t b, size_t e) {
   for (size_t i = b; i < e; i++) {
-    float s[3] = {S0[i], S1[i], S2[i]};
+    float s[3] = {load_state(S0[i]), load_state(S1[i]), load_state(S2[i])};
     P[i] = op.update(P[i], G[i], s);
-    S0[i] = s[0];
-    S1[i] = s[1];
-    S2[i] = s[2];
+    store_state(&S0[i], s[0]);
+    store_state(&S1[i], s[1]);
+    store_state(&S2[i], s[2]);
   }
 }
 
-template <class Op>
-ADEMAMIX_LOOP_INLINE void plain(const Op& op, const Streams& x, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void plain(const Op& op, const StreamsOf<S>& x, size_t b, size_t e) {
   static_assert(Op::kStates == 2 || Op::kStates == 3, "the CPU loops cover 2 or 3 state streams");
   if constexpr (Op::kStates == 2) {
     loop2(op, x.param, x.grad, x.state[0], x.state[1], x.param_out, x.state_out[0], x.state_out[1], b, e);
@@ -85,8 +87,8 @@ ADEMAMIX_LOOP_INLINE void plain(const Op& op, const Streams& x, size_t b, size_t
   }
 }
 
-template <class Op>
-ADEMAMIX_LOOP_INLINE void inplace(const Op& op, const Streams& x, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void inplace(const Op& op, const StreamsOf<S>& x, size_t b, size_t e) {
   if constexpr (Op::kStates == 2) {
     inplace2(op, x.param_out, x.grad, x.state_out[0], x.state_out[1], b, e);
   } else {
@@ -94,47 +96,53 @@ ADEMAMIX_LOOP_INLINE void inplace(const Op& op, const Streams& x, size_t b, size
   }
 }
 
-// Copies an L1-resident block out: non-temporal stores when `stream`, else ordinary ones.
-inline void copy_out(float* dst, const float* src, size_t n, bool stream) {
+// Copies an L1-resident block of `bytes` out: non-temporal stores when `stream`, else ordinary ones. Works in bytes
+// so float and bf16 streams share it (the head up to 16-byte alignment and the tail are plain copies).
+inline void copy_out(void* dstv, const void* srcv, size_t bytes, bool stream) {
 #if defined(__SSE2__)
   if (stream) {
-    size_t i = 0;
-    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15); i++) dst[i] = src[i];
-    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    for (; i < n; i++) dst[i] = src[i];
+    auto* dst = static_cast<char*>(dstv);
+    const auto* src = static_cast<const char*>(srcv);
+    size_t head = (16 - (reinterpret_cast<uintptr_t>(dst) & 15)) & 15;
+    if (head > bytes) head = bytes;
+    std::memcpy(dst, src, head);
+    size_t i = head;
+    for (; i + 16 <= bytes; i += 16)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    std::memcpy(dst + i, src + i, bytes - i);
     return;
   }
 #else
   (void)stream;
 #endif
-  std::memcpy(dst, src, n * sizeof(float));
+  std::memcpy(dstv, srcv, bytes);
 }
 
-template <class Op>
-ADEMAMIX_LOOP_INLINE void blocked(const Op& op, const Streams& x, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void blocked(const Op& op, const StreamsOf<S>& x, size_t b, size_t e) {
   constexpr int K = Op::kStates;
   const bool big = e - b >= kStreamMin;
   bool stream[K + 1];
   stream[K] = big && x.param_out != x.param;
   for (int k = 0; k < K; k++) stream[k] = big && x.state_out[k] != x.state[k];
   alignas(64) float tp[kBlock];
-  alignas(64) float ts[K][kBlock];
+  alignas(64) S ts[K][kBlock];
   for (size_t lo = b; lo < e; lo += kBlock) {
     const size_t hi = e - lo > kBlock ? lo + kBlock : e, n = hi - lo;
-    Streams y = x;  // outputs redirected to the scratch block (indexed from lo)
+    StreamsOf<S> y = x;  // outputs redirected to the scratch block (indexed from lo)
     y.param_out = tp - lo;
     for (int k = 0; k < K; k++) y.state_out[k] = ts[k] - lo;
     plain(op, y, lo, hi);
-    copy_out(x.param_out + lo, tp, n, stream[K]);
-    for (int k = 0; k < K; k++) copy_out(x.state_out[k] + lo, ts[k], n, stream[k]);
+    copy_out(x.param_out + lo, tp, n * sizeof(float), stream[K]);
+    for (int k = 0; k < K; k++) copy_out(x.state_out[k] + lo, ts[k], n * sizeof(S), stream[k]);
   }
 #if defined(__SSE2__)
   if (big) _mm_sfence();  // non-temporal stores are weakly ordered: publish them before returning
 #endif
 }
 
-template <class Op>
-ADEMAMIX_LOOP_INLINE void run(const Op op, const Streams& x, size_t b, size_t e) {
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void run(const Op op, const StreamsOf<S>& x, size_t b, size_t e) {
   bool all = x.param_out == x.param, any = all;
   for (int k = 0; k < Op::kStates; k++) {
     const bool same = x.state_out[k] == x.state[k];
@@ -164,6 +172,16 @@ ADEMAMIX_CLONES void simplified_range(const SimplifiedHyper& h, const Streams& x
   run(SimplifiedOp(h), x, b, e);
 }
 ADEMAMIX_CLONES void adamw_range(const AdamWHyper& h, const Streams& x, size_t b, size_t e) {
+  run(AdamWOp(h), x, b, e);
+}
+ADEMAMIX_CLONES void ademamix_range(const AdemamixHyper& h, const StreamsBf16& x, size_t b, size_t e) {
+  if (h.beta1 != 0.0) run(AdemamixOp<true>(h), x, b, e);
+  else run(AdemamixOp<false>(h), x, b, e);
+}
+ADEMAMIX_CLONES void simplified_range(const SimplifiedHyper& h, const StreamsBf16& x, size_t b, size_t e) {
+  run(SimplifiedOp(h), x, b, e);
+}
+ADEMAMIX_CLONES void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t b, size_t e) {
   run(AdamWOp(h), x, b, e);
 }
 

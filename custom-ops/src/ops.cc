@@ -1,5 +1,13 @@
-// ORT glue for the com.ademamix ops: schemas (types, optional inputs/outputs), attribute reading, input checks
-// with clear errors, and the threaded CPU launch of the shared kernel skeleton.
+// ORT glue for the com.ademamix ops: schemas (types, optional and variadic inputs/outputs), attribute reading, input
+// checks with clear errors, and the launch of the shared kernel skeleton on the CPU (ORT's intra-op pool) or on CUDA
+// (ORT's compute stream).
+//
+// Every op is one row of a table (OpSpec): the algorithm (AdEMAMix, Simplified, AdamW), the layout (one tensor, or
+// a variadic list of tensors: the multi-tensor form), the state storage type (float32 or bfloat16) and the device.
+// One kernel class serves all rows: it reads the schedule scalars into the algorithm's Hyper struct, gathers the
+// node's tensors into a list (a per-tensor op is a list of one), and hands the list to the CPU loops or to the CUDA
+// launcher. So the per-tensor and multi-tensor ops, on either device, run the same per-element code.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +16,9 @@
 #include <vector>
 #include "ademamix/kernels.h"
 #include "onnxruntime_c_api.h"
+#if defined(ADEMAMIX_WITH_CUDA)
+#include "ademamix/cuda_launch.h"
+#endif
 
 namespace ademamix {
 namespace {
@@ -16,10 +27,12 @@ const OrtApi* api = nullptr;
 
 using Dims = std::vector<int64_t>;
 constexpr auto F32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr auto BF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
 constexpr auto I64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-constexpr auto ANY = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // float or double scalars
+constexpr auto ANY = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // float or double scalars; bf16 multi-tensor lists
 constexpr auto REQ = INPUT_OUTPUT_REQUIRED;
 constexpr auto OPT = INPUT_OUTPUT_OPTIONAL;
+constexpr auto VAR = INPUT_OUTPUT_VARIADIC;
 
 OrtStatus* Fail(const std::string& msg) { return api->CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str()); }
 
@@ -29,17 +42,71 @@ std::string DimsStr(const Dims& d) {
   return s + "]";
 }
 
-#define RETURN_IF(expr)                 \
-  do {                                  \
+const char* TypeName(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return "bfloat16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    default: return "another type";
+  }
+}
+
+#define RETURN_IF(expr)                      \
+  do {                                       \
     if (OrtStatus* _st = (expr)) return _st; \
   } while (0)
 
-// One node's view of its inputs/outputs with the op name and formal names, for errors.
+// ---------------------------------------------------------------------------------------------------------------
+// The op table.
+enum class Algo { kAdemamix, kSimplified, kAdamW };
+
+struct OpSpec {
+  const char* name;
+  Algo algo;
+  bool multi;  // variadic tensor lists (scalars first, since only the last formal input may be variadic)
+  bool bf16;   // states stored as bfloat16
+  bool cuda;   // registered for CUDAExecutionProvider (else CPUExecutionProvider)
+};
+
+// Formal input names of the per-tensor ops (errors name them) and the scalar prefix of the multi-tensor ops.
+const char* const kAdemamixIn[] = {"param", "grad", "m1", "m2", "nu", "step", "lr", "alpha", "beta3"};
+const char* const kSimplifiedIn[] = {"param", "grad", "m", "nu", "step", "lr", "alpha", "beta1", "s1"};
+const char* const kAdamWIn[] = {"param", "grad", "m", "v", "step", "lr"};
+const char* const kAdemamixStates[] = {"m1", "m2", "nu"};
+const char* const kAdemamixStatesNoM1[] = {"m2", "nu"};
+const char* const kSimplifiedStates[] = {"m", "nu"};
+const char* const kAdamWStates[] = {"m", "v"};
+
+// Where things are, per algorithm and layout.
+struct Layout {
+  int step;        // index of `step`; the schedule scalars follow it
+  int scalars;     // schedule scalars after step (AdEMAMix lr, alpha, beta3; Simplified lr, alpha, beta1; AdamW lr)
+  int s1In, s1Out; // Simplified's optional scalar state, -1 elsewhere
+  int tensorIn;    // multi: first variadic input
+  int tensorOut;   // multi: first variadic output
+};
+Layout LayoutOf(Algo a, bool multi) {
+  switch (a) {
+    case Algo::kAdemamix: return multi ? Layout{0, 3, -1, -1, 4, 0} : Layout{5, 3, -1, -1, 0, 0};
+    case Algo::kSimplified: return multi ? Layout{0, 3, 4, 0, 5, 1} : Layout{4, 3, 8, 3, 0, 0};
+    case Algo::kAdamW: return multi ? Layout{0, 1, -1, -1, 2, 0} : Layout{4, 1, -1, -1, 0, 0};
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One node's view of its context, for reading inputs with errors that name the op and the input.
 struct Ctx {
   OrtKernelContext* ctx;
   const char* op;
-  const std::vector<const char*>& inNames;
 
+  std::string Err(const std::string& what) const { return std::string(op) + ": " + what; }
+  OrtStatus* Counts(size_t* in, size_t* out) const {
+    RETURN_IF(api->KernelContext_GetInputCount(ctx, in));
+    return api->KernelContext_GetOutputCount(ctx, out);
+  }
   OrtStatus* Input(size_t i, const OrtValue** v) const {
     size_t n = 0;
     RETURN_IF(api->KernelContext_GetInputCount(ctx, &n));
@@ -47,7 +114,7 @@ struct Ctx {
     if (i < n) RETURN_IF(api->KernelContext_GetInput(ctx, i, v));
     return nullptr;
   }
-  OrtStatus* Shape(const OrtValue* v, Dims* dims, ONNXTensorElementDataType* type) const {
+  static OrtStatus* Shape(const OrtValue* v, Dims* dims, ONNXTensorElementDataType* type) {
     OrtTensorTypeAndShapeInfo* info = nullptr;
     RETURN_IF(api->GetTensorTypeAndShape(v, &info));
     size_t n = 0;
@@ -57,78 +124,61 @@ struct Ctx {
     api->ReleaseTensorTypeAndShapeInfo(info);
     return st;
   }
-  // A float32 tensor input shaped like `param`; null (and ok) when optional and absent.
-  OrtStatus* Tensor(size_t i, const Dims& like, const float** out, bool optional = false) const {
+  // A tensor input of element type `want`, shaped like `like` (or, with like == null, defining the shape: `param`).
+  // Null (and ok) when optional and absent.
+  OrtStatus* Tensor(size_t i, const std::string& name, ONNXTensorElementDataType want, const Dims* like,
+                    const std::string& likeName, Dims* dims, const void** out, bool optional = false) const {
     const OrtValue* v = nullptr;
     RETURN_IF(Input(i, &v));
     *out = nullptr;
-    if (!v) return optional ? nullptr : Fail(std::string(op) + ": input '" + inNames[i] + "' is required");
-    Dims d;
+    if (!v) return optional ? nullptr : Fail(Err("input '" + name + "' is required"));
     ONNXTensorElementDataType t;
-    RETURN_IF(Shape(v, &d, &t));
-    if (t != F32) return Fail(std::string(op) + ": input '" + inNames[i] + "' must be float32");
-    if (d != like)
-      return Fail(std::string(op) + ": input '" + inNames[i] + "' has shape " + DimsStr(d) + " but 'param' has " + DimsStr(like));
+    RETURN_IF(Shape(v, dims, &t));
+    if (t != want) return Fail(Err("input '" + name + "' must be " + TypeName(want) + ", got " + TypeName(t)));
+    if (like && *dims != *like)
+      return Fail(Err("input '" + name + "' has shape " + DimsStr(*dims) + " but '" + likeName + "' has " + DimsStr(*like)));
     void* p = nullptr;
     RETURN_IF(api->GetTensorMutableData(const_cast<OrtValue*>(v), &p));
-    *out = static_cast<const float*>(p);
+    *out = p;
     return nullptr;
   }
-  // A one-element float/double/int64 input, read as double.
-  OrtStatus* Scalar(size_t i, double* out, bool optional = false, bool* present = nullptr) const {
+  // A one-element float/double/int64 input, read as double. On CUDA these inputs are declared CPU-resident.
+  OrtStatus* Scalar(size_t i, const char* name, double* out, bool optional = false, bool* present = nullptr) const {
     const OrtValue* v = nullptr;
     RETURN_IF(Input(i, &v));
     if (present) *present = v != nullptr;
-    if (!v) return optional ? nullptr : Fail(std::string(op) + ": input '" + inNames[i] + "' is required");
+    if (!v) return optional ? nullptr : Fail(Err(std::string("input '") + name + "' is required"));
     Dims d;
     ONNXTensorElementDataType t;
     RETURN_IF(Shape(v, &d, &t));
     size_t n = 1;
     for (int64_t x : d) n *= static_cast<size_t>(x);
-    if (n != 1) return Fail(std::string(op) + ": input '" + inNames[i] + "' must be a scalar, got shape " + DimsStr(d));
+    if (n != 1) return Fail(Err(std::string("input '") + name + "' must be a scalar, got shape " + DimsStr(d)));
     void* p = nullptr;
     RETURN_IF(api->GetTensorMutableData(const_cast<OrtValue*>(v), &p));
     switch (t) {
       case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: *out = *static_cast<const float*>(p); break;
       case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: *out = *static_cast<const double*>(p); break;
       case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: *out = static_cast<double>(*static_cast<const int64_t*>(p)); break;
-      default: return Fail(std::string(op) + ": input '" + inNames[i] + "' must be float or double");
+      default: return Fail(Err(std::string("input '") + name + "' must be float or double"));
     }
     return nullptr;
   }
-  OrtStatus* Output(size_t i, const Dims& dims, float** out) const {
+  OrtStatus* Output(size_t i, const Dims& dims, void** out) const {
     OrtValue* v = nullptr;
     RETURN_IF(api->KernelContext_GetOutput(ctx, i, dims.data(), dims.size(), &v));
     *out = nullptr;
     if (!v) return nullptr;
-    void* p = nullptr;
-    RETURN_IF(api->GetTensorMutableData(v, &p));
-    *out = static_cast<float*>(p);
-    return nullptr;
+    return api->GetTensorMutableData(v, out);
   }
 };
 
 OrtStatus* Step(const Ctx& c, size_t i, int64_t* step) {
   double s = 0;
-  RETURN_IF(c.Scalar(i, &s));
-  if (s < 1) return Fail(std::string(c.op) + ": 'step' is 1-based and must be >= 1, got " + std::to_string(static_cast<int64_t>(s)));
+  RETURN_IF(c.Scalar(i, "step", &s));
+  if (s < 1) return Fail(c.Err("'step' is 1-based and must be >= 1, got " + std::to_string(static_cast<int64_t>(s))));
   *step = static_cast<int64_t>(s);
   return nullptr;
-}
-
-// Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
-template <class Fn>
-OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn) {
-  constexpr size_t kChunk = size_t(1) << 15;
-  const size_t chunks = (n + kChunk - 1) / kChunk;
-  if (chunks <= 1) { fn(size_t(0), n); return nullptr; }
-  struct Job { Fn* fn; size_t n; } job{&fn, n};
-  auto body = [](void* data, size_t c) {
-    Job* j = static_cast<Job*>(data);
-    const size_t b = c * kChunk, e = b + kChunk < j->n ? b + kChunk : j->n;
-    (*j->fn)(b, e);
-  };
-  return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
 }
 
 // ONNX float attributes are float32, but hyperparameters are written as decimals (0.999, 1e-8). The shortest decimal
@@ -161,200 +211,429 @@ int64_t AttrI(const OrtKernelInfo* info, const char* name, int64_t dflt) {
   return v;
 }
 
-// A state output that the node does not produce still needs somewhere to go.
-struct Scratch {
-  std::vector<float> buf;
-  float* Or(float* p, size_t n) { if (p) return p; buf.resize(n); return buf.data(); }
+// ---------------------------------------------------------------------------------------------------------------
+// The launch-ready form of one tensor, for either backend: states untyped (float or bf16 by the op's row).
+struct TensorIO {
+  const float* param = nullptr;
+  const float* grad = nullptr;
+  const void* state[kMaxStates] = {};
+  float* param_out = nullptr;
+  void* state_out[kMaxStates] = {};
+  size_t n = 0;
 };
+
+template <class S>
+StreamsOf<S> StreamsFor(const TensorIO& t) {
+  StreamsOf<S> x{};
+  x.param = t.param;
+  x.grad = t.grad;
+  x.param_out = t.param_out;
+  for (int k = 0; k < kMaxStates; k++) {
+    x.state[k] = static_cast<const S*>(t.state[k]);
+    x.state_out[k] = static_cast<S*>(t.state_out[k]);
+  }
+  return x;
+}
+
+// Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
+template <class Fn>
+OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn) {
+  constexpr size_t kChunk = size_t(1) << 15;
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) { if (n) fn(size_t(0), n); return nullptr; }
+  struct Job { Fn* fn; size_t n; } job{&fn, n};
+  auto body = [](void* data, size_t c) {
+    Job* j = static_cast<Job*>(data);
+    const size_t b = c * kChunk, e = b + kChunk < j->n ? b + kChunk : j->n;
+    (*j->fn)(b, e);
+  };
+  return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
+}
+
+// One pass over every tensor of the list: the tensors are laid end to end and the whole length is cut into the pool's
+// chunks, so a chunk may cover the tail of one tensor and the head of the next, and threads stay busy whatever the
+// mix of sizes (a list of one is exactly the per-tensor split).
+template <class S, class Range>
+OrtStatus* CpuLaunch(OrtKernelContext* ctx, const std::vector<TensorIO>& list, Range range) {
+  std::vector<size_t> start(list.size() + 1, 0);
+  for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + list[i].n;
+  return ParallelRange(ctx, start.back(), [&](size_t b, size_t e) {
+    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+    for (; i < list.size() && start[i] < e; i++) {
+      const size_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+      if (lo < hi) range(StreamsFor<S>(list[i]), lo, hi);
+    }
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------------------
-struct Kernel { virtual ~Kernel() = default; virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0; };
-
-const std::vector<const char*> kAdemamixIn = {"param", "grad", "m1", "m2", "nu", "step", "lr", "alpha", "beta3"};
-struct AdemamixKernel : Kernel {
-  double beta1, beta2, eps, wd;
-  explicit AdemamixKernel(const OrtKernelInfo* info)
-      : beta1(AttrF(info, "beta1", 0.9)), beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)),
-        wd(AttrF(info, "weight_decay", 0.0)) {}
-  OrtStatus* Compute(OrtKernelContext* ctx) override {
-    Ctx c{ctx, "AdEMAMix", kAdemamixIn};
-    const OrtValue* pv = nullptr;
-    RETURN_IF(c.Input(0, &pv));
-    Dims dims;
-    ONNXTensorElementDataType t;
-    RETURN_IF(c.Shape(pv, &dims, &t));
-    Streams x{};
-    const float* m1 = nullptr;
-    RETURN_IF(c.Tensor(0, dims, &x.param));
-    RETURN_IF(c.Tensor(1, dims, &x.grad));
-    RETURN_IF(c.Tensor(2, dims, &m1, /*optional=*/true));
-    const bool hasM1 = beta1 != 0.0;
-    if (hasM1 && !m1) return Fail("AdEMAMix: input 'm1' is required when beta1 != 0");
-    AdemamixHyper h{beta1, beta2, eps, wd, 0, 0, 0, 0};
-    RETURN_IF(Step(c, 5, &h.step));
-    RETURN_IF(c.Scalar(6, &h.lr));
-    RETURN_IF(c.Scalar(7, &h.alpha));
-    RETURN_IF(c.Scalar(8, &h.beta3));
-    size_t n = 1;
-    for (int64_t d : dims) n *= size_t(d);
-    float *po, *m1o, *m2o, *nuo;
-    RETURN_IF(c.Output(0, dims, &po));
-    RETURN_IF(c.Output(1, dims, &m1o));
-    RETURN_IF(c.Output(2, dims, &m2o));
-    RETURN_IF(c.Output(3, dims, &nuo));
-    // beta1 = 0 keeps no m1 (m1 = g); an m1_out the node still names gets that value
-    if (!hasM1 && m1o && m1o != x.grad && n) std::memcpy(m1o, x.grad, n * sizeof(float));
-    Scratch s1, s2, s3;
-    x.param_out = s1.Or(po, n);
-    int k = 0;
-    if (hasM1) { x.state[0] = m1; x.state_out[0] = s2.Or(m1o, n); k = 1; }
-    RETURN_IF(c.Tensor(3, dims, &x.state[k]));
-    RETURN_IF(c.Tensor(4, dims, &x.state[k + 1]));
-    x.state_out[k] = s3.Or(m2o, n);
-    Scratch s4;
-    x.state_out[k + 1] = s4.Or(nuo, n);
-    return ParallelRange(ctx, n, [&](size_t b, size_t e) { cpu::ademamix_range(h, x, b, e); });
-  }
+struct Kernel {
+  virtual ~Kernel() = default;
+  virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0;
 };
 
-const std::vector<const char*> kSimplifiedIn = {"param", "grad", "m", "nu", "step", "lr", "alpha", "beta1", "s1"};
-struct SimplifiedKernel : Kernel {
-  double beta2, eps, wd;
-  bool bc1, bc2;
-  explicit SimplifiedKernel(const OrtKernelInfo* info)
-      : beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)), wd(AttrF(info, "weight_decay", 0.0)),
-        bc1(AttrI(info, "bias_correction1", 0) != 0), bc2(AttrI(info, "bias_correction2", 1) != 0) {}
+class OptimizerKernel : public Kernel {
+ public:
+  OptimizerKernel(const OpSpec& spec, const OrtKernelInfo* info) : spec_(spec), lay_(LayoutOf(spec.algo, spec.multi)) {
+    switch (spec.algo) {
+      case Algo::kAdemamix:
+        beta1_ = AttrF(info, "beta1", 0.9); beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8);
+        wd_ = AttrF(info, "weight_decay", 0.0);
+        break;
+      case Algo::kSimplified:
+        beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8); wd_ = AttrF(info, "weight_decay", 0.0);
+        bc1_ = AttrI(info, "bias_correction1", 0) != 0; bc2_ = AttrI(info, "bias_correction2", 1) != 0;
+        break;
+      case Algo::kAdamW:
+        beta1_ = AttrF(info, "beta1", 0.9); beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8);
+        wd_ = AttrF(info, "weight_decay", 0.01);
+        break;
+    }
+  }
+
   OrtStatus* Compute(OrtKernelContext* ctx) override {
-    Ctx c{ctx, "SimplifiedAdEMAMix", kSimplifiedIn};
-    const OrtValue* pv = nullptr;
-    RETURN_IF(c.Input(0, &pv));
-    Dims dims;
-    ONNXTensorElementDataType t;
-    RETURN_IF(c.Shape(pv, &dims, &t));
-    Streams x{};
-    RETURN_IF(c.Tensor(0, dims, &x.param));
-    RETURN_IF(c.Tensor(1, dims, &x.grad));
-    RETURN_IF(c.Tensor(2, dims, &x.state[0]));
-    RETURN_IF(c.Tensor(3, dims, &x.state[1]));
-    SimplifiedHyper h{beta2, eps, wd, 0, 0, 0, 0, bc1, bc2, 1.0};
-    RETURN_IF(Step(c, 4, &h.step));
-    RETURN_IF(c.Scalar(5, &h.lr));
-    RETURN_IF(c.Scalar(6, &h.alpha));
-    RETURN_IF(c.Scalar(7, &h.beta1));
-    double s1 = 0;
+    const Ctx c{ctx, spec_.name};
+    Call call;  // per call, never in the kernel object: one session may run the same node from several threads
+    RETURN_IF(ReadScalars(c, &call));
+    RETURN_IF(spec_.multi ? GatherMulti(c, &call) : GatherOne(c, &call));
+    return Launch(c, call);
+  }
+
+ private:
+  int States() const { return spec_.algo == Algo::kAdemamix && beta1_ != 0.0 ? 3 : 2; }  // AdEMAMix beta1 = 0: no m1
+  const char* const* StateNames() const {
+    if (spec_.algo == Algo::kAdemamix) return beta1_ != 0.0 ? kAdemamixStates : kAdemamixStatesNoM1;
+    return spec_.algo == Algo::kSimplified ? kSimplifiedStates : kAdamWStates;
+  }
+  const char* ScalarName(int k) const {  // k-th schedule scalar after step
+    switch (spec_.algo) {
+      case Algo::kAdemamix: return kAdemamixIn[6 + k];
+      case Algo::kSimplified: return kSimplifiedIn[5 + k];
+      default: return "lr";
+    }
+  }
+  ONNXTensorElementDataType StateType() const { return spec_.bf16 ? BF16 : F32; }
+
+  // Everything one Compute reads and launches.
+  struct Call {
+    AdemamixHyper ademamix{};
+    SimplifiedHyper simplified{};
+    AdamWHyper adamw{};
     bool hasS1 = false;
-    RETURN_IF(c.Scalar(8, &s1, /*optional=*/true, &hasS1));
-    if (bc1 && !hasS1) return Fail("SimplifiedAdEMAMix: bias_correction1 needs the scalar state input 's1'");
-    // S1 ← β1·S1 + 1, in the precision of the stored state (float32) so every runtime agrees
-    const float s1New = static_cast<float>(h.beta1) * static_cast<float>(s1) + 1.0f;
-    h.s1 = s1New;
-    size_t n = 1;
-    for (int64_t d : dims) n *= size_t(d);
-    float *po, *mo, *nuo, *s1o;
-    RETURN_IF(c.Output(0, dims, &po));
-    RETURN_IF(c.Output(1, dims, &mo));
-    RETURN_IF(c.Output(2, dims, &nuo));
-    RETURN_IF(c.Output(3, Dims{}, &s1o));
-    if (s1o && !hasS1) return Fail("SimplifiedAdEMAMix: output 's1_out' needs the scalar state input 's1'");
-    if (s1o) *s1o = s1New;
-    Scratch a, b, d;
-    x.param_out = a.Or(po, n);
-    x.state_out[0] = b.Or(mo, n);
-    x.state_out[1] = d.Or(nuo, n);
-    return ParallelRange(ctx, n, [&](size_t lo, size_t hi) { cpu::simplified_range(h, x, lo, hi); });
-  }
-};
+    float s1New = 1.0f;      // Simplified: S1 after this step
+    float* s1Out = nullptr;  // Simplified: where it goes (device memory on CUDA)
+    std::vector<TensorIO> list;
+    std::vector<std::vector<float>> scratch;  // CPU: state outputs the node does not produce still need a target
+  };
 
-const std::vector<const char*> kAdamWIn = {"param", "grad", "m", "v", "step", "lr"};
-struct AdamWKernel : Kernel {
-  double beta1, beta2, eps, wd;
-  explicit AdamWKernel(const OrtKernelInfo* info)
-      : beta1(AttrF(info, "beta1", 0.9)), beta2(AttrF(info, "beta2", 0.999)), eps(AttrF(info, "eps", 1e-8)),
-        wd(AttrF(info, "weight_decay", 0.01)) {}
-  OrtStatus* Compute(OrtKernelContext* ctx) override {
-    Ctx c{ctx, "AdamW", kAdamWIn};
-    const OrtValue* pv = nullptr;
-    RETURN_IF(c.Input(0, &pv));
-    Dims dims;
-    ONNXTensorElementDataType t;
-    RETURN_IF(c.Shape(pv, &dims, &t));
-    Streams x{};
-    RETURN_IF(c.Tensor(0, dims, &x.param));
-    RETURN_IF(c.Tensor(1, dims, &x.grad));
-    RETURN_IF(c.Tensor(2, dims, &x.state[0]));
-    RETURN_IF(c.Tensor(3, dims, &x.state[1]));
-    AdamWHyper h{beta1, beta2, eps, wd, 0, 0};
-    RETURN_IF(Step(c, 4, &h.step));
-    RETURN_IF(c.Scalar(5, &h.lr));
-    size_t n = 1;
-    for (int64_t d : dims) n *= size_t(d);
-    float *po, *mo, *vo;
-    RETURN_IF(c.Output(0, dims, &po));
-    RETURN_IF(c.Output(1, dims, &mo));
-    RETURN_IF(c.Output(2, dims, &vo));
-    Scratch a, b, d;
-    x.param_out = a.Or(po, n);
-    x.state_out[0] = b.Or(mo, n);
-    x.state_out[1] = d.Or(vo, n);
-    return ParallelRange(ctx, n, [&](size_t lo, size_t hi) { cpu::adamw_range(h, x, lo, hi); });
+  // step and the schedule scalars → the algorithm's Hyper struct; Simplified also advances S1.
+  OrtStatus* ReadScalars(const Ctx& c, Call* call) const {
+    int64_t step = 0;
+    RETURN_IF(Step(c, lay_.step, &step));
+    double v[3] = {0, 0, 0};
+    for (int k = 0; k < lay_.scalars; k++) RETURN_IF(c.Scalar(lay_.step + 1 + k, ScalarName(k), &v[k]));
+    switch (spec_.algo) {
+      case Algo::kAdemamix: call->ademamix = AdemamixHyper{beta1_, beta2_, eps_, wd_, v[0], v[1], v[2], step}; break;
+      case Algo::kAdamW: call->adamw = AdamWHyper{beta1_, beta2_, eps_, wd_, v[0], step}; break;
+      case Algo::kSimplified: {
+        call->simplified = SimplifiedHyper{beta2_, eps_, wd_, v[0], v[1], v[2], step, bc1_, bc2_, 1.0};
+        double s1 = 0;
+        RETURN_IF(c.Scalar(lay_.s1In, "s1", &s1, /*optional=*/true, &call->hasS1));
+        if (bc1_ && !call->hasS1) return Fail(c.Err("bias_correction1 needs the scalar state input 's1'"));
+        // S1 ← β1·S1 + 1, in the precision of the stored state (float32) so every runtime agrees
+        call->s1New = static_cast<float>(call->simplified.beta1) * static_cast<float>(s1) + 1.0f;
+        call->simplified.s1 = call->s1New;
+        break;
+      }
+    }
+    return nullptr;
   }
+
+  // Simplified's s1_out: a float32 scalar, on the op's device.
+  OrtStatus* ScalarStateOut(const Ctx& c, Call* call) const {
+    if (spec_.algo != Algo::kSimplified) return nullptr;
+    void* p = nullptr;
+    RETURN_IF(c.Output(lay_.s1Out, Dims{}, &p));
+    if (p && !call->hasS1) return Fail(c.Err("output 's1_out' needs the scalar state input 's1'"));
+    call->s1Out = static_cast<float*>(p);
+    if (call->s1Out && !spec_.cuda) *call->s1Out = call->s1New;  // CUDA: written by the kernel, on the stream
+    return nullptr;
+  }
+
+  // Per-tensor layout: param, grad, states…, then outputs param_out, states_out… (AdEMAMix: m1 optional).
+  OrtStatus* GatherOne(const Ctx& c, Call* call) const {
+    const char* const* in = spec_.algo == Algo::kAdemamix ? kAdemamixIn
+                            : spec_.algo == Algo::kSimplified ? kSimplifiedIn : kAdamWIn;
+    TensorIO t;
+    Dims dims, d;
+    const void* p = nullptr;
+    RETURN_IF(c.Tensor(0, in[0], F32, nullptr, "", &dims, &p));
+    t.param = static_cast<const float*>(p);
+    RETURN_IF(c.Tensor(1, in[1], F32, &dims, "param", &d, &p));
+    t.grad = static_cast<const float*>(p);
+    t.n = 1;
+    for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+    const bool ademamix = spec_.algo == Algo::kAdemamix;
+    const bool hasM1 = ademamix && beta1_ != 0.0;
+    // input/output index of each state: AdEMAMix in 2..4 / out 1..3 (slot 0, m1, dropped when beta1 = 0); else 2..3 / 1..2
+    int k = 0;
+    for (int slot = 0; slot < (ademamix ? 3 : 2); slot++) {
+      const bool m1Slot = ademamix && slot == 0;
+      RETURN_IF(c.Tensor(2 + slot, in[2 + slot], StateType(), &dims, "param", &d, &p, /*optional=*/m1Slot));
+      if (m1Slot && !hasM1) continue;  // beta1 = 0: m1 = g, no state (an m1 given anyway is not read)
+      if (m1Slot && !p) return Fail(c.Err("input 'm1' is required when beta1 != 0"));
+      t.state[k++] = p;
+    }
+    void* o = nullptr;
+    RETURN_IF(c.Output(0, dims, &o));
+    t.param_out = static_cast<float*>(o);
+    k = 0;
+    for (int slot = 0; slot < (ademamix ? 3 : 2); slot++) {
+      RETURN_IF(c.Output(1 + slot, dims, &o));
+      if (ademamix && slot == 0 && !hasM1) {
+        // beta1 = 0 keeps no m1 (m1 = g); an m1_out the node still names gets that value
+        if (o) RETURN_IF(CopyGradTo(c, o, t));
+        continue;
+      }
+      t.state_out[k++] = o;
+    }
+    RETURN_IF(ScalarStateOut(c, call));
+    if (!spec_.cuda) {  // the CPU loops write every state; the CUDA kernel skips null outputs instead
+      const size_t floats = spec_.bf16 ? (t.n + 1) / 2 : t.n;  // room for n states of the storage type
+      for (int s = 0; s < States(); s++) {
+        if (t.state_out[s]) continue;
+        call->scratch.emplace_back(floats);
+        t.state_out[s] = call->scratch.back().data();
+      }
+    }
+    call->list.push_back(t);
+    return nullptr;
+  }
+
+  OrtStatus* CopyGradTo(const Ctx& c, void* dst, const TensorIO& t) const {
+    if (dst == t.grad || t.n == 0) return nullptr;
+    if (spec_.bf16) {  // m1_out has the states' storage type
+      if (spec_.cuda) return Fail(c.Err("output 'm1_out' with beta1 = 0 and bf16 states is not supported on CUDA"));
+      bf16* out = static_cast<bf16*>(dst);
+      for (size_t i = 0; i < t.n; i++) out[i] = f32_to_bf16(t.grad[i]);
+      return nullptr;
+    }
+#if defined(ADEMAMIX_WITH_CUDA)
+    if (spec_.cuda) {
+      void* stream = nullptr;
+      RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
+      if (int err = ademamix_cuda_copy(dst, t.grad, t.n * sizeof(float), stream))
+        return Fail(c.Err(std::string("CUDA copy failed: ") + ademamix_cuda_error_string(err)));
+      return nullptr;
+    }
+#endif
+    std::memcpy(dst, t.grad, t.n * sizeof(float));
+    return nullptr;
+  }
+
+  // Multi-tensor layout: scalars first, then N params, N grads, N of each state; outputs (Simplified: s1_out first)
+  // N params_out, then N of each state_out. Tensor i's shape is param i's; shapes may differ between tensors.
+  OrtStatus* GatherMulti(const Ctx& c, Call* call) const {
+    std::vector<TensorIO>* list = &call->list;
+    size_t nIn = 0, nOut = 0;
+    RETURN_IF(c.Counts(&nIn, &nOut));
+    const int K = States();
+    const size_t per = 2 + static_cast<size_t>(K);
+    const size_t tensors = nIn > size_t(lay_.tensorIn) ? nIn - lay_.tensorIn : 0;
+    const char* const* names = StateNames();
+    std::string groups = "params, grads";
+    for (int k = 0; k < K; k++) groups += std::string(", ") + names[k];
+    if (tensors == 0 || tensors % per != 0)
+      return Fail(c.Err("expects the scalar inputs, then N tensors of each of (" + groups + "): a multiple of " +
+                        std::to_string(per) + " tensor inputs, got " + std::to_string(tensors)));
+    const size_t N = tensors / per;
+    const size_t outTensors = nOut > size_t(lay_.tensorOut) ? nOut - lay_.tensorOut : 0;
+    if (outTensors != N * (1 + K))
+      return Fail(c.Err("with " + std::to_string(N) + " tensors per group it has " + std::to_string(N * (1 + K)) +
+                        " tensor outputs (params_out and each state's out), got " + std::to_string(outTensors)));
+    list->resize(N);
+    auto nm = [&](const char* what, size_t i) { return std::string(what) + "[" + std::to_string(i) + "]"; };
+    Dims dims, d;
+    for (size_t i = 0; i < N; i++) {
+      TensorIO& t = (*list)[i];
+      const void* p = nullptr;
+      const size_t base = lay_.tensorIn + i;
+      RETURN_IF(c.Tensor(base, nm("param", i), F32, nullptr, "", &dims, &p));
+      t.param = static_cast<const float*>(p);
+      const std::string pn = nm("param", i);
+      RETURN_IF(c.Tensor(base + N, nm("grad", i), F32, &dims, pn, &d, &p));
+      t.grad = static_cast<const float*>(p);
+      for (int k = 0; k < K; k++) {
+        RETURN_IF(c.Tensor(base + (2 + k) * N, nm(names[k], i), StateType(), &dims, pn, &d, &p));
+        t.state[k] = p;
+      }
+      t.n = 1;
+      for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+      void* o = nullptr;
+      RETURN_IF(c.Output(lay_.tensorOut + i, dims, &o));
+      t.param_out = static_cast<float*>(o);
+      for (int k = 0; k < K; k++) {
+        RETURN_IF(c.Output(lay_.tensorOut + (1 + k) * N + i, dims, &o));
+        t.state_out[k] = o;
+      }
+    }
+    return ScalarStateOut(c, call);
+  }
+
+  OrtStatus* Launch(const Ctx& c, const Call& call) const {
+    if (spec_.cuda) return CudaLaunch(c, call);
+    return spec_.bf16 ? CpuRun<bf16>(c, call) : CpuRun<float>(c, call);
+  }
+
+  template <class S>
+  OrtStatus* CpuRun(const Ctx& c, const Call& call) const {
+    const std::vector<TensorIO>& list = call.list;
+    switch (spec_.algo) {
+      case Algo::kAdemamix: {
+        const AdemamixHyper h = call.ademamix;
+        return CpuLaunch<S>(c.ctx, list, [&h](const StreamsOf<S>& x, size_t b, size_t e) { cpu::ademamix_range(h, x, b, e); });
+      }
+      case Algo::kSimplified: {
+        const SimplifiedHyper h = call.simplified;
+        return CpuLaunch<S>(c.ctx, list, [&h](const StreamsOf<S>& x, size_t b, size_t e) { cpu::simplified_range(h, x, b, e); });
+      }
+      case Algo::kAdamW: {
+        const AdamWHyper h = call.adamw;
+        return CpuLaunch<S>(c.ctx, list, [&h](const StreamsOf<S>& x, size_t b, size_t e) { cpu::adamw_range(h, x, b, e); });
+      }
+    }
+    return nullptr;
+  }
+
+  OrtStatus* CudaLaunch(const Ctx& c, const Call& call) const {
+#if defined(ADEMAMIX_WITH_CUDA)
+    const std::vector<TensorIO>& list = call.list;
+    void* stream = nullptr;
+    RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
+    std::vector<ademamix_cuda_tensor> t(list.size());
+    for (size_t i = 0; i < list.size(); i++) {
+      t[i].param = list[i].param;
+      t[i].grad = list[i].grad;
+      t[i].param_out = list[i].param_out;
+      for (int k = 0; k < kMaxStates; k++) { t[i].state[k] = list[i].state[k]; t[i].state_out[k] = list[i].state_out[k]; }
+      t[i].n = static_cast<int64_t>(list[i].n);
+    }
+    const int bf = spec_.bf16 ? 1 : 0;
+    int err = 0;
+    switch (spec_.algo) {
+      case Algo::kAdemamix: err = ademamix_cuda_ademamix(&call.ademamix, t.data(), t.size(), bf, stream); break;
+      case Algo::kSimplified:
+        err = ademamix_cuda_simplified(&call.simplified, t.data(), t.size(), bf, call.s1Out, call.s1New, stream);
+        break;
+      case Algo::kAdamW: err = ademamix_cuda_adamw(&call.adamw, t.data(), t.size(), bf, stream); break;
+    }
+    if (err) return Fail(c.Err(std::string("CUDA kernel launch failed: ") + ademamix_cuda_error_string(err)));
+    return nullptr;
+#else
+    (void)call;
+    return Fail(c.Err("this op library was built without CUDA"));
+#endif
+  }
+
+  const OpSpec spec_;
+  const Layout lay_;
+  double beta1_ = 0, beta2_ = 0, eps_ = 0, wd_ = 0;
+  bool bc1_ = false, bc2_ = true;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
-// Shape inference: param_out and the state outputs have param's shape. ORT's allocation planner only lets an output
-// reuse an input's buffer (may-inplace) when both shapes are known, so this is what makes in-place updates possible.
-// A rank-0 `param` is left alone: this API cannot tell a scalar from an unknown shape, and a wrong guess would clash
-// with a declared output shape. The status is not read by ORT: failures just leave the shapes unknown.
+// Shape inference: each tensor output takes its param's shape. ORT's allocation planner only lets an output reuse an
+// input's buffer (may-inplace) when both shapes are known, so this is what makes in-place updates possible. A rank-0
+// `param` is left alone: this API cannot tell a scalar from an unknown shape, and a wrong guess would clash with a
+// declared output shape. The status is not read by ORT: failures just leave the shapes unknown.
 OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
 // ---------------------------------------------------------------------------------------------------------------
-// An OrtCustomOp built from a table: name, input/output types and optionality, and a kernel factory.
+// An OrtCustomOp built from an OpSpec: input/output types and characteristics follow from the algorithm, layout,
+// state type and device.
 struct OpDef : OrtCustomOp {
-  const char* name;
+  OpSpec spec;
   std::vector<ONNXTensorElementDataType> inTypes, outTypes;
   std::vector<OrtCustomOpInputOutputCharacteristic> inChar, outChar;
-  Kernel* (*make)(const OrtKernelInfo*);
-  size_t tensorOutputs;  // leading outputs shaped like `param` (the rest: scalar state)
+  std::vector<OrtMemType> inMem;
+  bool homogeneous = true;  // the variadic lists: float32 only, or (bf16 states) float32 and bfloat16 mixed
 
-  OpDef(const char* n, std::vector<ONNXTensorElementDataType> it, std::vector<OrtCustomOpInputOutputCharacteristic> ic,
-        std::vector<ONNXTensorElementDataType> ot, std::vector<OrtCustomOpInputOutputCharacteristic> oc,
-        Kernel* (*mk)(const OrtKernelInfo*), size_t nTensorOut)
-      : OrtCustomOp{}, name(n), inTypes(std::move(it)), outTypes(std::move(ot)), inChar(std::move(ic)), outChar(std::move(oc)), make(mk),
-        tensorOutputs(nTensorOut) {
+  explicit OpDef(const OpSpec& s) : OrtCustomOp{}, spec(s) {
+    const auto st = s.bf16 ? BF16 : F32;
+    const Layout lay = LayoutOf(s.algo, s.multi);
+    if (!s.multi) {
+      switch (s.algo) {
+        case Algo::kAdemamix:
+          inTypes = {F32, F32, st, st, st, I64, ANY, ANY, ANY}; inChar = {REQ, REQ, OPT, REQ, REQ, REQ, REQ, REQ, REQ};
+          outTypes = {F32, st, st, st}; outChar = {REQ, OPT, REQ, REQ};
+          break;
+        case Algo::kSimplified:
+          inTypes = {F32, F32, st, st, I64, ANY, ANY, ANY, F32}; inChar = {REQ, REQ, REQ, REQ, REQ, REQ, REQ, REQ, OPT};
+          outTypes = {F32, st, st, F32}; outChar = {REQ, REQ, REQ, OPT};
+          break;
+        case Algo::kAdamW:
+          inTypes = {F32, F32, st, st, I64, ANY}; inChar = {REQ, REQ, REQ, REQ, REQ, REQ};
+          outTypes = {F32, st, st}; outChar = {REQ, REQ, REQ};
+          break;
+      }
+    } else {
+      // scalars (step, schedule values[, s1]) then one variadic list; bf16 lists mix float32 and bfloat16, so their
+      // element type is left open (checked by the kernel) and the list is heterogeneous
+      const auto list = s.bf16 ? ANY : F32;
+      homogeneous = !s.bf16;
+      inTypes = {I64};
+      inChar = {REQ};
+      for (int k = 0; k < lay.scalars; k++) { inTypes.push_back(ANY); inChar.push_back(REQ); }
+      if (lay.s1In >= 0) { inTypes.push_back(F32); inChar.push_back(OPT); }
+      inTypes.push_back(list); inChar.push_back(VAR);
+      if (lay.s1Out >= 0) { outTypes.push_back(F32); outChar.push_back(OPT); }
+      outTypes.push_back(list); outChar.push_back(VAR);
+    }
+    // On CUDA the schedule scalars are read on the host once per launch: ORT hands them over in CPU memory.
+    inMem.assign(inTypes.size(), OrtMemTypeDefault);
+    if (s.cuda) {
+      for (int k = 0; k <= lay.scalars; k++) inMem[lay.step + k] = OrtMemTypeCPUInput;
+      if (lay.s1In >= 0) inMem[lay.s1In] = OrtMemTypeCPUInput;
+    }
+
     version = ORT_API_VERSION;
-    GetName = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->name; };
-    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
+    GetName = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->spec.name; };
+    GetExecutionProviderType = [](const OrtCustomOp* op) -> const char* {
+      return static_cast<const OpDef*>(op)->spec.cuda ? "CUDAExecutionProvider" : "CPUExecutionProvider";
+    };
     GetInputType = [](const OrtCustomOp* op, size_t i) { return static_cast<const OpDef*>(op)->inTypes[i]; };
     GetInputTypeCount = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->inTypes.size(); };
     GetOutputType = [](const OrtCustomOp* op, size_t i) { return static_cast<const OpDef*>(op)->outTypes[i]; };
     GetOutputTypeCount = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->outTypes.size(); };
     GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) { return static_cast<const OpDef*>(op)->inChar[i]; };
     GetOutputCharacteristic = [](const OrtCustomOp* op, size_t i) { return static_cast<const OpDef*>(op)->outChar[i]; };
-    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    GetInputMemoryType = [](const OrtCustomOp* op, size_t i) { return static_cast<const OpDef*>(op)->inMem[i]; };
+    // the kernel checks the list lengths and names what is missing; ORT only needs "at least one"
     GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicInputHomogeneity = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->homogeneous ? 1 : 0; };
     GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicOutputHomogeneity = [](const OrtCustomOp* op) { return static_cast<const OpDef*>(op)->homogeneous ? 1 : 0; };
     CreateKernel = nullptr;
     KernelCompute = nullptr;
     KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
     CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
-      *kernel = static_cast<const OpDef*>(op)->make(info);
+      *kernel = new OptimizerKernel(static_cast<const OpDef*>(op)->spec, info);
       return nullptr;
     };
     KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
     InferOutputShapeFn = InferShapes;
     GetStartVersion = [](const OrtCustomOp*) { return 1; };
     GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
-    GetMayInplace = nullptr;  // set per op (the callback gets no op pointer)
+    GetMayInplace = nullptr;  // set per op below (the callback gets no op pointer)
     ReleaseMayInplace = nullptr;
     GetAliasMap = nullptr;
     ReleaseAliasMap = nullptr;
   }
 };
 
-// Output i may reuse input kInplace...[i]'s buffer when ORT allows (the input's last use, ORT-owned): the kernel
-// handles outputs that alias their inputs (see cpu_kernels.cc). Arrays are new[]'d here, delete[]'d on release.
+// Output i may reuse input kInplace...[i]'s buffer when ORT allows (the input's last use, ORT-owned): the kernels
+// handle outputs that alias their inputs (see cpu_kernels.cc). Arrays are new[]'d here, delete[]'d on release.
+// Only the per-tensor ops declare it: the pairs are a fixed list, which cannot describe a variadic one.
 template <int... Pairs>
 size_t ORT_API_CALL MayInplace(int** in, int** out) {
   constexpr int p[] = {Pairs...};
@@ -366,61 +645,116 @@ size_t ORT_API_CALL MayInplace(int** in, int** out) {
 }
 void ORT_API_CALL ReleaseInplace(int* in, int* out) { delete[] in; delete[] out; }
 
-OpDef* WithInplace(OpDef* op, size_t (ORT_API_CALL* fn)(int**, int**)) {
-  op->GetMayInplace = fn;
-  op->ReleaseMayInplace = ReleaseInplace;
-  return op;
+// Reads a float attribute at shape-inference time (an int is taken too), else `dflt`.
+double InferAttrF(OrtShapeInferContext* ctx, const char* name, double dflt) {
+  const OrtOpAttr* a = nullptr;
+  if (OrtStatus* st = api->ShapeInferContext_GetAttribute(ctx, name, &a)) { api->ReleaseStatus(st); return dflt; }
+  float f = 0;
+  size_t len = 0;
+  if (OrtStatus* st = api->ReadOpAttr(a, ORT_OP_ATTR_FLOAT, &f, sizeof f, &len)) {
+    api->ReleaseStatus(st);
+    int64_t i = 0;
+    if (OrtStatus* st2 = api->ReadOpAttr(a, ORT_OP_ATTR_INT, &i, sizeof i, &len)) { api->ReleaseStatus(st2); return dflt; }
+    return static_cast<double>(i);
+  }
+  return f;
 }
 
-OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
-  size_t nIn = 0;
-  if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
+// Copies input `from`'s dims (with their symbols) to each output in `to`, with element type `types[i]` (ORT 1.30
+// takes the type from the info too, and the bf16 multi-tensor lists need it: their variadic outputs mix float32
+// params and bfloat16 states). False when the shape is not usable.
+bool SameShape(OrtShapeInferContext* ctx, size_t from, const std::vector<size_t>& to,
+               const std::vector<ONNXTensorElementDataType>& types) {
   OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by the context
-  if (nIn == 0) return nullptr;
-  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, 0, &in)) { api->ReleaseStatus(st); return nullptr; }
+  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, from, &in)) { api->ReleaseStatus(st); return false; }
   size_t rank = 0;
-  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return nullptr; }
-  if (rank == 0) return nullptr;
+  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return false; }
+  if (rank == 0) return false;
   Dims dims(rank);
   std::vector<const char*> syms(rank, nullptr);
   OrtTensorTypeAndShapeInfo* out = nullptr;
   OrtStatus* st = api->GetDimensions(in, dims.data(), rank);
   if (!st) st = api->GetSymbolicDimensions(in, syms.data(), rank);
   if (!st) st = api->CreateTensorTypeAndShapeInfo(&out);
-  if (!st) st = api->SetTensorElementType(out, F32);
   if (!st) st = api->SetDimensions(out, dims.data(), rank);
+  bool ok = !st;
   if (!st) {
     for (size_t i = 0; i < rank; i++) {
       if (!syms[i]) syms[i] = "";
-      if (dims[i] < 0 && !*syms[i]) { api->ReleaseTensorTypeAndShapeInfo(out); return nullptr; }  // unnamed unknown dim
+      if (dims[i] < 0 && !*syms[i]) ok = false;  // unnamed unknown dim: leave the outputs unknown
     }
-    st = api->SetSymbolicDimensions(out, syms.data(), rank);
+    if (ok) st = api->SetSymbolicDimensions(out, syms.data(), rank);
   }
-  const size_t nOut = static_cast<const OpDef*>(op)->tensorOutputs;
-  for (size_t i = 0; !st && i < nOut; i++) st = api->ShapeInferContext_SetOutputTypeShape(ctx, i, out);
-  if (st) api->ReleaseStatus(st);
+  for (size_t i = 0; ok && !st && i < to.size(); i++) {
+    st = api->SetTensorElementType(out, types[i]);
+    if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ctx, to[i], out);
+  }
+  if (st) { api->ReleaseStatus(st); ok = false; }
   if (out) api->ReleaseTensorTypeAndShapeInfo(out);
+  return ok;
+}
+
+OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
+  const OpSpec& s = static_cast<const OpDef*>(op)->spec;
+  const ONNXTensorElementDataType st = s.bf16 ? BF16 : F32;
+  size_t nIn = 0;
+  if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
+  if (!s.multi) {
+    if (nIn == 0) return nullptr;
+    const size_t tensorOutputs = s.algo == Algo::kAdemamix ? 4 : 3;  // Simplified's s1_out is a scalar
+    std::vector<size_t> to;
+    std::vector<ONNXTensorElementDataType> types;
+    for (size_t i = 0; i < tensorOutputs; i++) { to.push_back(i); types.push_back(i ? st : F32); }
+    SameShape(ctx, 0, to, types);
+    return nullptr;
+  }
+  const Layout lay = LayoutOf(s.algo, true);
+  const size_t K = s.algo == Algo::kAdemamix && InferAttrF(ctx, "beta1", 0.9) != 0.0 ? 3 : 2;
+  if (nIn <= size_t(lay.tensorIn) || (nIn - lay.tensorIn) % (2 + K)) return nullptr;  // the kernel reports it
+  const size_t N = (nIn - lay.tensorIn) / (2 + K);
+  for (size_t i = 0; i < N; i++) {
+    std::vector<size_t> to;
+    std::vector<ONNXTensorElementDataType> types;
+    for (size_t k = 0; k <= K; k++) { to.push_back(lay.tensorOut + k * N + i); types.push_back(k ? st : F32); }
+    SameShape(ctx, lay.tensorIn + i, to, types);
+  }
   return nullptr;
 }
 
+// The table: per-tensor and multi-tensor, float32 and bfloat16 states, for each algorithm; on the CPU always and on
+// CUDA when the library was built with it.
 std::vector<std::unique_ptr<OpDef>>& Ops() {
   static std::vector<std::unique_ptr<OpDef>> ops;
-  if (ops.empty()) {
-    // (input, output) pairs: param→param_out and each state→its output
-    ops.emplace_back(WithInplace(
-        new OpDef("AdEMAMix", {F32, F32, F32, F32, F32, I64, ANY, ANY, ANY}, {REQ, REQ, OPT, REQ, REQ, REQ, REQ, REQ, REQ},
-                  {F32, F32, F32, F32}, {REQ, OPT, REQ, REQ},
-                  [](const OrtKernelInfo* i) -> Kernel* { return new AdemamixKernel(i); }, 4),
-        MayInplace<0, 0, 2, 1, 3, 2, 4, 3>));
-    ops.emplace_back(WithInplace(
-        new OpDef("SimplifiedAdEMAMix", {F32, F32, F32, F32, I64, ANY, ANY, ANY, F32},
-                  {REQ, REQ, REQ, REQ, REQ, REQ, REQ, REQ, OPT}, {F32, F32, F32, F32}, {REQ, REQ, REQ, OPT},
-                  [](const OrtKernelInfo* i) -> Kernel* { return new SimplifiedKernel(i); }, 3),
-        MayInplace<0, 0, 2, 1, 3, 2>));
-    ops.emplace_back(WithInplace(
-        new OpDef("AdamW", {F32, F32, F32, F32, I64, ANY}, {REQ, REQ, REQ, REQ, REQ, REQ}, {F32, F32, F32}, {REQ, REQ, REQ},
-                  [](const OrtKernelInfo* i) -> Kernel* { return new AdamWKernel(i); }, 3),
-        MayInplace<0, 0, 2, 1, 3, 2>));
+  if (!ops.empty()) return ops;
+  struct Row { const char* name; Algo algo; bool multi; bool bf16; };
+  const Row rows[] = {
+      {"AdEMAMix", Algo::kAdemamix, false, false},
+      {"AdEMAMixBf16", Algo::kAdemamix, false, true},
+      {"AdEMAMixMulti", Algo::kAdemamix, true, false},
+      {"AdEMAMixMultiBf16", Algo::kAdemamix, true, true},
+      {"SimplifiedAdEMAMix", Algo::kSimplified, false, false},
+      {"SimplifiedAdEMAMixBf16", Algo::kSimplified, false, true},
+      {"SimplifiedAdEMAMixMulti", Algo::kSimplified, true, false},
+      {"SimplifiedAdEMAMixMultiBf16", Algo::kSimplified, true, true},
+      {"AdamW", Algo::kAdamW, false, false},
+      {"AdamWBf16", Algo::kAdamW, false, true},
+      {"AdamWMulti", Algo::kAdamW, true, false},
+      {"AdamWMultiBf16", Algo::kAdamW, true, true},
+  };
+#if defined(ADEMAMIX_WITH_CUDA)
+  const bool devices[] = {false, true};
+#else
+  const bool devices[] = {false};
+#endif
+  for (bool cuda : devices) {
+    for (const Row& r : rows) {
+      auto* op = new OpDef(OpSpec{r.name, r.algo, r.multi, r.bf16, cuda});
+      if (!r.multi) {  // (input, output) pairs: param→param_out and each state→its output
+        op->GetMayInplace = r.algo == Algo::kAdemamix ? MayInplace<0, 0, 2, 1, 3, 2, 4, 3> : MayInplace<0, 0, 2, 1, 3, 2>;
+        op->ReleaseMayInplace = ReleaseInplace;
+      }
+      ops.emplace_back(op);
+    }
   }
   return ops;
 }

@@ -5,11 +5,17 @@
 // steps rotate through the three ways ORT can hand over buffers: separate outputs (poisoned with NaN first, so an
 // element the kernel skips is caught), every output in place over its input, and a mix of the two.
 // Exit code 1 on any mismatch (relative error on the parameters or states above 1e-5).
+//
+// bf16 states: the float32 → bfloat16 conversion is checked on edge cases and against an independent nearest-value
+// search; then every optimizer runs with bf16 states, each step compared with a float64 step taken from the same
+// (bf16) states and parameters: stored states must equal the float64 result rounded to bf16 (1 bf16 ulp of slack for
+// values within float32 rounding of a tie), parameters must match to 1e-5.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 #include "ademamix/kernels.h"
 
@@ -61,16 +67,60 @@ StepScalars ScalarsAt(int t, int steps) {
   return s;
 }
 
+// bf16 states: distance in bf16 steps between a stored state and the float64 value rounded to bf16 (same sign:
+// adjacent bit patterns are adjacent values).
+int Bf16Steps(bf16 got, double ref) {
+  const int a = got.bits, b = f32_to_bf16(static_cast<float>(ref)).bits;
+  if ((a ^ b) & 0x8000) return (a & 0x7FFF) + (b & 0x7FFF);  // opposite signs: through zero
+  return std::abs(a - b);
+}
+
+// A state that comes out of cancellation (Simplified's m = β1·m + g of opposite signs) carries the float32 rounding
+// of the terms it came from, which can be many bf16 steps of its own small value: such entries are held to the float32
+// tolerance relative to the state's scale instead, as in the float32 checks.
+bool CompareBf16(const char* what, size_t n, int t, const std::vector<bf16>& got, const std::vector<double>& ref,
+                 double* scale, Worst* worst) {
+  for (size_t i = 0; i < n; i++) *scale = std::fmax(*scale, std::fabs(ref[i]));
+  for (size_t i = 0; i < n; i++) {
+    if (!std::isfinite(bf16_to_f32(got[i]))) {
+      std::printf("FAIL %s n=%zu step %d: bf16 state[%zu] not written (NaN)\n", what, n, t, i);
+      return false;
+    }
+    const int d = Bf16Steps(got[i], ref[i]);
+    if (d > 1 && std::fabs(double(bf16_to_f32(got[i])) - ref[i]) <= kTol * *scale) continue;
+    worst->add(d);
+    if (d > 1) {
+      std::printf("FAIL %s n=%zu step %d: bf16 state[%zu] = %g is %d bf16 steps from the float64 %g\n", what, n, t, i,
+                  bf16_to_f32(got[i]), d, ref[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+template <class S>
+float Load(S x) { return load_state(x); }
+template <class S>
+S Poison();
+template <>
+float Poison<float>() { return NAN; }
+template <>
+bf16 Poison<bf16>() { return bf16{0x7FC0}; }
+
 // resync > 0: every `resync` steps the reference parameters restart from the kernel's (long runs, see main).
+// S = bf16: the reference restarts from the kernel's parameters and states every step (see the header comment).
+template <class S>
 bool RunCase(Kind kind, size_t n, int steps, int resync, std::mt19937& rng, Worst* worstParam, Worst* worstState) {
+  constexpr bool kBf16 = std::is_same<S, bf16>::value;
   const int K = States(kind);
   std::normal_distribution<float> nd;
-  std::vector<float> p(n), g(n), po(n), s[3], so[3];
+  std::vector<float> p(n), g(n), po(n);
+  std::vector<S> s[3], so[3];
   std::vector<double> rp(n), rs[3];
   for (size_t i = 0; i < n; i++) rp[i] = p[i] = nd(rng);
   for (int k = 0; k < 3; k++) {
-    s[k].assign(n, 0.f);
-    so[k].assign(n, 0.f);
+    s[k].assign(n, S{});
+    so[k].assign(n, S{});
     rs[k].assign(n, 0.0);
   }
   // attributes as the host passes them: the decimals the node's float32 attributes stand for (ops.cc, DecimalOf)
@@ -86,12 +136,17 @@ bool RunCase(Kind kind, size_t n, int steps, int resync, std::mt19937& rng, Wors
     // the method prescribes; otherwise each step jumps the parameters by ~lr·100 and the test problem turns chaotic
     if (kind == kSimplifiedBc2Only || kind == kSimplifiedNoBc) sc.lr *= 0.02;
     const int mode = t % 3;  // 0 separate, 1 in place, 2 mixed (param and state 0 in place, the rest separate)
-    Streams x{};
+    if constexpr (kBf16) {  // the float64 step starts from exactly what the kernel starts from
+      for (size_t i = 0; i < n; i++) rp[i] = p[i];
+      for (int k = 0; k < K; k++)
+        for (size_t i = 0; i < n; i++) rs[k][i] = Load(s[k][i]);
+    }
+    StreamsOf<S> x{};
     x.param = p.data();
     x.grad = g.data();
     for (int k = 0; k < K; k++) x.state[k] = s[k].data();
     std::fill(po.begin(), po.end(), NAN);
-    for (int k = 0; k < K; k++) std::fill(so[k].begin(), so[k].end(), NAN);
+    for (int k = 0; k < K; k++) std::fill(so[k].begin(), so[k].end(), Poison<S>());
     x.param_out = mode == 0 ? po.data() : p.data();
     for (int k = 0; k < K; k++) x.state_out[k] = (mode == 1 || (mode == 2 && k == 0)) ? s[k].data() : so[k].data();
 
@@ -139,11 +194,18 @@ bool RunCase(Kind kind, size_t n, int steps, int resync, std::mt19937& rng, Wors
       }
     }
     if (!Compare(kNames[kind], "param", n, t, x.param_out, rp, 1.0, worstParam)) return false;
-    for (int k = 0; k < K; k++) {
-      // states: relative to the largest magnitude the state has had (Simplified's m = Σ β1^j·g sums terms of
-      // both signs: a small entry after cancellation carries the rounding of the large terms it came from)
-      for (size_t i = 0; i < n; i++) scale[k] = std::fmax(scale[k], std::fabs(rs[k][i]));
-      if (!Compare(kNames[kind], "state", n, t, x.state_out[k], rs[k], scale[k], worstState)) return false;
+    if constexpr (kBf16) {
+      for (int k = 0; k < K; k++) {
+        const std::vector<bf16>& out = x.state_out[k] == s[k].data() ? s[k] : so[k];
+        if (!CompareBf16(kNames[kind], n, t, out, rs[k], &scale[k], worstState)) return false;
+      }
+    } else {
+      for (int k = 0; k < K; k++) {
+        // states: relative to the largest magnitude the state has had (Simplified's m = Σ β1^j·g sums terms of
+        // both signs: a small entry after cancellation carries the rounding of the large terms it came from)
+        for (size_t i = 0; i < n; i++) scale[k] = std::fmax(scale[k], std::fabs(rs[k][i]));
+        if (!Compare(kNames[kind], "state", n, t, x.state_out[k], rs[k], scale[k], worstState)) return false;
+      }
     }
     if (resync > 0 && t % resync == 0)
       for (size_t i = 0; i < n; i++) rp[i] = x.param_out[i];
@@ -153,6 +215,64 @@ bool RunCase(Kind kind, size_t n, int steps, int resync, std::mt19937& rng, Wors
       if (x.state_out[k] != s[k].data()) s[k].swap(so[k]);
   }
   return true;
+}
+
+// float32 → bfloat16 round-to-nearest-even: edge cases, then random bit patterns against a nearest-value search.
+bool CheckBf16Rounding(std::mt19937& rng) {
+  struct Case { uint32_t in; uint16_t out; const char* what; };
+  const Case cases[] = {
+      {0x3F800000u, 0x3F80, "1.0"},
+      {0x3F808000u, 0x3F80, "tie, even kept half: down"},
+      {0x3F818000u, 0x3F82, "tie, odd kept half: up"},
+      {0x3F808001u, 0x3F81, "just above a tie: up"},
+      {0x3F807FFFu, 0x3F80, "just below a tie: down"},
+      {0xBF818000u, 0xBF82, "negative tie: away from zero to even"},
+      {0x7F7FFFFFu, 0x7F80, "largest float rounds to +Inf"},
+      {0x7F7F7FFFu, 0x7F7F, "large, below the tie"},
+      {0x7F800000u, 0x7F80, "+Inf"},
+      {0xFF800000u, 0xFF80, "-Inf"},
+      {0x80000000u, 0x8000, "-0"},
+      {0x00000001u, 0x0000, "smallest subnormal"},
+      {0x00008000u, 0x0000, "subnormal tie, even: down"},
+      {0x00018000u, 0x0002, "subnormal tie, odd: up"},
+  };
+  bool ok = true;
+  for (const Case& c : cases) {
+    const uint16_t got = f32_to_bf16(bits_f32(c.in)).bits;
+    if (got != c.out) {
+      std::printf("FAIL bf16 rounding of 0x%08X (%s): got 0x%04X, want 0x%04X\n", c.in, c.what, got, c.out);
+      ok = false;
+    }
+  }
+  for (uint32_t nan : {0x7FC00000u, 0x7F800001u, 0xFFFFFFFFu, 0x7FFFFFFFu}) {  // quiet and signaling NaNs stay NaN
+    if (!std::isnan(bf16_to_f32(f32_to_bf16(bits_f32(nan))))) {
+      std::printf("FAIL bf16 rounding of NaN 0x%08X is not NaN\n", nan);
+      ok = false;
+    }
+  }
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 2000000 && ok; i++) {
+    const uint32_t u = bits(rng);
+    const float f = bits_f32(u);
+    if (std::isnan(f)) continue;
+    // the two bf16 values around f (truncation and the next one away from zero), the nearer one, ties to even
+    const uint16_t lo = static_cast<uint16_t>(u >> 16), hi = static_cast<uint16_t>(lo + 1);
+    const double dl = std::fabs(double(f) - double(bf16_to_f32(bf16{lo})));
+    const double dh = (hi & 0x7F80) == 0x7F80 && (lo & 0x7F80) != 0x7F80  // beyond the largest finite: see below
+                          ? INFINITY
+                          : std::fabs(double(f) - double(bf16_to_f32(bf16{hi})));
+    uint16_t want = dl < dh ? lo : dh < dl ? hi : (lo & 1) ? hi : lo;
+    // beyond the largest finite bf16 IEEE rounding overflows to Inf once f is at least halfway to 2^128
+    if ((u & 0x7FFFFFFF) >= 0x7F7F8000u && (u & 0x7FFFFFFF) < 0x7F800000u) want = (u & 0x80000000u) ? 0xFF80 : 0x7F80;
+    if ((u & 0x7FFFFFFF) >= 0x7F800000u) want = lo;  // ±Inf
+    const uint16_t got = f32_to_bf16(f).bits;
+    if (got != want) {
+      std::printf("FAIL bf16 rounding of 0x%08X: got 0x%04X, want 0x%04X\n", u, got, want);
+      ok = false;
+    }
+  }
+  std::printf("bf16 rounding (round to nearest even): %s\n", ok ? "ok" : "FAILED");
+  return ok;
 }
 
 }  // namespace
@@ -167,7 +287,7 @@ int main() {
     for (size_t n : sizes) {
       const int steps = n > 100000 ? 30 : n > 10000 ? 60 : 300;
       kindCases++;
-      if (!RunCase(Kind(kind), n, steps, 0, rng, &worstParam, &worstState)) kindFailures++;
+      if (!RunCase<float>(Kind(kind), n, steps, 0, rng, &worstParam, &worstState)) kindFailures++;
     }
     std::printf("%-28s %2d sizes, %d failed, worst relative error: params %.3g, states %.3g\n", kNames[kind],
                 kindCases, kindFailures, worstParam.err, worstState.err);
@@ -181,10 +301,25 @@ int main() {
   for (int kind = 0; kind < kKinds; kind++) {
     Worst worstParam, worstState;
     cases++;
-    const bool ok = RunCase(Kind(kind), 64, 20000, 1000, rng, &worstParam, &worstState);
+    const bool ok = RunCase<float>(Kind(kind), 64, 20000, 1000, rng, &worstParam, &worstState);
     if (!ok) failures++;
     std::printf("%-28s 64 params x 20000 steps: %s, worst relative error: params %.3g, states %.3g\n", kNames[kind],
                 ok ? "ok" : "FAILED", worstParam.err, worstState.err);
+  }
+  // bf16 states: step-by-step against float64 from the same inputs (rounding exactness, every path and size class)
+  cases++;
+  if (!CheckBf16Rounding(rng)) failures++;
+  const size_t bf16Sizes[] = {1, 7, 8, 17, 1023, 16385, 100003};
+  for (int kind = 0; kind < kKinds; kind++) {
+    Worst worstParam, worstState;
+    int kindFailures = 0;
+    for (size_t n : bf16Sizes) {
+      cases++;
+      if (!RunCase<bf16>(Kind(kind), n, n > 10000 ? 20 : 100, 0, rng, &worstParam, &worstState)) kindFailures++;
+    }
+    failures += kindFailures;
+    std::printf("%-28s bf16 states, %zu sizes, %d failed, worst: params %.3g relative, states %g bf16 steps\n",
+                kNames[kind], sizeof bf16Sizes / sizeof bf16Sizes[0], kindFailures, worstParam.err, worstState.err);
   }
   std::printf("kernel_check: %d cases, %d failed (tolerance %.0e)\n", cases, failures, kTol);
   return failures ? 1 : 0;

@@ -1,9 +1,35 @@
 #include "session.h"
+#include <unistd.h>
 #include <cstring>
+#include <map>
 
 namespace ademamix {
 
 namespace {
+
+// Execution provider libraries registered with the process's OrtEnv, by path: a library is registered once and
+// stays for the life of the process (sessions hold its devices).
+std::map<std::string, std::string>& RegisteredEpLibraries() {
+  static std::map<std::string, std::string> libs;
+  return libs;
+}
+
+bool IsDeviceValue(const OrtValue* v) {
+  const OrtMemoryInfo* mi = nullptr;
+  if (OrtStatus* st = ort->GetTensorMemoryInfo(v, &mi)) { ort->ReleaseStatus(st); return false; }
+  OrtMemoryInfoDeviceType t = OrtMemoryInfoDeviceType_CPU;
+  ort->MemoryInfoGetDeviceType(mi, &t);
+  return t != OrtMemoryInfoDeviceType_CPU;
+}
+
+const char* HardwareTypeName(OrtHardwareDeviceType t) {
+  switch (t) {
+    case OrtHardwareDeviceType_CPU: return "CPU";
+    case OrtHardwareDeviceType_GPU: return "GPU";
+    case OrtHardwareDeviceType_NPU: return "NPU";
+  }
+  return "?";
+}
 
 GraphOptimizationLevel ParseOptLevel(Napi::Env env, const std::string& s) {
   if (s == "disabled") return ORT_DISABLE_ALL;
@@ -83,7 +109,8 @@ void Session::Register(Napi::Env env, Napi::Object exports) {
 }
 
 // new Session(model: string | Uint8Array, options?: {intraOpThreads, interOpThreads, graphOptimizationLevel,
-//   executionMode, opsLibrary, profilingPrefix})
+//   executionMode, opsLibrary, profilingPrefix, executionProvider: 'cpu' | {cuda: {providerLibrary, deviceIndex?,
+//   disableCpuFallback?, options?}}})
 Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
   Napi::Env env = info.Env();
   RequireInit(env);
@@ -125,6 +152,18 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
     std::string lib = text("opsLibrary");
     Check(env, ort->RegisterCustomOpsLibrary_V2(so, lib.c_str()), opening + ": registering op library " + lib);
   }
+  if (given("executionProvider")) {
+    Napi::Value ep = opt("executionProvider");
+    const char* usage = "executionProvider must be 'cpu' or {cuda: {providerLibrary: string, deviceIndex?: number, "
+                        "disableCpuFallback?: boolean, options?: {[key]: string}}}";
+    if (ep.IsString()) {
+      if (ep.As<Napi::String>().Utf8Value() != "cpu") throw Napi::TypeError::New(env, usage);
+    } else if (ep.IsObject() && ep.As<Napi::Object>().Get("cuda").IsObject()) {
+      AppendCuda(env, so, ep.As<Napi::Object>().Get("cuda").As<Napi::Object>(), opening);
+    } else {
+      throw Napi::TypeError::New(env, usage);
+    }
+  }
   if (info[0].IsString()) {
     Check(env, ort->CreateSession(ortEnv, label_.c_str(), so, &session_), "loading model " + label_);
   } else {
@@ -135,6 +174,16 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   try {
     ReadInfos(env, session_, true, label_, &in_);
     ReadInfos(env, session_, false, label_, &out_);
+    if (device_.epDevice) {
+      // State on the device: the EP's shared allocator (one exists for every OrtEpDevice's default memory), runs
+      // through one IoBinding reused for every run.
+      device_.memInfo = ort->EpDevice_MemoryInfo(device_.epDevice, OrtDeviceMemoryType_DEFAULT);
+      if (!device_.memInfo) throw Napi::Error::New(env, opening + ": the CUDA device reports no device memory");
+      Check(env, ort->GetSharedAllocator(ortEnv, device_.memInfo, &device_.alloc), opening + ": device allocator");
+      if (!device_.alloc) throw Napi::Error::New(env, opening + ": ONNX Runtime has no shared allocator for the CUDA device");
+      Check(env, ort->CreateIoBinding(session_, &device_.binding), opening + ": creating the IoBinding");
+      Check(env, ort->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &device_.cpuInfo), opening);
+    }
   } catch (...) {
     ReleaseAll();  // a throwing constructor never runs the destructor
     throw;
@@ -146,6 +195,69 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
 
 Session::~Session() { ReleaseAll(); }
 
+// executionProvider {cuda: {providerLibrary, deviceIndex?, disableCpuFallback?, options?}}: registers the CUDA EP's
+// provider library with the OrtEnv (once per path), picks the deviceIndex-th GPU it offers and appends it to the
+// session options (SessionOptionsAppendExecutionProvider_V2). Every failure says which step and what to check.
+void Session::AppendCuda(Napi::Env env, OrtSessionOptions* so, Napi::Object cuda, const std::string& opening) {
+  Napi::Value libV = cuda.Get("providerLibrary");
+  if (!libV.IsString())
+    throw Napi::TypeError::New(env, "executionProvider.cuda.providerLibrary must be the path of libonnxruntime_providers_cuda.so");
+  const std::string lib = libV.As<Napi::String>();
+  Napi::Value idxV = cuda.Get("deviceIndex");
+  const int index = idxV.IsNumber() ? idxV.As<Napi::Number>().Int32Value() : 0;
+  if (index < 0) throw Napi::TypeError::New(env, "executionProvider.cuda.deviceIndex must be >= 0");
+  const std::string what = opening + ": CUDA execution provider";
+  if (access(lib.c_str(), R_OK) != 0)
+    throw Napi::Error::New(env, what + ": provider library not found: " + lib +
+                                    " (executionProvider.cuda.providerLibrary must name libonnxruntime_providers_cuda.so "
+                                    "from a GPU build of the same ONNX Runtime version)");
+  auto& libs = RegisteredEpLibraries();
+  if (!libs.count(lib)) {
+    const std::string name = "ademamix.ep." + std::to_string(libs.size());
+    Check(env, ort->RegisterExecutionProviderLibrary(ortEnv, name.c_str(), lib.c_str()),
+          what + ": loading provider library " + lib);
+    libs[lib] = name;
+  }
+  const OrtEpDevice* const* devices = nullptr;
+  size_t n = 0;
+  Check(env, ort->GetEpDevices(ortEnv, &devices, &n), what + ": listing devices");
+  std::vector<const OrtEpDevice*> gpus;
+  std::string seen;
+  for (size_t i = 0; i < n; i++) {
+    const char* ep = ort->EpDevice_EpName(devices[i]);
+    const OrtHardwareDeviceType type = ort->HardwareDevice_Type(ort->EpDevice_Device(devices[i]));
+    seen += std::string(seen.empty() ? "" : ", ") + (ep ? ep : "?") + " on " + HardwareTypeName(type);
+    if (ep && std::string(ep) == "CUDAExecutionProvider" && type == OrtHardwareDeviceType_GPU) gpus.push_back(devices[i]);
+  }
+  if (gpus.empty())
+    throw Napi::Error::New(env, what + ": no GPU: " + lib + " loaded, but ONNX Runtime offers no CUDA device (it offers: " +
+                                    (seen.empty() ? "nothing" : seen) +
+                                    "). Check that a GPU is present, its driver is installed and the CUDA/cuDNN libraries "
+                                    "the provider needs are found.");
+  if (static_cast<size_t>(index) >= gpus.size())
+    throw Napi::Error::New(env, what + ": deviceIndex " + std::to_string(index) + " but there are " +
+                                    std::to_string(gpus.size()) + " CUDA device(s)");
+  device_.epDevice = gpus[index];
+  std::vector<std::string> keys, values;
+  Napi::Value optsV = cuda.Get("options");
+  if (optsV.IsObject()) {
+    Napi::Object o = optsV.As<Napi::Object>();
+    Napi::Array names = o.GetPropertyNames();
+    for (uint32_t k = 0; k < names.Length(); k++) {
+      const std::string key = names.Get(k).ToString();
+      keys.push_back(key);
+      values.push_back(o.Get(key).ToString());
+    }
+  }
+  std::vector<const char*> kp, vp;
+  for (size_t k = 0; k < keys.size(); k++) { kp.push_back(keys[k].c_str()); vp.push_back(values[k].c_str()); }
+  Check(env, ort->SessionOptionsAppendExecutionProvider_V2(so, ortEnv, &device_.epDevice, 1, kp.data(), vp.data(), kp.size()),
+        what + ": adding it to the session");
+  Napi::Value noFallback = cuda.Get("disableCpuFallback");
+  if (noFallback.IsBoolean() && noFallback.As<Napi::Boolean>().Value())
+    Check(env, ort->AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"), what + ": disableCpuFallback");
+}
+
 void Session::ReleaseAll() {
   if (!ort) return;
   for (auto& s : state_) {
@@ -153,6 +265,11 @@ void Session::ReleaseAll() {
     if (s.back) ort->ReleaseValue(s.back);
     s = Slot{};
   }
+  if (device_.binding) ort->ReleaseIoBinding(device_.binding);
+  device_.binding = nullptr;
+  if (device_.cpuInfo) ort->ReleaseMemoryInfo(device_.cpuInfo);
+  device_.cpuInfo = nullptr;
+  device_.alloc = nullptr;  // owned by the OrtEnv
   if (session_) ort->ReleaseSession(session_);
   session_ = nullptr;
 }
@@ -173,10 +290,49 @@ int Session::OutputIndex(const std::string& name) const {
   return -1;
 }
 
-// State lives in CPU memory from ORT's allocator; a device EP would allocate from the session's device allocator here.
+// State lives in CPU memory from ORT's allocator, or on the device from the EP's shared allocator.
 OrtValue* Session::NewStateValue(Napi::Env env, ONNXTensorElementDataType type, const std::vector<int64_t>& dims,
                                  const std::string& what) {
-  return NewCpuTensor(env, type, dims, label_ + ": allocating state for '" + what + "'");
+  const std::string msg = label_ + ": allocating state for '" + what + "'";
+  if (!OnDevice()) return NewCpuTensor(env, type, dims, msg);
+  OrtValue* v = nullptr;
+  Check(env, ort->CreateTensorAsOrtValue(device_.alloc, dims.data(), dims.size(), type, &v), msg + " on the device");
+  return v;
+}
+
+// Copies a JS tensor's data into a state value (host memcpy, or a host-to-device CopyTensors).
+void Session::Upload(Napi::Env env, const JsTensor& t, OrtValue* dst, const std::string& what) {
+  if (!t.byteLength) return;
+  if (!IsDeviceValue(dst)) {
+    std::memcpy(TensorData(env, dst), t.data, t.byteLength);
+    return;
+  }
+  OrtValue* src = WrapCpu(env, t.type, t.dims, t.data, t.byteLength, what);
+  OrtStatus* st = ort->CopyTensors(ortEnv, &src, &dst, nullptr, 1);
+  ort->ReleaseValue(src);
+  Check(env, st, what + ": copying to the device");
+}
+
+// A value as a JS tensor; device values go through a host copy (CopyTensors, synchronous).
+Napi::Object Session::ValueToJs(Napi::Env env, OrtValue* v, const std::string& name) {
+  if (!IsDeviceValue(v)) return ToJs(env, v, name);
+  ONNXTensorElementDataType type;
+  std::vector<int64_t> dims;
+  TensorShape(env, v, &type, &dims);
+  OrtValue* host = NewCpuTensor(env, type, dims, label_ + ": host copy of '" + name + "'");
+  OrtStatus* st = ort->CopyTensors(ortEnv, &v, &host, nullptr, 1);
+  if (st) {
+    ort->ReleaseValue(host);
+    Check(env, st, label_ + ": copying '" + name + "' from the device");
+  }
+  try {
+    Napi::Object o = ToJs(env, host, name);
+    ort->ReleaseValue(host);
+    return o;
+  } catch (...) {
+    ort->ReleaseValue(host);
+    throw;
+  }
 }
 
 Napi::Array Session::InfoToJs(Napi::Env env, const std::vector<IOInfo>& infos) {
@@ -253,7 +409,12 @@ Napi::Value Session::SetState(const Napi::CallbackInfo& info) {
   // JS cannot run between these reads and the copies below, so the pointers in `todo` stay valid.
   for (auto& [ii, t] : todo) {
     OrtValue* front = NewStateValue(env, t.type, t.dims, in_[ii].name);
-    if (t.byteLength) std::memcpy(TensorData(env, front), t.data, t.byteLength);
+    try {
+      Upload(env, t, front, label_ + ": setState '" + in_[ii].name + "'");
+    } catch (...) {
+      ort->ReleaseValue(front);
+      throw;
+    }
     Slot& s = state_[ii];
     if (s.front) ort->ReleaseValue(s.front);
     if (s.back) ort->ReleaseValue(s.back);  // reallocated at the next run, in the new value's shape
@@ -275,11 +436,11 @@ Napi::Value Session::GetState(const Napi::CallbackInfo& info) {
       int ii = InputIndex(name);
       if (ii < 0) throw Napi::Error::New(env, label_ + ": getState: the model has no input '" + name + "'");
       if (!state_[ii].front) throw Napi::Error::New(env, label_ + ": getState: input '" + name + "' has no value: call setState");
-      out.Set(name, ToJs(env, state_[ii].front, name));
+      out.Set(name, ValueToJs(env, state_[ii].front, name));
     }
   } else {
     for (size_t i = 0; i < in_.size(); i++)
-      if (state_[i].front) out.Set(in_[i].name, ToJs(env, state_[i].front, in_[i].name));
+      if (state_[i].front) out.Set(in_[i].name, ValueToJs(env, state_[i].front, in_[i].name));
   }
   return out;
 }
@@ -364,9 +525,44 @@ void Session::Prepare(Napi::Env env, Napi::Value feedsV, Napi::Value fetchesV, b
 }
 
 void Session::Execute(RunPlan& plan) {
+  if (OnDevice()) return ExecuteBound(plan);
   OrtStatus* st = ort->Run(session_, nullptr, plan.inNames.data(), plan.inputs.data(), plan.inputs.size(),
                            plan.outNames.data(), plan.outNames.size(), plan.outputs.data());
   plan.error = StatusMessage(st, "running " + label_);
+}
+
+// Device state: inputs bound as they are (state fronts on the device; fed CPU values, which ORT copies over), carried
+// outputs bound to their back buffers on the device, other outputs to CPU memory. Any thread (no JS here).
+void Session::ExecuteBound(RunPlan& plan) {
+  OrtIoBinding* b = device_.binding;
+  ort->ClearBoundInputs(b);
+  ort->ClearBoundOutputs(b);
+  const std::string what = "running " + label_;
+  auto failed = [&](OrtStatus* st) {
+    if (!st) return false;
+    plan.error = StatusMessage(st, what);
+    return true;
+  };
+  for (size_t i = 0; i < plan.inputs.size(); i++)
+    if (failed(ort->BindInput(b, plan.inNames[i], plan.inputs[i]))) return;
+  for (size_t k = 0; k < plan.outputs.size(); k++) {
+    OrtStatus* st = plan.outputs[k] ? ort->BindOutput(b, plan.outNames[k], plan.outputs[k])
+                                    : ort->BindOutputToDevice(b, plan.outNames[k], device_.cpuInfo);
+    if (failed(st)) return;
+  }
+  if (failed(ort->RunWithBinding(session_, nullptr, b))) return;
+  // the device work must be done before JS reads outputs or getState copies the state out
+  if (failed(ort->SynchronizeBoundOutputs(b))) return;
+  OrtAllocator* alloc = nullptr;
+  if (failed(ort->GetAllocatorWithDefaultOptions(&alloc))) return;
+  OrtValue** values = nullptr;
+  size_t count = 0;
+  if (failed(ort->GetBoundOutputValues(b, alloc, &values, &count))) return;
+  for (size_t k = 0; k < count; k++) {
+    if (k < plan.outputs.size() && !plan.outputs[k]) plan.outputs[k] = values[k];  // ReleasePlan releases it
+    else ort->ReleaseValue(values[k]);  // an extra reference to a back buffer
+  }
+  if (values) alloc->Free(alloc, values);
 }
 
 void Session::ReleasePlan(RunPlan& plan) {
@@ -399,7 +595,7 @@ Napi::Value Session::Finish(Napi::Env env, RunPlan& plan) {
     int o = plan.outIndex[k];
     OrtValue* v = carryTarget_[o] >= 0 ? state_[carryTarget_[o]].front : plan.outputs[k];
     try {
-      result.Set(out_[o].name, ToJs(env, v, out_[o].name));
+      result.Set(out_[o].name, ValueToJs(env, v, out_[o].name));
     } catch (const Napi::Error& e) {
       convError = label_ + ": output " + e.Message();
     }

@@ -2,9 +2,10 @@
 // back buffer of its input's double buffer, and the buffers swap after the run, so parameters and optimizer state
 // never cross into JS per step.
 //
-// Device note: all state lives in CPU OrtValues made by NewStateValue, and Execute calls Run with plain arrays. A
-// device execution provider would allocate state with the session's device allocator there and bind it through
-// IoBinding in Execute; nothing else depends on where the state lives, except getState/setState copies (Download/Upload).
+// Where the state lives: on the CPU (default) it is CPU OrtValues and Execute calls Run with plain arrays. With
+// executionProvider {cuda: ...} it lives in device memory from the CUDA EP's shared allocator (NewStateValue), runs
+// bind it through IoBinding (ExecuteBound: fed CPU values are copied in by ORT, fetched outputs come back to the
+// CPU), and setState/getState copy host <-> device with CopyTensors (Upload/ValueToJs). Nothing else depends on it.
 #pragma once
 #include <memory>
 #include <string>
@@ -28,7 +29,7 @@ struct RunPlan {
   std::vector<bool> ownedInput;
   std::vector<OrtValue*> outputs;  // carried: the state's back buffer (borrowed); else null, then ORT's (owned)
   std::vector<int> outIndex;       // session output index of each entry of outputs
-  std::vector<bool> toJs;          // copy this output to JS
+  std::vector<bool> toJs;          // copy this output to JS (device values: through a host copy)
   std::vector<std::vector<uint8_t>> copies;  // runAsync: owned copies of the fed data
   std::string error;               // set by Execute
 };
@@ -59,6 +60,11 @@ class Session : public Napi::ObjectWrap<Session> {
 
   void Prepare(Napi::Env env, Napi::Value feeds, Napi::Value fetches, bool copyFeeds, RunPlan& plan);
   OrtValue* NewStateValue(Napi::Env env, ONNXTensorElementDataType type, const std::vector<int64_t>& dims, const std::string& what);
+  void AppendCuda(Napi::Env env, OrtSessionOptions* so, Napi::Object cuda, const std::string& opening);
+  void ExecuteBound(RunPlan& plan);                                       // device state: IoBinding
+  void Upload(Napi::Env env, const JsTensor& t, OrtValue* dst, const std::string& what);   // JS data -> state value
+  Napi::Object ValueToJs(Napi::Env env, OrtValue* v, const std::string& name);             // any device -> JS
+  bool OnDevice() const { return device_.alloc != nullptr; }
   void ReleaseAll();
   void RequireOpen(Napi::Env env) const;
   int InputIndex(const std::string& name) const;
@@ -71,6 +77,15 @@ class Session : public Napi::ObjectWrap<Session> {
   std::vector<Slot> state_;       // by input index
   std::vector<int> carryTarget_;  // by output index: the input it feeds, or -1
   std::vector<int> carrySource_;  // by input index: the output that feeds it, or -1
+
+  // Device execution (CUDA EP); all null on the CPU.
+  struct Device {
+    const OrtEpDevice* epDevice = nullptr;  // owned by the OrtEnv
+    const OrtMemoryInfo* memInfo = nullptr; // owned by the OrtEpDevice
+    OrtAllocator* alloc = nullptr;          // the EP's shared device allocator, owned by the OrtEnv
+    OrtIoBinding* binding = nullptr;
+    OrtMemoryInfo* cpuInfo = nullptr;       // where fetched outputs go
+  } device_;
 };
 
 }  // namespace ademamix

@@ -15,7 +15,8 @@ export interface TrainStepBenchOptions {
   model: string; batch?: number; seq?: number; steps?: number; threads?: number; optimizer?: string;
 }
 
-const OPTIMIZER_OPS = new Set(['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW']);
+// per-tensor and multi-tensor forms, fp32 and bf16 states: every com.ademamix op is optimizer work
+const OPTIMIZER_OPS = new Set(['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW'].flatMap((op) => [op, `${op}Multi`, `${op}Bf16`, `${op}MultiBf16`]));
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
 
 interface ProfileEvent { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string } }

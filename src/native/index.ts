@@ -1,2 +1,2 @@
-export { NativeSession, nativeOrtVersion, type NativeSessionOptions, type IOMetadata } from './session';
+export { NativeSession, nativeOrtVersion, type NativeSessionOptions, type IOMetadata, type RawTensor, type ExecutionProvider } from './session';
 export { opsLibraryPath, ortLibraryPath, addonPath, packageRoot, hasOpsLibrary } from './paths';

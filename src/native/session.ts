@@ -6,6 +6,23 @@ import { addonPath, hasOpsLibrary, opsLibraryPath, ortLibraryPath } from './path
 /** An input's or output's declared type; dims hold a symbolic name (string) or -1 where the size is not fixed. */
 export interface IOMetadata { name: string; type: string; dims: (number | string)[] }
 
+/**
+ * Where the session runs. 'cpu' (default), or ONNX Runtime's CUDA execution provider loaded from its provider library
+ * (libonnxruntime_providers_cuda.so of a GPU build of the same ONNX Runtime version): the session keeps its carried
+ * state in GPU memory (IoBinding), copies fed inputs in and fetched outputs out. Errors name the missing library or GPU.
+ */
+export type ExecutionProvider = 'cpu' | {
+  cuda: {
+    providerLibrary: string;
+    /** Which of the GPUs the provider offers (default 0). */
+    deviceIndex?: number;
+    /** session.disable_cpu_ep_fallback = 1: fail instead of running unsupported nodes on the CPU. */
+    disableCpuFallback?: boolean;
+    /** Provider options passed to SessionOptionsAppendExecutionProvider_V2. */
+    options?: Record<string, string>;
+  };
+};
+
 export interface NativeSessionOptions {
   intraOpThreads?: number;
   interOpThreads?: number;
@@ -15,10 +32,16 @@ export interface NativeSessionOptions {
   opsLibrary?: string | false;
   /** Enables ORT profiling into `<prefix>_<date>.json`; endProfiling() stops it and returns the path. */
   profilingPrefix?: string;
+  /** Default 'cpu'. See ExecutionProvider. */
+  executionProvider?: ExecutionProvider;
 }
 
-// What crosses the N-API boundary: plain objects, so the addon need not know onnxruntime-common.
-interface RawTensor { type: string; data: Tensor['data']; dims: readonly number[] }
+/**
+ * A tensor as it crosses the N-API boundary: plain `{type, data, dims}`, so the addon need not know
+ * onnxruntime-common. float16/bfloat16 data are the raw bits in a Uint16Array (onnxruntime-common's Tensor cannot
+ * hold bfloat16, e.g. optimizer states stored as bf16: use getStateRaw/setStateRaw for them).
+ */
+export interface RawTensor { type: string; data: Tensor['data']; dims: readonly number[] }
 interface AddonSession {
   inputs(): IOMetadata[];
   outputs(): IOMetadata[];
@@ -106,6 +129,14 @@ export class NativeSession {
 
   /** Copies native state out (default: every input holding state). */
   getState(names?: string[]): Record<string, Tensor> { return mapObj(this.s.getState(names), fromRaw); }
+
+  /** getState without the conversion to Tensor: any element type, bfloat16 as raw Uint16Array bits. */
+  getStateRaw(names?: string[]): Record<string, RawTensor> { return this.s.getState(names); }
+
+  /** setState from raw tensors (or Tensors): bfloat16 given as Uint16Array bits, e.g. zero bf16 optimizer states. */
+  setStateRaw(values: Record<string, RawTensor | Tensor>): void {
+    this.s.setState(mapObj(values, (v, k) => (v instanceof Tensor ? toRaw(v, k) : v)));
+  }
 
   /**
    * Runs with `feeds` for the inputs without native state; returns `fetches` (default: every non-carried output).

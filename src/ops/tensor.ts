@@ -34,3 +34,12 @@ defineOp({
   },
 });
 defineOp({ opType: 'Size', infer: () => [{ dtype: 'int64', shape: [] }], nonDifferentiable: true });
+// CastLike (opset 15; the dynamo exporter emits it for scalar constants): Cast to the type of input 1.
+defineOp({
+  opType: 'CastLike',
+  infer: (ctx) => [{ dtype: ctx.input(1).dtype, shape: ctx.input(0).shape }],
+  grad: ({ g, node, dOut }) => {
+    const x = node.inputs[0] as Value;
+    return [isFloat(x.dtype) && isFloat(node.outputs[0].dtype) ? castLike(g, dOut[0]!, x) : null, null];
+  },
+});

@@ -1,12 +1,17 @@
 // Model-local function bodies of standard ONNX ops for the com.ademamix optimizer ops, so a runtime without the
 // op library still runs the graph (ORT inlines the body when no kernel is registered for the op).
 // Scalars (bias corrections, 1−β3) are computed in double and cast to float once, like the fused kernels.
-import { GraphBuilder } from '../graph/builder';
-import { toFunctionProto } from '../graph/serialize';
+import { DEFAULT_OPSET, GraphBuilder } from '../graph/builder';
+import { toOnnxType } from '../graph/dtype';
+import { ATTR_TYPES, toFunctionProto } from '../graph/serialize';
 import { attr, type Value } from '../graph/value';
-import type { FunctionProto } from '../onnx/proto';
 import {
-  ADAMW_INPUTS, ADAMW_OUTPUTS, ADEMAMIX_INPUTS, ADEMAMIX_OUTPUTS, OPS_DOMAIN, SIMPLIFIED_INPUTS, SIMPLIFIED_OUTPUTS,
+  AttributeProtoSchema, create, FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema,
+  type AttributeProto, type FunctionProto, type NodeProto,
+} from '../onnx/proto';
+import {
+  ADAMW_INPUTS, ADAMW_OUTPUTS, ADEMAMIX_INPUTS, ADEMAMIX_OUTPUTS, MULTI_SCALARS, multiStates, OPS_DOMAIN,
+  SIMPLIFIED_INPUTS, SIMPLIFIED_OUTPUTS,
 } from '../ops/optimizers';
 
 /** The value of the calling node's float attribute `name`, as a float32 scalar. */
@@ -116,4 +121,110 @@ export function adamwFunction(): FunctionProto {
     docString: `AdamW step (torch.optim.AdamW semantics) as standard ops. Outputs: ${ADAMW_OUTPUTS.join(', ')}.`,
     attributes: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0.01) },
   });
+}
+
+// ---- bf16 states and multi-tensor lists ----------------------------------------------------------------------------
+// These bodies hold no math of their own: they call the per-tensor float32 op (whose body above is the math), so a
+// runtime without the library inlines them down to exactly the standard-op updates of the per-tensor form.
+
+export type OptimizerBase = 'AdEMAMix' | 'SimplifiedAdEMAMix' | 'AdamW';
+
+/** The per-tensor op's variant, as in its function body: AdEMAMix with/without m1, Simplified with/without s1. */
+export interface BodyVariant { hasM1?: boolean; hasS1?: boolean }
+
+const ATTRS: Record<OptimizerBase, Record<string, ReturnType<typeof attr.f>>> = {
+  AdEMAMix: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0) },
+  SimplifiedAdEMAMix: { beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0), bias_correction1: attr.i(0), bias_correction2: attr.i(1) },
+  AdamW: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0.01) },
+};
+
+const attrDefaults = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS[base]).map(([name, a]) =>
+  create(AttributeProtoSchema, a.kind === 'int'
+    ? { name, type: ATTR_TYPES.int, i: BigInt(a.value) }
+    : { name, type: ATTR_TYPES.float, f: (a as { value: number }).value }));
+
+/** The calling node's attributes, forwarded by reference. */
+const forwarded = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS[base]).map(([name, a]) =>
+  create(AttributeProtoSchema, { name, type: ATTR_TYPES[a.kind as 'float' | 'int'], refAttrName: name }));
+
+const node = (opType: string, input: string[], output: string[], domain = '', attribute: AttributeProto[] = []): NodeProto =>
+  create(NodeProtoSchema, { opType, domain, input, output, attribute, name: `${opType}_${output.find((o) => o) ?? 'out'}` });
+
+const castTo = (x: string, out: string, dtype: 'float32' | 'bfloat16'): NodeProto => create(NodeProtoSchema, {
+  opType: 'Cast', input: [x], output: [out], name: `Cast_${out}`,
+  attribute: [create(AttributeProtoSchema, { name: 'to', type: ATTR_TYPES.int, i: BigInt(toOnnxType(dtype)) })],
+});
+
+function wrapper(name: string, overload: string, base: OptimizerBase, input: string[], output: string[], nodes: NodeProto[],
+  doc: string): FunctionProto {
+  return create(FunctionProtoSchema, {
+    name, domain: OPS_DOMAIN, overload, docString: doc, input, output, node: nodes,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(DEFAULT_OPSET) }),
+      create(OperatorSetIdProtoSchema, { domain: OPS_DOMAIN, version: 1n })],
+    attributeProto: attrDefaults(base),
+  });
+}
+
+/** Per-tensor inputs/outputs and state slots of each base op, in its formal order. */
+const PER_TENSOR: Record<OptimizerBase, { inputs: string[]; outputs: string[]; states: string[] }> = {
+  AdEMAMix: { inputs: ADEMAMIX_INPUTS, outputs: ADEMAMIX_OUTPUTS, states: ['m1', 'm2', 'nu'] },
+  SimplifiedAdEMAMix: { inputs: SIMPLIFIED_INPUTS, outputs: SIMPLIFIED_OUTPUTS, states: ['m', 'nu'] },
+  AdamW: { inputs: ADAMW_INPUTS, outputs: ADAMW_OUTPUTS, states: ['m', 'v'] },
+};
+
+/** Whether a per-tensor input slot is left empty by the variant (m1 when beta1 = 0, s1 without bias_correction1). */
+const dropped = (base: OptimizerBase, slot: string, v: BodyVariant): boolean =>
+  (base === 'AdEMAMix' && slot === 'm1' && !v.hasM1) || (base === 'SimplifiedAdEMAMix' && slot === 's1' && !v.hasS1);
+
+/**
+ * `<base>Bf16`: widen the bf16 states to float32, run the float32 per-tensor op, round its new states to bf16 (Cast to
+ * bfloat16 rounds to nearest even, like the kernels' stores).
+ */
+export function bf16Function(base: OptimizerBase, v: BodyVariant): FunctionProto {
+  const { inputs, outputs, states } = PER_TENSOR[base];
+  const nodes: NodeProto[] = [];
+  const callIn = inputs.map((x) => {
+    if (dropped(base, x, v)) return '';
+    if (!states.includes(x)) return x;
+    nodes.push(castTo(x, `${x}_f32`, 'float32'));
+    return `${x}_f32`;
+  });
+  const callOut = outputs.map((o) => (states.includes(o.replace(/_out$/, '')) ? `${o}_f32` : o));
+  nodes.push(node(base, callIn, callOut, OPS_DOMAIN, forwarded(base)));
+  outputs.forEach((o, k) => { if (callOut[k] !== o) nodes.push(castTo(callOut[k], o, 'bfloat16')); });
+  return wrapper(`${base}Bf16`, '', base, inputs, outputs, nodes,
+    `${base} step with bfloat16 states: float32 math through ${base}, states rounded to nearest even on store.`);
+}
+
+/** The overload naming a multi-tensor body: the per-tensor variant and the list length (functions have fixed arity). */
+export function multiOverload(base: OptimizerBase, n: number, v: BodyVariant): string {
+  const variant = base === 'AdEMAMix' ? (v.hasM1 ? 'm1' : 'no-m1') : base === 'SimplifiedAdEMAMix' ? (v.hasS1 ? 's1' : 'no-s1') : '';
+  return variant ? `${variant}.n${n}` : `n${n}`;
+}
+
+/**
+ * `<base>Multi[Bf16]` over n tensors: one call of the per-tensor op per tensor. Formal inputs: the scalars, then
+ * param_0..n-1, grad_0.., and each state's list; outputs (Simplified: s1_out first) param_out_0.., each state's list.
+ * Simplified's s1_out is taken from tensor 0's call (every call computes the same S1).
+ */
+export function multiFunction(base: OptimizerBase, n: number, v: BodyVariant, bf16: boolean): FunctionProto {
+  const scal = MULTI_SCALARS[base];
+  const states = multiStates(base, base === 'AdEMAMix' && !v.hasM1 ? 0 : 0.9);
+  const list = (gname: string): string[] => Array.from({ length: n }, (_, i) => `${gname}_${i}`);
+  const input = [...scal, ...list('param'), ...list('grad'), ...states.flatMap(list)];
+  const output = [...(base === 'SimplifiedAdEMAMix' ? ['s1_out'] : []), ...list('param_out'), ...states.flatMap((st) => list(`${st}_out`))];
+  const { inputs: perIn, outputs: perOut } = PER_TENSOR[base];
+  const nodes: NodeProto[] = [];
+  for (let i = 0; i < n; i++) {
+    const callIn = perIn.map((x) => (dropped(base, x, v) ? '' : scal.includes(x) ? x : `${x}_${i}`));
+    const callOut = perOut.map((o) => {
+      if (o === 's1_out') return i === 0 ? 's1_out' : '';
+      if (o === 'm1_out' && !v.hasM1) return '';
+      return `${o.replace(/_out$/, '')}_out_${i}`;
+    });
+    nodes.push(node(bf16 ? `${base}Bf16` : base, callIn, callOut, OPS_DOMAIN, forwarded(base)));
+  }
+  const name = `${base}Multi${bf16 ? 'Bf16' : ''}`;
+  return wrapper(name, multiOverload(base, n, v), base, input, output, nodes,
+    `${base} over ${n} tensors${bf16 ? ' with bfloat16 states' : ''}: the per-tensor op applied to each.`);
 }

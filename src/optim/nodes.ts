@@ -1,11 +1,16 @@
 // Emitting optimizer nodes: a com.ademamix node (run by the fused kernel when the op library is loaded) plus its
 // model-local function body (run by any ONNX Runtime without the library).
 import type { GraphBuilder } from '../graph/builder';
+import type { DType } from '../graph/dtype';
+import { typeProto } from '../graph/serialize';
 import type { Value } from '../graph/value';
 import { OpError } from '../ops/registry';
-import { OPS_DOMAIN } from '../ops/optimizers';
-import { ademamixFunction, adamwFunction, simplifiedFunction } from './functions';
-import type { FunctionProto } from '../onnx/proto';
+import { MULTI_SCALARS, multiStates, OPS_DOMAIN } from '../ops/optimizers';
+import {
+  ademamixFunction, adamwFunction, bf16Function, multiFunction, multiOverload, simplifiedFunction,
+  type BodyVariant, type OptimizerBase,
+} from './functions';
+import { create, ValueInfoProtoSchema, type FunctionProto, type ModelProto } from '../onnx/proto';
 
 /** One function body per op name per model: the variant (e.g. with or without m1) must agree across nodes. */
 function ensureFunction(g: GraphBuilder, name: string, variant: string, make: () => FunctionProto): void {
@@ -26,15 +31,32 @@ function ensureFunction(g: GraphBuilder, name: string, variant: string, make: ()
 
 export interface AdemamixAttrs { beta1: number; beta2: number; eps: number; weightDecay: number }
 
+/** Storage type of the optimizer states: float32, or bfloat16 (math in float32, stores rounded to nearest even). */
+export type StateDtype = 'float32' | 'bfloat16';
+export interface StepOptions {
+  /** bfloat16: the `<Op>Bf16` form; its states (inputs and outputs) are bfloat16 tensors. Default float32. */
+  stateDtype?: StateDtype;
+}
+
+/** The per-tensor float32 body (the math), and the bf16 wrapper over it when asked for. */
+function ensureBodies(g: GraphBuilder, base: OptimizerBase, v: BodyVariant, bf16: boolean): void {
+  const variant = base === 'AdEMAMix' ? (v.hasM1 ? 'm1' : 'no-m1') : base === 'SimplifiedAdEMAMix' ? (v.hasS1 ? 's1' : 'no-s1') : 'default';
+  const make = base === 'AdEMAMix' ? () => ademamixFunction(!!v.hasM1)
+    : base === 'SimplifiedAdEMAMix' ? () => simplifiedFunction(!!v.hasS1) : adamwFunction;
+  ensureFunction(g, base, variant, make);
+  if (bf16) ensureFunction(g, `${base}Bf16`, variant, () => bf16Function(base, v));
+}
+
 export function ademamixStep(
   g: GraphBuilder,
   x: { param: Value; grad: Value; m1: Value | null; m2: Value; nu: Value; step: Value; lr: Value; alpha: Value; beta3: Value },
-  a: AdemamixAttrs, name?: string,
+  a: AdemamixAttrs, name?: string, opts: StepOptions = {},
 ): { param: Value; m1: Value | null; m2: Value; nu: Value } {
   const hasM1 = a.beta1 !== 0;
   if (hasM1 && !x.m1) throw new OpError(`AdEMAMix${name ? ` '${name}'` : ''}: beta1 = ${a.beta1} needs the m1 state`);
-  ensureFunction(g, 'AdEMAMix', hasM1 ? 'm1' : 'no-m1', () => ademamixFunction(hasM1));
-  const [param, m1, m2, nu] = g.opN('AdEMAMix',
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureBodies(g, 'AdEMAMix', { hasM1 }, bf16);
+  const [param, m1, m2, nu] = g.opN(bf16 ? 'AdEMAMixBf16' : 'AdEMAMix',
     [x.param, x.grad, hasM1 ? x.m1 : null, x.m2, x.nu, x.step, x.lr, x.alpha, x.beta3],
     { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
     { domain: OPS_DOMAIN, outputs: 4, omit: hasM1 ? [] : [1], name });
@@ -46,12 +68,13 @@ export interface SimplifiedAttrs { beta2: number; eps: number; weightDecay: numb
 export function simplifiedStep(
   g: GraphBuilder,
   x: { param: Value; grad: Value; m: Value; nu: Value; step: Value; lr: Value; alpha: Value; beta1: Value; s1?: Value | null },
-  a: SimplifiedAttrs, name?: string,
+  a: SimplifiedAttrs, name?: string, opts: StepOptions = {},
 ): { param: Value; m: Value; nu: Value; s1: Value | null } {
   const hasS1 = a.biasCorrection1;
   if (hasS1 && !x.s1) throw new OpError(`SimplifiedAdEMAMix${name ? ` '${name}'` : ''}: bias_correction1 needs the s1 state`);
-  ensureFunction(g, 'SimplifiedAdEMAMix', hasS1 ? 's1' : 'no-s1', () => simplifiedFunction(hasS1));
-  const [param, m, nu, s1] = g.opN('SimplifiedAdEMAMix',
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureBodies(g, 'SimplifiedAdEMAMix', { hasS1 }, bf16);
+  const [param, m, nu, s1] = g.opN(bf16 ? 'SimplifiedAdEMAMixBf16' : 'SimplifiedAdEMAMix',
     [x.param, x.grad, x.m, x.nu, x.step, x.lr, x.alpha, x.beta1, hasS1 ? x.s1! : null],
     { beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay, bias_correction1: hasS1 ? 1 : 0, bias_correction2: a.biasCorrection2 ? 1 : 0 },
     { domain: OPS_DOMAIN, outputs: 4, omit: hasS1 ? [] : [3], name });
@@ -61,11 +84,133 @@ export function simplifiedStep(
 export function adamwStep(
   g: GraphBuilder,
   x: { param: Value; grad: Value; m: Value; v: Value; step: Value; lr: Value },
-  a: AdemamixAttrs, name?: string,
+  a: AdemamixAttrs, name?: string, opts: StepOptions = {},
 ): { param: Value; m: Value; v: Value } {
-  ensureFunction(g, 'AdamW', 'default', adamwFunction);
-  const [param, m, v] = g.opN('AdamW', [x.param, x.grad, x.m, x.v, x.step, x.lr],
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureBodies(g, 'AdamW', {}, bf16);
+  const [param, m, v] = g.opN(bf16 ? 'AdamWBf16' : 'AdamW', [x.param, x.grad, x.m, x.v, x.step, x.lr],
     { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
     { domain: OPS_DOMAIN, outputs: 3, name });
   return { param, m, v };
+}
+
+// ---- multi-tensor form ---------------------------------------------------------------------------------------------
+// One node updates a whole group of tensors that share the attributes (e.g. every parameter with weight decay): the
+// fused kernel does one pass over all of them (CPU: split across ORT's pool; CUDA: one launch over the list) instead
+// of one node per tensor. Its function body calls the per-tensor op once per tensor. ONNX functions have a fixed
+// arity, so each list length gets its own body, told apart by the FunctionProto `overload` field (IR 10; ORT 1.30
+// resolves node.overload to the matching model-local function). The builder does not write node overloads, so a
+// model holding multi-tensor nodes must go through applyMultiTensorOverloads() after toModelProto (assembleTraining
+// does this).
+
+function ensureMultiBody(g: GraphBuilder, base: OptimizerBase, n: number, v: BodyVariant, bf16: boolean): void {
+  ensureBodies(g, base, v, bf16);
+  const f = multiFunction(base, n, v, bf16);
+  if (!g.functions.has(`${f.domain}::${f.name}::${f.overload}`)) g.addFunction(f);
+}
+
+function sameLength(op: string, name: string | undefined, lists: Record<string, Value[] | null | undefined>): number {
+  const entries = Object.entries(lists).filter((e): e is [string, Value[]] => !!e[1]);
+  const n = entries[0][1].length;
+  if (n === 0) throw new OpError(`${op}${name ? ` '${name}'` : ''}: the tensor lists are empty`);
+  const bad = entries.find(([, l]) => l.length !== n);
+  if (bad) {
+    throw new OpError(`${op}${name ? ` '${name}'` : ''}: every tensor list needs one entry per parameter: ` +
+      entries.map(([k, l]) => `${k} has ${l.length}`).join(', '));
+  }
+  return n;
+}
+
+const chunks = (xs: Value[], n: number): Value[][] => Array.from({ length: xs.length / n }, (_, k) => xs.slice(k * n, (k + 1) * n));
+
+export function ademamixStepMulti(
+  g: GraphBuilder,
+  x: { params: Value[]; grads: Value[]; m1: Value[] | null; m2: Value[]; nu: Value[]; step: Value; lr: Value; alpha: Value; beta3: Value },
+  a: AdemamixAttrs, name?: string, opts: StepOptions = {},
+): { params: Value[]; m1: Value[] | null; m2: Value[]; nu: Value[] } {
+  const hasM1 = a.beta1 !== 0;
+  if (hasM1 && !x.m1) throw new OpError(`AdEMAMixMulti${name ? ` '${name}'` : ''}: beta1 = ${a.beta1} needs the m1 states`);
+  const n = sameLength('AdEMAMixMulti', name, { params: x.params, grads: x.grads, m1: hasM1 ? x.m1 : null, m2: x.m2, nu: x.nu });
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureMultiBody(g, 'AdEMAMix', n, { hasM1 }, bf16);
+  const states = hasM1 ? [x.m1!, x.m2, x.nu] : [x.m2, x.nu];
+  const outs = g.opN(bf16 ? 'AdEMAMixMultiBf16' : 'AdEMAMixMulti',
+    [x.step, x.lr, x.alpha, x.beta3, ...x.params, ...x.grads, ...states.flat()],
+    { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
+    { domain: OPS_DOMAIN, outputs: n * (1 + states.length), name });
+  const [params, ...st] = chunks(outs, n);
+  return hasM1 ? { params, m1: st[0], m2: st[1], nu: st[2] } : { params, m1: null, m2: st[0], nu: st[1] };
+}
+
+export function simplifiedStepMulti(
+  g: GraphBuilder,
+  x: { params: Value[]; grads: Value[]; m: Value[]; nu: Value[]; step: Value; lr: Value; alpha: Value; beta1: Value; s1?: Value | null },
+  a: SimplifiedAttrs, name?: string, opts: StepOptions = {},
+): { params: Value[]; m: Value[]; nu: Value[]; s1: Value | null } {
+  const hasS1 = a.biasCorrection1;
+  if (hasS1 && !x.s1) throw new OpError(`SimplifiedAdEMAMixMulti${name ? ` '${name}'` : ''}: bias_correction1 needs the s1 state`);
+  const n = sameLength('SimplifiedAdEMAMixMulti', name, { params: x.params, grads: x.grads, m: x.m, nu: x.nu });
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureMultiBody(g, 'SimplifiedAdEMAMix', n, { hasS1 }, bf16);
+  const [s1, ...outs] = g.opN(bf16 ? 'SimplifiedAdEMAMixMultiBf16' : 'SimplifiedAdEMAMixMulti',
+    [x.step, x.lr, x.alpha, x.beta1, hasS1 ? x.s1! : null, ...x.params, ...x.grads, ...x.m, ...x.nu],
+    { beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay, bias_correction1: hasS1 ? 1 : 0, bias_correction2: a.biasCorrection2 ? 1 : 0 },
+    { domain: OPS_DOMAIN, outputs: 1 + 3 * n, omit: hasS1 ? [] : [0], name });
+  const [params, m, nu] = chunks(outs, n);
+  return { params, m, nu, s1: hasS1 ? s1 : null };
+}
+
+export function adamwStepMulti(
+  g: GraphBuilder,
+  x: { params: Value[]; grads: Value[]; m: Value[]; v: Value[]; step: Value; lr: Value },
+  a: AdemamixAttrs, name?: string, opts: StepOptions = {},
+): { params: Value[]; m: Value[]; v: Value[] } {
+  const n = sameLength('AdamWMulti', name, { params: x.params, grads: x.grads, m: x.m, v: x.v });
+  const bf16 = opts.stateDtype === 'bfloat16';
+  ensureMultiBody(g, 'AdamW', n, {}, bf16);
+  const outs = g.opN(bf16 ? 'AdamWMultiBf16' : 'AdamWMulti', [x.step, x.lr, ...x.params, ...x.grads, ...x.m, ...x.v],
+    { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
+    { domain: OPS_DOMAIN, outputs: 3 * n, name });
+  const [params, m, v] = chunks(outs, n);
+  return { params, m, v };
+}
+
+const MULTI_OP = /^(AdEMAMix|SimplifiedAdEMAMix|AdamW)Multi(Bf16)?$/;
+
+/**
+ * Sets node.overload on every com.ademamix multi-tensor node of the main graph, so a runtime without the op library
+ * finds the body for that list length; the overload is derived from the node alone (op, beta1, s1 input, arity), the
+ * same way the body was named when the node was built. For the bf16 forms it also declares the element types of
+ * outputs that are not graph outputs (value_info): their variadic output list mixes float32 and bfloat16, which ORT
+ * cannot infer from the op library's schema. Mutates and returns `model`.
+ */
+export function applyMultiTensorOverloads(model: ModelProto): ModelProto {
+  const graph = model.graph;
+  if (!graph) return model;
+  const declared = new Set([...graph.output, ...graph.valueInfo].map((v) => v.name));
+  for (const nd of graph.node) {
+    const m = nd.domain === OPS_DOMAIN ? MULTI_OP.exec(nd.opType) : null;
+    if (!m) continue;
+    const base = m[1] as OptimizerBase;
+    const attrF = (k: string, d: number): number => {
+      const a = nd.attribute.find((x) => x.name === k);
+      return a ? (a.type === 2 /* INT */ ? Number(a.i) : a.f) : d;
+    };
+    const beta1 = base === 'AdEMAMix' ? attrF('beta1', 0.9) : 0.9;
+    const states = multiStates(base, beta1);
+    const scal = MULTI_SCALARS[base].length;
+    const n = (nd.input.length - scal) / (2 + states.length);
+    if (!Number.isInteger(n) || n < 1) throw new OpError(`${nd.opType} node '${nd.name}': ${nd.input.length - scal} tensor inputs do not form ${2 + states.length} lists`);
+    const v: BodyVariant = { hasM1: base === 'AdEMAMix' && beta1 !== 0, hasS1: base === 'SimplifiedAdEMAMix' && nd.input[4] !== '' };
+    nd.overload = multiOverload(base, n, v);
+    if (!m[2]) continue;
+    const first = base === 'SimplifiedAdEMAMix' ? 1 : 0;
+    nd.output.forEach((o, k) => {
+      if (!o || declared.has(o) || k < first) return;
+      const dtype: DType = k - first < n ? 'float32' : 'bfloat16';
+      graph.valueInfo.push(create(ValueInfoProtoSchema, { name: o, type: typeProto(dtype, null) }));
+      declared.add(o);
+    });
+  }
+  return model;
 }

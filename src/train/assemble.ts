@@ -11,7 +11,11 @@ import { toModelProto } from '../graph/serialize';
 import { fromTensorProto, tensorData, type TensorData } from '../graph/tensor-data';
 import type { Value } from '../graph/value';
 import type { ModelProto, TensorProto } from '../onnx/proto';
-import { ademamixStep, adamwStep, simplifiedStep } from '../optim/nodes';
+import { hasOpsLibrary } from '../native/paths';
+import {
+  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, applyMultiTensorOverloads, simplifiedStep, simplifiedStepMulti,
+  type StateDtype,
+} from '../optim/nodes';
 import type { OptimizerSpec } from './optimizers';
 import { stateSlots } from './optimizers';
 import { alphaGraph, halfLifeBetaGraph, lrGraph } from './schedule-graph';
@@ -35,6 +39,14 @@ export interface TrainingSpec {
    * its old value and the `skipped` output is 1. Costs one extra select pass over the state, so it is opt-in.
    */
   skipNonFinite?: boolean;
+  /**
+   * One multi-tensor optimizer node per group of parameters sharing the weight decay (one fused pass over the group)
+   * instead of one node per parameter; same results. Default: true when the op library is built (without it both
+   * forms run as the same standard-op function bodies).
+   */
+  multiTensor?: boolean;
+  /** Storage type of the optimizer states (m1/m2/ν, m/ν, m/v): bfloat16 halves their memory; math stays float32. */
+  stateDtype?: StateDtype;
   metadata?: Record<string, string>;
 }
 
@@ -116,22 +128,39 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   g.output(lr, 'lr'); metrics.push('lr');
 
   const slots = stateSlots(opt);
+  const sd = { stateDtype: spec.stateDtype ?? 'float32' } as const;
   const stateInput = (p: Value, slot: string): Value => {
     const name = `${p.name}.${slot}`;
-    initialState.set(name, tensorData('float32', initialState.get(p.name!)!.dims));
-    return g.input(name, 'float32', p.shape);
+    initialState.set(name, tensorData(sd.stateDtype, initialState.get(p.name!)!.dims));
+    return g.input(name, sd.stateDtype, p.shape);
   };
   const mask = spec.weightDecayMask ?? defaultWeightDecayMask;
   const wdOf = (p: Value): number => (mask(p.name!, p) ? opt.weightDecay : 0);
+  // multi-tensor: parameter indices grouped by weight decay, in order of first appearance
+  const multi = spec.multiTensor ?? hasOpsLibrary();
+  const groups = [...params.reduce((m, p, i) => m.set(wdOf(p), [...(m.get(wdOf(p)) ?? []), i]), new Map<number, number[]>())];
+  const pick = <T>(xs: T[], idx: number[]): T[] => idx.map((i) => xs[i]);
 
   if (opt.kind === 'ademamix') {
     const alpha = alphaGraph(g, t, opt.alpha, opt.tAlpha);
     const beta3 = halfLifeBetaGraph(g, t, opt.beta1, opt.beta3, opt.tBeta3);
     g.output(alpha, 'alpha'); g.output(beta3, 'beta3'); metrics.push('alpha', 'beta3');
-    params.forEach((p, i) => {
+    if (multi) {
+      for (const [wd, idx] of groups) {
+        const ps = pick(params, idx);
+        const st = Object.fromEntries(slots.map((k) => [k, ps.map((p) => stateInput(p, k))]));
+        const r = ademamixStepMulti(g, { params: ps, grads: pick(grads, idx), m1: st.m1 ?? null, m2: st.m2, nu: st.nu, step, lr, alpha, beta3 },
+          { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wd }, `ademamix/wd=${wd}`, sd);
+        ps.forEach((p, j) => {
+          carried(r.params[j], p.name!);
+          if (r.m1) carried(r.m1[j], `${p.name}.m1`);
+          carried(r.m2[j], `${p.name}.m2`); carried(r.nu[j], `${p.name}.nu`);
+        });
+      }
+    } else params.forEach((p, i) => {
       const s = Object.fromEntries(slots.map((k) => [k, stateInput(p, k)]));
       const r = ademamixStep(g, { param: p, grad: grads[i], m1: s.m1 ?? null, m2: s.m2, nu: s.nu, step, lr, alpha, beta3 },
-        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `ademamix/${p.name}`);
+        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `ademamix/${p.name}`, sd);
       carried(r.param, p.name!);
       if (r.m1) carried(r.m1, `${p.name}.m1`);
       carried(r.m2, `${p.name}.m2`); carried(r.nu, `${p.name}.nu`);
@@ -145,25 +174,44 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
       s1 = g.input('optimizer.s1', 'float32', []);
       initialState.set('optimizer.s1', tensorData('float32', [], [0]));
     }
-    params.forEach((p, i) => {
+    if (multi) {
+      groups.forEach(([wd, idx], k) => {
+        const ps = pick(params, idx);
+        const r = simplifiedStepMulti(g, {
+          params: ps, grads: pick(grads, idx), m: ps.map((p) => stateInput(p, 'm')), nu: ps.map((p) => stateInput(p, 'nu')),
+          step, lr, alpha, beta1, s1,
+        }, { beta2: opt.beta2, eps: opt.eps, weightDecay: wd, biasCorrection1: opt.biasCorrection1, biasCorrection2: opt.biasCorrection2 },
+        `simplified/wd=${wd}`, sd);
+        ps.forEach((p, j) => { carried(r.params[j], p.name!); carried(r.m[j], `${p.name}.m`); carried(r.nu[j], `${p.name}.nu`); });
+        if (k === 0 && r.s1) carried(r.s1, 'optimizer.s1'); // every node computes the same S1; carry one
+      });
+    } else params.forEach((p, i) => {
       const m = stateInput(p, 'm'); const nu = stateInput(p, 'nu');
       const r = simplifiedStep(g, { param: p, grad: grads[i], m, nu, step, lr, alpha, beta1, s1 }, {
         beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p), biasCorrection1: opt.biasCorrection1, biasCorrection2: opt.biasCorrection2,
-      }, `simplified/${p.name}`);
+      }, `simplified/${p.name}`, sd);
       carried(r.param, p.name!); carried(r.m, `${p.name}.m`); carried(r.nu, `${p.name}.nu`);
       if (i === 0 && r.s1) carried(r.s1, 'optimizer.s1'); // every node computes the same S1; carry one
     });
+  } else if (multi) {
+    for (const [wd, idx] of groups) {
+      const ps = pick(params, idx);
+      const r = adamwStepMulti(g, {
+        params: ps, grads: pick(grads, idx), m: ps.map((p) => stateInput(p, 'm')), v: ps.map((p) => stateInput(p, 'v')), step, lr,
+      }, { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wd }, `adamw/wd=${wd}`, sd);
+      ps.forEach((p, j) => { carried(r.params[j], p.name!); carried(r.m[j], `${p.name}.m`); carried(r.v[j], `${p.name}.v`); });
+    }
   } else {
     params.forEach((p, i) => {
       const m = stateInput(p, 'm'); const v = stateInput(p, 'v');
       const r = adamwStep(g, { param: p, grad: grads[i], m, v, step, lr },
-        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `adamw/${p.name}`);
+        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `adamw/${p.name}`, sd);
       carried(r.param, p.name!); carried(r.m, `${p.name}.m`); carried(r.v, `${p.name}.v`);
     });
   }
 
-  const train = toModelProto(g, {
+  const train = applyMultiTensorOverloads(toModelProto(g, {
     metadata: { ...spec.metadata, 'ademamix.role': 'train', [CARRY_METADATA_KEY]: JSON.stringify(carry), 'ademamix.optimizer': JSON.stringify(opt) },
-  });
+  }));
   return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics };
 }

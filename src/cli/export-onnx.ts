@@ -1,0 +1,50 @@
+// `ademamix export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file]
+// [--freeze pattern] [--optimizer ademamix|simplified|adamw] [optimizer flags as for train] [--grads]`
+// Training artifacts from a forward graph exported by PyTorch (docs/interop.md).
+import * as path from 'node:path';
+import { exportTrainingFromOnnx } from '../interop/export';
+import { validateConfig } from '../runner/config';
+import { optimizerSpec } from '../runner/trainer';
+import { UsageError, type Args } from './args';
+import { configFromArgs } from './train';
+
+const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'quiet']);
+// the optimizer and schedule flags of `train` (their defaults too; --steps sets the schedules' length)
+const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'weight-decay', 'beta1', 'beta2',
+  'beta3', 'alpha', 't-alpha', 't-beta', 'grad-clip', 'steps']);
+
+export const EXPORT_ONNX_USAGE = `  export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file] [--freeze regex]
+         [--optimizer ademamix|simplified|adamw] [--lr --warmup --decay --weight-decay --alpha --beta3 --t-alpha --t-beta
+         --steps --grad-clip] [--grads]   training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
+
+export async function exportOnnxCommand(args: Args): Promise<void> {
+  const bad = Object.keys(args).filter((k) => !OWN.has(k) && !OPTIMIZER_FLAGS.has(k));
+  if (bad.length) throw new UsageError(`export --onnx: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
+  const need = (k: string): string => {
+    const v = args[k];
+    if (typeof v !== 'string') throw new UsageError(`export --onnx needs --${k} <${k === 'loss' ? 'output|ce:labels' : k === 'out' ? 'dir' : 'value'}>`);
+    return v;
+  };
+  const onnx = need('onnx'); const loss = need('loss'); const out = need('out');
+  const opt = (k: string): string | undefined => {
+    const v = args[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new UsageError(`--${k} needs a value`);
+    return v;
+  };
+  const { config } = configFromArgs(args);
+  validateConfig(config);
+  let freeze: RegExp | undefined;
+  const f = opt('freeze');
+  if (f !== undefined) {
+    try { freeze = new RegExp(f); } catch (e) { throw new UsageError(`--freeze: '${f}' is not a regular expression (${(e as Error).message})`); }
+  }
+  const quiet = args.quiet === true;
+  const r = exportTrainingFromOnnx({
+    onnx, loss, out, params: opt('params'), freeze, optimizer: optimizerSpec(config), gradClip: config.gradClip,
+    emitGradients: args.grads === true, log: quiet ? undefined : (s) => console.log(s),
+  });
+  const files = ['train.onnx', 'eval.onnx', 'forward.onnx', 'initial_state.safetensors', 'frozen.safetensors', 'manifest.json'];
+  console.log(`wrote ${files.map((x) => path.join(out, x)).join(', ')} (${r.manifest.params.length} parameter tensors; ` +
+    `feed ${r.manifest.batchInputs.join(', ')}; carry ${Object.keys(r.manifest.carry).length} values from x.next to x each step)`);
+}

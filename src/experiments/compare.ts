@@ -1,0 +1,184 @@
+// `experiment compare`: the same model trained with each optimizer variant over several seeds at an equal step budget,
+// optionally after an lr sweep (one seed apart from the comparison seeds, runs a third as long). Writes results.json,
+// summary.md and SVG figures into the out dir; every run keeps its own run directory (metrics.jsonl, plots).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { linePlotSvg, type Series } from '../runner/plot';
+import { runConfig, taskPlan, type TaskName, type TaskPlan, type Variant } from './plans';
+import { runJobs, type Job, type JobResult } from './pool';
+import {
+  band, evalCurve, forgettingCurve, markdownTable, mean, std, stepsToReach, type Band, type VariantSummary,
+} from './summary';
+
+export interface CompareOptions {
+  task: TaskName; seeds: number; steps?: number; sweep: boolean; out: string;
+  jobs: number; threads: number; reuse: boolean; variants?: string[]; entry?: string;
+  log: (s: string) => void;
+}
+
+export interface SweepPoint { lr: number; evalLoss: number | null; status: string; wallS: number }
+export interface CompareReport {
+  task: TaskName; date: string; machine: string; steps: number; seeds: number[];
+  jobs: number; threads: number;
+  base: Record<string, unknown>;
+  variants: (Variant & { lrUsed: number })[];
+  sweep?: { steps: number; seed: number; points: Record<string, SweepPoint[]>; wallS: number };
+  baseline: string;
+  summary: VariantSummary[];
+  curves: Record<string, Band>;
+  forgetting: Record<string, Band>;
+  forgettingHorizon: number;
+  runs: { key: string; status: string; evalLoss?: number; finalLoss?: number; wallS: number; reused?: boolean }[];
+  wallS: { sweep: number; main: number; total: number };
+}
+
+const lrName = (lr: number): string => lr.toExponential(1).replace('+', '');
+const secs = (t0: number): number => (performance.now() - t0) / 1000;
+const finite = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) ? v : Infinity);
+
+/** lr sweep: the grid, then up to two extra points past an edge that wins (a best lr on the edge is not a pick). */
+async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<{ lr: Record<string, number>; points: Record<string, SweepPoint[]>; wallS: number }> {
+  const t0 = performance.now();
+  const points: Record<string, SweepPoint[]> = Object.fromEntries(vs.map((v) => [v.id, []]));
+  let pending = vs.map((v) => ({ v, lrs: [...v.grid] }));
+  for (let round = 0; round < 3 && pending.length; round++) {
+    const owner = pending.flatMap(({ v, lrs }) => lrs.map(() => v.id));
+    const jobs: Job[] = pending.flatMap(({ v, lrs }) => lrs.map((lr) => ({
+      key: `sweep ${v.id} lr=${lrName(lr)}`,
+      config: runConfig(plan, v, { lr, seed: plan.sweepSeed, steps: plan.sweepSteps, sweep: true }),
+      outDir: path.join(o.out, 'sweep', `${v.id}-lr${lrName(lr)}`),
+    })));
+    const res = await runJobs(jobs, { jobs: o.jobs, reuse: o.reuse, entry: o.entry, onDone: progress(o, 'sweep') });
+    res.forEach((r, i) => {
+      points[owner[i]].push({ lr: r.config.lr, evalLoss: Number.isFinite(r.evalLoss) ? r.evalLoss! : null, status: r.status, wallS: r.wallS });
+    });
+    pending = [];
+    for (const v of vs) {
+      const ps = points[v.id].sort((a, b) => a.lr - b.lr);
+      const best = ps.reduce((b, p, i) => (finite(p.evalLoss ?? undefined) < finite(ps[b].evalLoss ?? undefined) ? i : b), 0);
+      if (ps.length < 2 || !Number.isFinite(finite(ps[best].evalLoss ?? undefined))) continue;
+      if (best === 0) pending.push({ v, lrs: [+((ps[0].lr * ps[0].lr) / ps[1].lr).toPrecision(3)] });
+      else if (best === ps.length - 1) pending.push({ v, lrs: [+((ps[best].lr * ps[best].lr) / ps[best - 1].lr).toPrecision(3)] });
+    }
+  }
+  const lr: Record<string, number> = {};
+  for (const v of vs) {
+    const ps = points[v.id];
+    const best = ps.reduce((b, p) => (finite(p.evalLoss ?? undefined) < finite(b.evalLoss ?? undefined) ? p : b), ps[0]);
+    lr[v.id] = best.lr;
+    o.log(`[${plan.task}] sweep ${v.id}: ` + ps.map((p) => `${lrName(p.lr)} → ${p.evalLoss?.toFixed(4) ?? p.status}`).join(', ') + `; picked ${lrName(best.lr)}`);
+  }
+  return { lr, points, wallS: secs(t0) };
+}
+
+function progress(o: CompareOptions, phase: string): (r: JobResult, done: number, total: number) => void {
+  return (r, done, total) => o.log(`[${o.task}] ${phase} ${done}/${total} ${r.key}: ` +
+    (r.status === 'done' ? `val ${r.evalLoss?.toFixed(4)}, train ${r.finalLoss?.toFixed(4)}` : `${r.status}${r.message ? ` (${r.message})` : ''}`) +
+    (r.reused ? ' (reused)' : ` (${r.wallS.toFixed(0)} s)`));
+}
+
+export async function compareCommand(o: CompareOptions): Promise<CompareReport> {
+  const t0 = performance.now();
+  const plan = taskPlan(o.task, o.steps);
+  plan.base.threads = o.threads;
+  const vs = o.variants ? plan.variants.filter((v) => o.variants!.includes(v.id)) : plan.variants;
+  if (!vs.length) throw new Error(`no variants selected (have: ${plan.variants.map((v) => v.id).join(', ')})`);
+  const baseline = vs.some((v) => v.id === plan.baseline) ? plan.baseline : vs[0].id;
+  fs.mkdirSync(o.out, { recursive: true });
+
+  let lrs: Record<string, number> = Object.fromEntries(vs.map((v) => [v.id, v.lr]));
+  let sw: CompareReport['sweep'];
+  if (o.sweep) {
+    const s = await sweep(plan, vs, o);
+    lrs = s.lr;
+    sw = { steps: plan.sweepSteps, seed: plan.sweepSeed, points: s.points, wallS: s.wallS };
+  }
+
+  const tMain = performance.now();
+  const seeds = Array.from({ length: o.seeds }, (_, k) => k);
+  // seed-major order, so an interrupted experiment has complete seeds rather than complete optimizers
+  const jobs: Job[] = seeds.flatMap((seed) => vs.map((v) => ({
+    key: `${v.id} seed ${seed}`,
+    config: runConfig(plan, v, { lr: lrs[v.id], seed, steps: plan.steps }),
+    outDir: path.join(o.out, 'runs', `${v.id}-s${seed}`),
+  })));
+  const res = await runJobs(jobs, { jobs: o.jobs, reuse: o.reuse, entry: o.entry, onDone: progress(o, 'run') });
+  const mainS = secs(tMain);
+  const failed = res.filter((r) => r.status !== 'done');
+  if (failed.length) o.log(`[${o.task}] ${failed.length} run(s) did not finish: ${failed.map((r) => `${r.key} (${r.status})`).join(', ')}`);
+
+  const byVariant = (id: string): JobResult[] => seeds.map((s) => res[jobs.findIndex((j) => j.key === `${id} seed ${s}`)]);
+  const K = plan.base.trackBatches; const every = plan.base.trackEvery;
+  const horizon = Math.floor(plan.steps / (K + 1) / every) * every;
+  const curves: Record<string, Band> = {}; const forgetting: Record<string, Band> = {};
+  const baseRuns = byVariant(baseline);
+  const baseFinal = mean(baseRuns.map((r) => finite(r.evalLoss)));
+  const summary: VariantSummary[] = vs.map((v) => {
+    const rs = byVariant(v.id);
+    const cs = rs.map((r) => evalCurve(r.records));
+    curves[v.id] = band(cs);
+    const fc = rs.map((r) => forgettingCurve(r.records, r.trackedAt, every, horizon));
+    forgetting[v.id] = band(fc);
+    const finals = rs.map((r) => finite(r.evalLoss));
+    return {
+      id: v.id, label: v.label, lr: lrs[v.id],
+      finalEval: finals, finalEvalMean: mean(finals), finalEvalStd: std(finals),
+      finalTrainMean: mean(rs.map((r) => finite(r.finalLoss))),
+      stepsToBaseline: stepsToReach({ x: curves[v.id].x, y: curves[v.id].mean }, baseFinal),
+      stepsToBaselinePerSeed: cs.map((c, k) => stepsToReach(c, finite(baseRuns[k].evalLoss))),
+      forgetDip: mean(fc.map((c) => c.y[1])), forgetAtHorizon: mean(fc.map((c) => c.y[c.y.length - 1])),
+      wallS: rs.map((r) => r.wallS),
+    };
+  });
+
+  const report: CompareReport = {
+    task: o.task, date: new Date().toISOString(), machine: `${os.cpus().length}× ${os.cpus()[0]?.model ?? 'cpu'}, ${os.platform()} ${os.arch()}`,
+    steps: plan.steps, seeds, jobs: o.jobs, threads: o.threads,
+    base: plan.base as unknown as Record<string, unknown>,
+    variants: vs.map((v) => ({ ...v, lrUsed: lrs[v.id] })),
+    sweep: sw, baseline, summary, curves, forgetting, forgettingHorizon: horizon,
+    runs: res.map((r) => ({ key: r.key, status: r.status, evalLoss: r.evalLoss, finalLoss: r.finalLoss, wallS: r.wallS, reused: r.reused })),
+    wallS: { sweep: sw?.wallS ?? 0, main: mainS, total: secs(t0) },
+  };
+  writeOutputs(o, report, plan);
+  return report;
+}
+
+function writeOutputs(o: CompareOptions, r: CompareReport, plan: TaskPlan): void {
+  const w = (name: string, s: string): void => fs.writeFileSync(path.join(o.out, name), s);
+  w('results.json', JSON.stringify(r, null, 1) + '\n');
+  const label = (id: string): string => r.variants.find((v) => v.id === id)!.label;
+  const short = (id: string): string => r.variants.find((v) => v.id === id)!.short;
+  const what = `${plan.base.model} on ${plan.base.data}, ${r.steps} steps, ${r.seeds.length} seeds`;
+  const bandSeries = (b: Record<string, Band>, from = -Infinity): Series[] => Object.entries(b).map(([id, c]) => {
+    const keep = c.x.map((x, i) => (x >= from ? i : -1)).filter((i) => i >= 0);
+    const pick = (a: number[]): number[] => keep.map((i) => a[i]);
+    return { name: short(id), x: pick(c.x), y: pick(c.mean), lo: pick(c.lo), hi: pick(c.hi) };
+  });
+  w(`${r.task}-val-loss.svg`, linePlotSvg(bandSeries(r.curves), { title: `${what}: validation loss (mean, min–max band)`, xLabel: 'step', yLabel: 'validation loss', width: 760 }));
+  w(`${r.task}-val-loss-late.svg`, linePlotSvg(bandSeries(r.curves, Math.round(r.steps / 3)), {
+    title: `${what}: validation loss after step ${Math.round(r.steps / 3)}`, xLabel: 'step', yLabel: 'validation loss', width: 760,
+  }));
+  w(`${r.task}-forgetting.svg`, linePlotSvg(bandSeries(r.forgetting), {
+    title: `${what}: forgetting — loss change of a batch trained on once (mean over batches; band over seeds)`,
+    xLabel: 'steps since the batch was trained on', yLabel: 'Δ loss vs just before', width: 760,
+  }));
+  if (r.sweep) {
+    w(`${r.task}-sweep.svg`, linePlotSvg(Object.entries(r.sweep.points).map(([id, ps]) => {
+      const ok = ps.filter((p) => p.evalLoss !== null).sort((a, b) => a.lr - b.lr);
+      return { name: short(id), x: ok.map((p) => Math.log10(p.lr)), y: ok.map((p) => p.evalLoss!) };
+    }), { title: `lr sweep: ${plan.base.model}, ${r.sweep.steps} steps, seed ${r.sweep.seed}`, xLabel: 'log10(lr)', yLabel: 'final validation loss', width: 760 }));
+  }
+  const md = [`# ${r.task}: ${what}`, '', `date ${r.date}; ${r.machine}; ${r.jobs} runs at a time, ${r.threads} ORT thread(s) each`, '',
+    markdownTable(r.summary, r.baseline, r.steps), ''];
+  if (r.sweep) {
+    md.push(`lr sweep (${r.sweep.steps} steps, seed ${r.sweep.seed}, final validation loss; ${r.sweep.wallS.toFixed(0)} s):`, '');
+    for (const [id, ps] of Object.entries(r.sweep.points)) {
+      md.push(`- ${label(id)}: ${[...ps].sort((a, b) => a.lr - b.lr).map((p) => `${p.lr} → ${p.evalLoss?.toFixed(4) ?? p.status}`).join(', ')}; picked ${r.variants.find((v) => v.id === id)!.lrUsed}`);
+    }
+    md.push('');
+  }
+  md.push(`wall: sweep ${r.wallS.sweep.toFixed(0)} s, comparison runs ${r.wallS.main.toFixed(0)} s, total ${r.wallS.total.toFixed(0)} s`, '');
+  w('summary.md', md.join('\n'));
+}

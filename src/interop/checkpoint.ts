@@ -1,0 +1,65 @@
+// Trained parameters → a PyTorch state_dict (safetensors), for `model.load_state_dict(safetensors.torch.load_file(f))`.
+// Initializer names can differ from state_dict keys (a tie has two keys, a folded `weight.T` is stored transposed),
+// so the map graphs/export_torch.py wrote (kept in manifest.json) names them; buffers and frozen parameters come
+// from frozen.safetensors. Without a map, the keys are the initializer names.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { TensorData } from '../graph/tensor-data';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import type { OnnxManifest } from './export';
+
+type State = Map<string, TensorData> | Record<string, TensorData>;
+
+function transpose2d(t: TensorData, key: string): TensorData {
+  if (t.dims.length !== 2) throw new Error(`'${key}' is marked transposed but has shape [${t.dims}]`);
+  const [r, c] = t.dims;
+  const src = t.data as Float32Array;
+  const out = new (src.constructor as Float32ArrayConstructor)(src.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
+  return { dtype: t.dtype, dims: [c, r], data: out };
+}
+
+export interface TorchStateDict {
+  tensors: Map<string, TensorData>;
+  /** state_dict keys the export found no tensor for (load with strict=False, or re-export without folding). */
+  missing: string[];
+}
+
+/** The state_dict of trained `state` (initializer name → tensor), given the artifacts' manifest and frozen tensors. */
+export function torchStateDict(manifest: OnnxManifest, state: State, frozen: State = new Map()): TorchStateDict {
+  const get = (m: State, k: string): TensorData | undefined => (m instanceof Map ? m.get(k) : m[k]);
+  const value = (name: string): TensorData => {
+    const t = get(state, name) ?? get(frozen, name);
+    if (!t) throw new Error(`torchStateDict: no value for '${name}' in the trained state or frozen.safetensors`);
+    return t;
+  };
+  const tensors = new Map<string, TensorData>();
+  const map = manifest.torch;
+  if (!map) {
+    for (const p of manifest.params) tensors.set(p, value(p));
+    const keys = frozen instanceof Map ? [...frozen.keys()] : Object.keys(frozen);
+    for (const k of keys) tensors.set(k, value(k));
+    return { tensors, missing: [] };
+  }
+  for (const e of [...map.params, ...map.buffers]) {
+    const t = e.transpose ? transpose2d(value(e.onnx), e.onnx) : value(e.onnx);
+    for (const k of e.torch) tensors.set(k, t);
+  }
+  return { tensors, missing: map.missing ?? [] };
+}
+
+/**
+ * Writes the state_dict of an artifacts directory (from exportTrainingFromOnnx) with trained `state`: a map, or a
+ * safetensors file holding the parameters by initializer name (a runner checkpoint, initial_state.safetensors).
+ */
+export function exportTorchCheckpoint(artifactsDir: string, state: State | string, outFile: string): TorchStateDict {
+  const manifestFile = path.join(artifactsDir, 'manifest.json');
+  if (!fs.existsSync(manifestFile)) throw new Error(`${artifactsDir}: no manifest.json (not an export --onnx directory)`);
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as OnnxManifest;
+  const trained = typeof state === 'string' ? loadSafetensors(state).tensors : state;
+  const frozenFile = path.join(artifactsDir, 'frozen.safetensors');
+  const frozen = fs.existsSync(frozenFile) ? loadSafetensors(frozenFile).tensors : new Map<string, TensorData>();
+  const sd = torchStateDict(manifest, trained, frozen);
+  saveSafetensors(outFile, sd.tensors, { format: 'pt' });
+  return sd;
+}

@@ -1,0 +1,155 @@
+// The paper-reproduction experiments (issue 7): the Rosenbrock toy runs through the com.ademamix ops and follows the
+// float64 reference; the summaries (steps to reach a loss, seed bands, forgetting) compute what they say; and
+// `experiment compare` runs end to end, in child processes, on both tasks.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compareCommand, type CompareReport } from '../src/experiments/compare';
+import {
+  figure2Runs, rosenbrock, rosenbrockGrad, rosenScalars, runRosenbrock, ROSEN_START, type RosenRun,
+} from '../src/experiments/rosenbrock';
+import { band, forgettingCurve, markdownTable, stepsToReach, type VariantSummary } from '../src/experiments/summary';
+import type { MetricRecord } from '../src/runner/run-dir';
+import { AdamWRef, AdemamixRef } from '../src/optim/reference';
+
+const CLI = path.resolve(__dirname, '../dist/cli.js');
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'experiments-test-'));
+
+/** The same run in float64 with the reference optimizers and the analytic gradient; the point before each step. */
+function referencePath(r: RosenRun): { x: number[]; y: number[] } {
+  const p = Float64Array.from(ROSEN_START);
+  const xs = [p[0]]; const ys = [p[1]];
+  const cfg = { beta1: r.opt.beta1, beta2: r.opt.beta2, eps: 1e-8, weightDecay: 0 };
+  const adam = new AdamWRef(p, cfg); const ade = new AdemamixRef(p, cfg);
+  for (let t = 1; t <= r.steps; t++) {
+    const g = rosenbrockGrad(p[0], p[1]);
+    const s = rosenScalars(r, t);
+    if (r.opt.kind === 'adam') adam.step(g, s.lr); else ade.step(g, { lr: s.lr, alpha: s.alpha, beta3: s.beta3 });
+    xs.push(p[0]); ys.push(p[1]);
+  }
+  return { x: xs, y: ys };
+}
+
+describe('Rosenbrock (Figure 2) through the op library', () => {
+  test.each([
+    ['Adam β1=0.9', 0], ['Adam β1=0.9999', 3], ['AdEMAMix β3=0.999', 4], ['AdEMAMix β3=0.9999', 5],
+  ])('%s: the native-session path follows the float64 reference over 600 steps', (_name, k) => {
+    const run = { ...figure2Runs(600)[k] };
+    const tr = runRosenbrock(run);
+    const ref = referencePath(run);
+    let worst = 0;
+    tr.steps.forEach((s, i) => { worst = Math.max(worst, Math.abs(tr.x[i] - ref.x[s]), Math.abs(tr.y[i] - ref.y[s])); });
+    // ~2 lr of travel per 600 steps; float32 state and gradient keep the path within 1e-4 of the float64 one
+    expect(worst).toBeLessThan(1e-4);
+    expect(Math.hypot(tr.final.x - ROSEN_START[0], tr.final.y - ROSEN_START[1])).toBeGreaterThan(0.1); // it did move
+    expect(tr.final.f).toBeCloseTo(rosenbrock(ref.x[600], ref.y[600]), 2);
+  });
+
+  test('schedules: β3 starts from 0 and α from 0, both reach their targets at the end of the run', () => {
+    const run = figure2Runs(1000)[5];
+    expect(rosenScalars(run, 1).beta3).toBeLessThan(1e-3);
+    expect(rosenScalars(run, 1).alpha).toBeCloseTo(0.0008, 10);
+    expect(rosenScalars(run, 1000)).toEqual({ lr: 0.003, alpha: 0.8, beta3: 0.9999 });
+    const mid = rosenScalars(run, 500).beta3;
+    expect(mid).toBeGreaterThan(0.9); expect(mid).toBeLessThan(0.9999);
+  });
+
+  test('the paper\'s claim at a quarter of the budget: AdEMAMix reaches the valley floor where Adam is still far', () => {
+    const [adam, , , , ademamix] = figure2Runs(25_000);
+    const a = runRosenbrock(adam); const m = runRosenbrock(ademamix);
+    expect(m.final.f).toBeLessThan(1e-6);
+    expect(a.final.f).toBeGreaterThan(1);
+    expect(m.reach1e7 ?? Infinity).toBeLessThan(25_000);
+  }, 60_000);
+});
+
+describe('summaries', () => {
+  test('stepsToReach interpolates between recorded points; null when never reached', () => {
+    const c = { x: [0, 50, 100, 150], y: [4, 3, 2, 1.5] };
+    expect(stepsToReach(c, 2.5)).toBeCloseTo(75, 10);
+    expect(stepsToReach(c, 5)).toBe(0);
+    expect(stepsToReach(c, 1.5)).toBe(150);
+    expect(stepsToReach(c, 1.4)).toBeNull();
+  });
+
+  test('band: mean and min–max over seeds on the first curve\'s grid', () => {
+    const b = band([{ x: [0, 10, 20], y: [3, 2, 1] }, { x: [0, 20], y: [5, 1] }]);
+    expect(b.x).toEqual([0, 10, 20]);
+    expect(b.mean).toEqual([4, 2.5, 1]);
+    expect(b.lo).toEqual([3, 2, 1]); expect(b.hi).toEqual([5, 3, 1]);
+  });
+
+  test('forgettingCurve: Δ relative to just before each tracked batch was trained on, averaged over batches', () => {
+    // two tracked batches, trained on at steps 11 and 21; tracked losses recorded every 5 steps and just before
+    const recs: MetricRecord[] = [];
+    const loss = (k: number, s: number): number => {
+      const at = k === 0 ? 11 : 21;
+      return s < at ? 2 : 1 + 0.1 * (s - at); // drops by 1 when trained on, then climbs back 0.1 per step
+    };
+    for (const s of [10, 15, 20, 25, 30, 35, 40]) recs.push({ step: s, tracked: [loss(0, s), loss(1, s)] });
+    const c = forgettingCurve(recs, [11, 21], 5, 10);
+    expect(c.x).toEqual([-1, 0, 5, 10]);
+    // both batches: before = 2 (steps 10 and 20), Δ(5) = −1 + 0.5, Δ(10) = 0 (interpolated between records)
+    expect(c.y[0]).toBeCloseTo(0, 10);
+    expect(c.y[2]).toBeCloseTo(-0.5, 10);
+    expect(c.y[3]).toBeCloseTo(0, 10);
+  });
+
+  test('markdownTable: one row per variant, the baseline gets no steps-to-reach', () => {
+    const row = (id: string, s: number | null): VariantSummary => ({
+      id, label: id, lr: 1e-3, finalEval: [1.5, 1.6], finalEvalMean: 1.55, finalEvalStd: 0.07, finalTrainMean: 1.4,
+      stepsToBaseline: s, stepsToBaselinePerSeed: [s, null], forgetDip: -0.1, forgetAtHorizon: 0.02, wallS: [10, 12],
+    });
+    const md = markdownTable([row('adamw', null), row('ademamix', 600)], 'adamw', 1500).split('\n');
+    expect(md).toHaveLength(4);
+    expect(md[2]).toMatch(/^\| adamw \| .*\| — \| — \|/);
+    expect(md[3]).toMatch(/\| 600 \(40%\) \| 600, — \|/);
+  });
+});
+
+describe('experiment compare (end to end, tiny budgets)', () => {
+  const check = (r: CompareReport, out: string, ids: string[], seeds: number): void => {
+    expect(r.runs.every((x) => x.status === 'done')).toBe(true);
+    expect(r.summary.map((s) => s.id)).toEqual(ids);
+    for (const s of r.summary) {
+      expect(s.finalEval).toHaveLength(seeds);
+      for (const v of s.finalEval) expect(Number.isFinite(v)).toBe(true);
+      // the steps-to-reach figure is the crossing of this variant's own mean curve
+      const base = r.summary.find((x) => x.id === r.baseline)!;
+      expect(s.stepsToBaseline).toEqual(stepsToReach({ x: r.curves[s.id].x, y: r.curves[s.id].mean }, base.finalEvalMean));
+    }
+    for (const f of ['results.json', 'summary.md', `${r.task}-val-loss.svg`, `${r.task}-forgetting.svg`]) {
+      expect(fs.existsSync(path.join(out, f))).toBe(true);
+    }
+    expect(fs.readFileSync(path.join(out, `${r.task}-val-loss.svg`), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+  };
+
+  test('gpt: two variants × two seeds in worker processes; a rerun reuses the finished runs', async () => {
+    const out = tmp();
+    const log: string[] = [];
+    const o = {
+      task: 'gpt' as const, seeds: 2, steps: 60, sweep: false, out, jobs: 2, threads: 1, reuse: true,
+      variants: ['adamw', 'ademamix-0.999'], entry: CLI, log: (s: string) => log.push(s),
+    };
+    const r = await compareCommand(o);
+    check(r, out, ['adamw', 'ademamix-0.999'], 2);
+    // the loss falls from the untrained model's ~ln(83) = 4.42 within 60 steps
+    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(3.9);
+    // different seeds: different data order and init, so different results
+    expect(r.summary[0].finalEval[0]).not.toBe(r.summary[0].finalEval[1]);
+    const again = await compareCommand(o);
+    expect(again.runs.every((x) => x.reused)).toBe(true);
+    expect(again.summary.map((s) => s.finalEvalMean)).toEqual(r.summary.map((s) => s.finalEvalMean));
+  }, 240_000);
+
+  test('vit on MNIST: in-process runs, forgetting curves on the tracking grid', async () => {
+    const out = tmp();
+    const r = await compareCommand({
+      task: 'vit', seeds: 1, steps: 50, sweep: false, out, jobs: 1, threads: 2, reuse: false,
+      variants: ['adamw', 'simplified'], log: () => undefined,
+    });
+    check(r, out, ['adamw', 'simplified'], 1);
+    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(Math.log(10));
+    expect(r.forgetting.adamw.x.slice(0, 2)).toEqual([-1, 0]);
+  }, 240_000);
+});
