@@ -1,5 +1,5 @@
 // `experiment compare`: the same model trained with each optimizer variant over several seeds at an equal step budget,
-// optionally after an lr sweep (one seed apart from the comparison seeds, runs a third as long). Writes results.json,
+// optionally after an lr sweep (one seed apart from the comparison seeds; GPT sweep runs a third as long). Writes results.json,
 // summary.md and SVG figures into the out dir; every run keeps its own run directory (metrics.jsonl, plots).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,7 +12,7 @@ import {
 } from './summary';
 
 export interface CompareOptions {
-  task: TaskName; seeds: number; steps?: number; sweep: boolean; out: string;
+  task: TaskName; seeds: number; steps?: number; sweepSteps?: number; sweep: boolean; out: string;
   jobs: number; threads: number; reuse: boolean; variants?: string[]; entry?: string;
   log: (s: string) => void;
 }
@@ -80,7 +80,7 @@ function progress(o: CompareOptions, phase: string): (r: JobResult, done: number
 
 export async function compareCommand(o: CompareOptions): Promise<CompareReport> {
   const t0 = performance.now();
-  const plan = taskPlan(o.task, o.steps);
+  const plan = taskPlan(o.task, o.steps, o.sweepSteps);
   plan.base.threads = o.threads;
   const vs = o.variants ? plan.variants.filter((v) => o.variants!.includes(v.id)) : plan.variants;
   if (!vs.length) throw new Error(`no variants selected (have: ${plan.variants.map((v) => v.id).join(', ')})`);
@@ -161,7 +161,7 @@ function writeOutputs(o: CompareOptions, r: CompareReport, plan: TaskPlan): void
     title: `${what}: validation loss after step ${Math.round(r.steps / 3)}`, xLabel: 'step', yLabel: 'validation loss', width: 760,
   }));
   w(`${r.task}-forgetting.svg`, linePlotSvg(bandSeries(r.forgetting), {
-    title: `${what}: forgetting — loss change of a batch trained on once (mean over batches; band over seeds)`,
+    title: `${plan.base.model}: forgetting of a batch trained on once (mean over ${plan.base.trackBatches} batches; band: seeds)`,
     xLabel: 'steps since the batch was trained on', yLabel: 'Δ loss vs just before', width: 760,
   }));
   if (r.sweep) {

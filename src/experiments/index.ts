@@ -10,10 +10,10 @@ import type { TaskName } from './plans';
 import { workerLoop } from './pool';
 import { rosenbrockCommand } from './rosenbrock-report';
 
-export const EXPERIMENT_USAGE = `  experiment compare --task gpt|vit [--seeds N] [--steps N] [--sweep] [--out dir]
+export const EXPERIMENT_USAGE = `  experiment compare --task gpt|vit [--seeds N] [--steps N] [--sweep [--sweep-steps N]] [--out dir]
                      [--jobs N] [--threads N] [--variants id,id] [--no-reuse]
                                   AdamW vs AdEMAMix vs Simplified-AdEMAMix at an equal step budget (docs/results.md);
-                                  --sweep first picks each optimizer's lr on one extra seed with runs 1/3 as long
+                                  --sweep first picks each optimizer's lr on one extra seed
   experiment rosenbrock [--steps N] [--lr X] [--out dir]
                                   the paper's Rosenbrock toy (Figure 2) through the com.ademamix ops
 `;
@@ -27,6 +27,7 @@ compare options:
   --seeds N         seeds 0..N-1 per optimizer (default 3)
   --steps N         steps per comparison run (default: the task's); sweep runs take a third of it
   --sweep           tune each optimizer's lr first (without it: the lrs picked by the recorded sweep)
+  --sweep-steps N   length of the sweep runs (default: gpt a third of --steps, vit all of it)
   --jobs N          runs at a time, each in its own process (default 2); 1 runs them in this process
   --threads N       ORT intra-op threads per run (default 1)
   --variants ids    subset of adamw, ademamix-0.999, ademamix-0.9999, simplified
@@ -56,6 +57,7 @@ export async function experimentCommand(args: Args): Promise<number> {
       const out = path.resolve(str(args, 'out', path.join('runs', 'experiments', task)));
       const r = await compareCommand({
         task: task as TaskName, seeds: positiveInt(args, 'seeds', 3), steps: args.steps === undefined ? undefined : positiveInt(args, 'steps', 1),
+        sweepSteps: args['sweep-steps'] === undefined ? undefined : positiveInt(args, 'sweep-steps', 1),
         sweep: args.sweep === true, out, jobs: positiveInt(args, 'jobs', 2), threads: num(args, 'threads', 1),
         reuse: args.reuse !== false, variants, log,
       });

@@ -1,5 +1,7 @@
 // The x–y plane of a 2-D objective with optimizer paths drawn over a shaded log10(f) background (a coarse heat map
 // stands in for contour lines). Equal scale on both axes, so the valley's shape is not distorted.
+import { polyPoints } from '../runner/plot';
+
 export interface Path2D { name: string; x: number[]; y: number[]; color?: string }
 export interface PlanePlotOptions {
   f: (x: number, y: number) => number;
@@ -30,11 +32,17 @@ export function planePlotSvg(paths: Path2D[], o: PlanePlotOptions): string {
     lv.push(Math.log10(Math.max(o.f(x0 + ((i + 0.5) / nx) * (x1 - x0), y1 - ((j + 0.5) / ny) * (y1 - y0)), 1e-12)));
   }
   const lmin = Math.min(...lv); const lmax = Math.max(...lv);
-  lv.forEach((l, k) => {
-    const band = Math.floor(l * 2) / 2;
-    const shade = Math.round(255 - 110 * ((band - lmin) / Math.max(lmax - lmin, 1e-9)));
-    out.push(`<rect x="${(m.l + (k % nx) * cw).toFixed(1)}" y="${(m.t + Math.floor(k / nx) * ch).toFixed(1)}" width="${(cw + 0.4).toFixed(1)}" height="${(ch + 0.4).toFixed(1)}" fill="rgb(${shade},${shade},${Math.min(255, shade + 12)})"/>`);
-  });
+  // one rect per horizontal run of equal shade (the bands make runs long; a rect per cell made 1 MB files)
+  const shadeOf = (l: number): number => Math.round(255 - 110 * ((Math.floor(l * 2) / 2 - lmin) / Math.max(lmax - lmin, 1e-9)));
+  for (let j = 0; j < ny; j++) {
+    for (let i = 0; i < nx;) {
+      const shade = shadeOf(lv[j * nx + i]);
+      let e = i + 1;
+      while (e < nx && shadeOf(lv[j * nx + e]) === shade) e++;
+      out.push(`<rect x="${(m.l + i * cw).toFixed(1)}" y="${(m.t + j * ch).toFixed(1)}" width="${((e - i) * cw + 0.4).toFixed(1)}" height="${(ch + 0.4).toFixed(1)}" fill="rgb(${shade},${shade},${Math.min(255, shade + 12)})"/>`);
+      i = e;
+    }
+  }
   const tick = (lo: number, hi: number): number[] => {
     const step = [0.5, 1, 2, 5].find((s) => (hi - lo) / s <= 10) ?? 10;
     const r: number[] = [];
@@ -48,7 +56,7 @@ export function planePlotSvg(paths: Path2D[], o: PlanePlotOptions): string {
   out.push(`<clipPath id="plane"><rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}"/></clipPath>`);
   paths.forEach((p, k) => {
     const color = p.color ?? PALETTE[k % PALETTE.length];
-    const pts = p.x.map((x, i) => `${px(x).toFixed(1)},${py(p.y[i]).toFixed(1)}`).join(' ');
+    const pts = polyPoints(p.x.map((x, i): [number, number] => [px(x), py(p.y[i])]));
     out.push(`<polyline clip-path="url(#plane)" points="${pts}" fill="none" stroke="${color}" stroke-width="1.4" stroke-opacity="0.9"/>`);
     out.push(`<line x1="${m.l + pw + 12}" x2="${m.l + pw + 32}" y1="${m.t + 12 + 16 * k}" y2="${m.t + 12 + 16 * k}" stroke="${color}" stroke-width="2"/>` +
       `<text x="${m.l + pw + 36}" y="${m.t + 16 + 16 * k}">${esc(p.name)}</text>`);

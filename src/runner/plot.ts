@@ -17,6 +17,20 @@ function ticks(lo: number, hi: number, n = 5): number[] {
 }
 const fmt = (v: number): string => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(1) : String(+v.toPrecision(4)));
 
+/**
+ * SVG `points` for a polyline in pixel coordinates, dropping points within half a pixel (both axes) of the last one
+ * kept: long runs (100k-step paths) stay small files while spikes, which move in y, are kept. The last point stays.
+ */
+export function polyPoints(xy: [number, number][]): string {
+  const out: string[] = [];
+  let lx = NaN; let ly = NaN;
+  xy.forEach(([x, y], i) => {
+    if (i !== xy.length - 1 && Math.abs(x - lx) < 0.5 && Math.abs(y - ly) < 0.5) return;
+    out.push(`${x.toFixed(1)},${y.toFixed(1)}`); lx = x; ly = y;
+  });
+  return out.join(' ');
+}
+
 export function linePlotSvg(series: Series[], o: PlotOptions = {}): string {
   const W = o.width ?? 720; const H = o.height ?? 420;
   const m = { l: 64, r: 16, t: o.title ? 34 : 14, b: 46 };
@@ -46,8 +60,8 @@ export function linePlotSvg(series: Series[], o: PlotOptions = {}): string {
       const down = s.x.map((x, i) => `${px(x).toFixed(1)},${py(s.lo![i]).toFixed(1)}`).reverse();
       parts.push(`<polygon points="${[...up, ...down].join(' ')}" fill="${color}" fill-opacity="0.15" stroke="none"/>`);
     }
-    const pts = s.x.map((x, i) => (Number.isFinite(s.y[i]) ? `${px(x).toFixed(1)},${py(s.y[i]).toFixed(1)}` : '')).filter(Boolean);
-    parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    const pts = polyPoints(s.x.flatMap((x, i): [number, number][] => (Number.isFinite(s.y[i]) ? [[px(x), py(s.y[i])]] : [])));
+    parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
     parts.push(`<line x1="${W - m.r - 150}" x2="${W - m.r - 130}" y1="${m.t + 14 + 16 * k}" y2="${m.t + 14 + 16 * k}" stroke="${color}" stroke-width="2"/>` +
       `<text x="${W - m.r - 126}" y="${m.t + 18 + 16 * k}">${esc(s.name)}</text>`);
   });
