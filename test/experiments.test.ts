@@ -99,12 +99,17 @@ describe('summaries', () => {
     expect(c.y[0]).toBeCloseTo(0, 10);
     expect(c.y[2]).toBeCloseTo(-0.5, 10);
     expect(c.y[3]).toBeCloseTo(0, 10);
+    // less the general drift: validation loss falling 0.02 per step adds 0.02·(d + 1) back to each Δ(d)
+    const x = forgettingCurve(recs, [11, 21], 5, 10, { x: [0, 50], y: [3, 2] });
+    expect(x.y[0]).toBeCloseTo(0, 10);
+    expect(x.y[2]).toBeCloseTo(-0.5 + 0.12, 10);
+    expect(x.y[3]).toBeCloseTo(0 + 0.22, 10);
   });
 
   test('markdownTable: one row per variant, the baseline gets no steps-to-reach', () => {
     const row = (id: string, s: number | null): VariantSummary => ({
       id, label: id, lr: 1e-3, finalEval: [1.5, 1.6], finalEvalMean: 1.55, finalEvalStd: 0.07, finalTrainMean: 1.4,
-      stepsToBaseline: s, stepsToBaselinePerSeed: [s, null], forgetDip: -0.1, forgetAtHorizon: 0.02, wallS: [10, 12],
+      stepsToBaseline: s, stepsToBaselinePerSeed: [s, null], forgetDip: -0.1, forgetAtHorizon: 0.02, excessDip: -0.05, excessAtHorizon: 0.04, wallS: [10, 12],
     });
     const md = markdownTable([row('adamw', null), row('ademamix', 600)], 'adamw', 1500).split('\n');
     expect(md).toHaveLength(4);
@@ -146,6 +151,26 @@ describe('experiment compare (end to end, tiny budgets)', () => {
     const again = await compareCommand(o);
     expect(again.runs.every((x) => x.reused)).toBe(true);
     expect(again.summary.map((s) => s.finalEvalMean)).toEqual(r.summary.map((s) => s.finalEvalMean));
+  }, 240_000);
+
+  test('lr sweep: each lr on every sweep seed, the mean picks the lr, a winning edge extends the grid', async () => {
+    const out = tmp();
+    const r = await compareCommand({
+      task: 'vit', seeds: 1, steps: 20, sweepSteps: 20, sweep: true, out, jobs: 1, threads: 2, reuse: false,
+      variants: ['adamw'], log: () => undefined,
+    });
+    const ps = [...r.sweep!.points.adamw].sort((a, b) => a.lr - b.lr);
+    expect(r.sweep!.seeds).toEqual([1000, 1001]);
+    expect(ps.length).toBeGreaterThanOrEqual(4);
+    for (const p of ps) {
+      expect(p.perSeed).toHaveLength(2);
+      expect(p.evalLoss).toBeCloseTo((p.perSeed[0]! + p.perSeed[1]!) / 2, 12);
+    }
+    const best = ps.reduce((b, p, i) => (p.evalLoss! < ps[b].evalLoss! ? i : b), 0);
+    expect(r.variants[0].lrUsed).toBe(ps[best].lr);
+    // the pick sits inside the grid unless the two extra points past the edge were spent
+    if (best === 0 || best === ps.length - 1) expect(ps.length).toBe(6);
+    expect(fs.readFileSync(path.join(out, 'summary.md'), 'utf8')).toMatch(/lr sweep \(20 steps, seeds 1000, 1001/);
   }, 240_000);
 
   test('vit on MNIST: in-process runs, forgetting curves on the tracking grid', async () => {

@@ -17,17 +17,20 @@ export interface CompareOptions {
   log: (s: string) => void;
 }
 
-export interface SweepPoint { lr: number; evalLoss: number | null; status: string; wallS: number }
+/** One lr of the sweep: final validation loss averaged over the sweep seeds (null if any run did not finish). */
+export interface SweepPoint { lr: number; evalLoss: number | null; perSeed: (number | null)[]; status: string; wallS: number }
 export interface CompareReport {
   task: TaskName; date: string; machine: string; steps: number; seeds: number[];
   jobs: number; threads: number;
   base: Record<string, unknown>;
   variants: (Variant & { lrUsed: number })[];
-  sweep?: { steps: number; seed: number; points: Record<string, SweepPoint[]>; wallS: number };
+  sweep?: { steps: number; seeds: number[]; points: Record<string, SweepPoint[]>; wallS: number };
   baseline: string;
   summary: VariantSummary[];
   curves: Record<string, Band>;
   forgetting: Record<string, Band>;
+  /** forgetting less the validation-loss drift over the same steps */
+  forgettingExcess: Record<string, Band>;
   forgettingHorizon: number;
   runs: { key: string; status: string; evalLoss?: number; finalLoss?: number; wallS: number; reused?: boolean }[];
   wallS: { sweep: number; main: number; total: number };
@@ -43,15 +46,23 @@ async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<
   const points: Record<string, SweepPoint[]> = Object.fromEntries(vs.map((v) => [v.id, []]));
   let pending = vs.map((v) => ({ v, lrs: [...v.grid] }));
   for (let round = 0; round < 3 && pending.length; round++) {
-    const owner = pending.flatMap(({ v, lrs }) => lrs.map(() => v.id));
-    const jobs: Job[] = pending.flatMap(({ v, lrs }) => lrs.map((lr) => ({
-      key: `sweep ${v.id} lr=${lrName(lr)}`,
-      config: runConfig(plan, v, { lr, seed: plan.sweepSeed, steps: plan.sweepSteps, sweep: true }),
-      outDir: path.join(o.out, 'sweep', `${v.id}-lr${lrName(lr)}`),
+    const seeds = plan.sweepSeeds;
+    const asked = pending.flatMap(({ v, lrs }) => lrs.map((lr) => ({ v, lr })));
+    // one job per (lr, sweep seed); the first seed keeps the plain directory name
+    const jobs: Job[] = asked.flatMap(({ v, lr }) => seeds.map((seed, k) => ({
+      key: `sweep ${v.id} lr=${lrName(lr)}${k ? ` seed ${seed}` : ''}`,
+      config: runConfig(plan, v, { lr, seed, steps: plan.sweepSteps, sweep: true }),
+      outDir: path.join(o.out, 'sweep', `${v.id}-lr${lrName(lr)}${k ? `-s${seed}` : ''}`),
     })));
     const res = await runJobs(jobs, { jobs: o.jobs, reuse: o.reuse, entry: o.entry, onDone: progress(o, 'sweep') });
-    res.forEach((r, i) => {
-      points[owner[i]].push({ lr: r.config.lr, evalLoss: Number.isFinite(r.evalLoss) ? r.evalLoss! : null, status: r.status, wallS: r.wallS });
+    asked.forEach(({ v, lr }, i) => {
+      const rs = res.slice(i * seeds.length, (i + 1) * seeds.length);
+      const perSeed = rs.map((r) => (Number.isFinite(r.evalLoss) ? r.evalLoss! : null));
+      const ok = perSeed.every((x) => x !== null);
+      points[v.id].push({
+        lr, evalLoss: ok ? mean(perSeed as number[]) : null, perSeed,
+        status: rs.find((r) => r.status !== 'done')?.status ?? 'done', wallS: rs.reduce((a, r) => a + r.wallS, 0),
+      });
     });
     pending = [];
     for (const v of vs) {
@@ -92,7 +103,7 @@ export async function compareCommand(o: CompareOptions): Promise<CompareReport> 
   if (o.sweep) {
     const s = await sweep(plan, vs, o);
     lrs = s.lr;
-    sw = { steps: plan.sweepSteps, seed: plan.sweepSeed, points: s.points, wallS: s.wallS };
+    sw = { steps: plan.sweepSteps, seeds: plan.sweepSeeds, points: s.points, wallS: s.wallS };
   }
 
   const tMain = performance.now();
@@ -111,7 +122,7 @@ export async function compareCommand(o: CompareOptions): Promise<CompareReport> 
   const byVariant = (id: string): JobResult[] => seeds.map((s) => res[jobs.findIndex((j) => j.key === `${id} seed ${s}`)]);
   const K = plan.base.trackBatches; const every = plan.base.trackEvery;
   const horizon = Math.floor(plan.steps / (K + 1) / every) * every;
-  const curves: Record<string, Band> = {}; const forgetting: Record<string, Band> = {};
+  const curves: Record<string, Band> = {}; const forgetting: Record<string, Band> = {}; const excess: Record<string, Band> = {};
   const baseRuns = byVariant(baseline);
   const baseFinal = mean(baseRuns.map((r) => finite(r.evalLoss)));
   const summary: VariantSummary[] = vs.map((v) => {
@@ -120,6 +131,8 @@ export async function compareCommand(o: CompareOptions): Promise<CompareReport> 
     curves[v.id] = band(cs);
     const fc = rs.map((r) => forgettingCurve(r.records, r.trackedAt, every, horizon));
     forgetting[v.id] = band(fc);
+    const xc = rs.map((r, k) => forgettingCurve(r.records, r.trackedAt, every, horizon, cs[k]));
+    excess[v.id] = band(xc);
     const finals = rs.map((r) => finite(r.evalLoss));
     return {
       id: v.id, label: v.label, lr: lrs[v.id],
@@ -128,6 +141,7 @@ export async function compareCommand(o: CompareOptions): Promise<CompareReport> 
       stepsToBaseline: stepsToReach({ x: curves[v.id].x, y: curves[v.id].mean }, baseFinal),
       stepsToBaselinePerSeed: cs.map((c, k) => stepsToReach(c, finite(baseRuns[k].evalLoss))),
       forgetDip: mean(fc.map((c) => c.y[1])), forgetAtHorizon: mean(fc.map((c) => c.y[c.y.length - 1])),
+      excessDip: mean(xc.map((c) => c.y[1])), excessAtHorizon: mean(xc.map((c) => c.y[c.y.length - 1])),
       wallS: rs.map((r) => r.wallS),
     };
   });
@@ -137,7 +151,7 @@ export async function compareCommand(o: CompareOptions): Promise<CompareReport> 
     steps: plan.steps, seeds, jobs: o.jobs, threads: o.threads,
     base: plan.base as unknown as Record<string, unknown>,
     variants: vs.map((v) => ({ ...v, lrUsed: lrs[v.id] })),
-    sweep: sw, baseline, summary, curves, forgetting, forgettingHorizon: horizon,
+    sweep: sw, baseline, summary, curves, forgetting, forgettingExcess: excess, forgettingHorizon: horizon,
     runs: res.map((r) => ({ key: r.key, status: r.status, evalLoss: r.evalLoss, finalLoss: r.finalLoss, wallS: r.wallS, reused: r.reused })),
     wallS: { sweep: sw?.wallS ?? 0, main: mainS, total: secs(t0) },
   };
@@ -157,28 +171,47 @@ function writeOutputs(o: CompareOptions, r: CompareReport, plan: TaskPlan): void
     return { name: short(id), x: pick(c.x), y: pick(c.mean), lo: pick(c.lo), hi: pick(c.hi) };
   });
   w(`${r.task}-val-loss.svg`, linePlotSvg(bandSeries(r.curves), { title: `${what}: validation loss (mean, min–max band)`, xLabel: 'step', yLabel: 'validation loss', width: 760 }));
-  w(`${r.task}-val-loss-late.svg`, linePlotSvg(bandSeries(r.curves, Math.round(r.steps / 3)), {
-    title: `${what}: validation loss after step ${Math.round(r.steps / 3)}`, xLabel: 'step', yLabel: 'validation loss', width: 760,
+  // the late window zooms on the variants that finish near the best; one that stalls or diverges is clipped
+  const from = Math.round(r.steps / 3);
+  const late = bandSeries(r.curves, from);
+  const finals = late.map((s) => s.y[s.y.length - 1]).filter(Number.isFinite);
+  const best = Math.min(...finals);
+  const near = late.filter((s) => s.y[s.y.length - 1] <= best * 1.1);
+  const lo = Math.min(...near.flatMap((s) => s.lo ?? s.y).filter(Number.isFinite));
+  const hi = Math.max(...near.flatMap((s) => s.hi ?? s.y).filter(Number.isFinite));
+  w(`${r.task}-val-loss-late.svg`, linePlotSvg(late, {
+    title: `${what}: validation loss from step ${from}${near.length < late.length ? ', zoomed' : ''}`,
+    xLabel: 'step', yLabel: 'validation loss', width: 760,
+    yRange: near.length && Number.isFinite(lo) && Number.isFinite(hi) ? [lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo)] : undefined,
   }));
   w(`${r.task}-forgetting.svg`, linePlotSvg(bandSeries(r.forgetting), {
     title: `${plan.base.model}: forgetting of a batch trained on once (mean over ${plan.base.trackBatches} batches; band: seeds)`,
     xLabel: 'steps since the batch was trained on', yLabel: 'Δ loss vs just before', width: 760,
   }));
+  w(`${r.task}-forgetting-excess.svg`, linePlotSvg(bandSeries(r.forgettingExcess), {
+    title: `${plan.base.model}: the same less the validation-loss change over those steps`,
+    xLabel: 'steps since the batch was trained on', yLabel: 'Δ loss − Δ val loss', width: 760,
+  }));
   if (r.sweep) {
     w(`${r.task}-sweep.svg`, linePlotSvg(Object.entries(r.sweep.points).map(([id, ps]) => {
       const ok = ps.filter((p) => p.evalLoss !== null).sort((a, b) => a.lr - b.lr);
       return { name: short(id), x: ok.map((p) => Math.log10(p.lr)), y: ok.map((p) => p.evalLoss!) };
-    }), { title: `lr sweep: ${plan.base.model}, ${r.sweep.steps} steps, seed ${r.sweep.seed}`, xLabel: 'log10(lr)', yLabel: 'final validation loss', width: 760 }));
+    }), { title: `lr sweep: ${plan.base.model}, ${r.sweep.steps} steps, seed${r.sweep.seeds.length > 1 ? 's' : ''} ${r.sweep.seeds.join(', ')}`, xLabel: 'log10(lr)', yLabel: 'final validation loss', width: 760 }));
   }
   const md = [`# ${r.task}: ${what}`, '', `date ${r.date}; ${r.machine}; ${r.jobs} runs at a time, ${r.threads} ORT thread(s) each`, '',
     markdownTable(r.summary, r.baseline, r.steps), ''];
   if (r.sweep) {
-    md.push(`lr sweep (${r.sweep.steps} steps, seed ${r.sweep.seed}, final validation loss; ${r.sweep.wallS.toFixed(0)} s):`, '');
+    md.push(`lr sweep (${r.sweep.steps} steps, seed${r.sweep.seeds.length > 1 ? 's' : ''} ${r.sweep.seeds.join(', ')}, final validation loss${r.sweep.seeds.length > 1 ? ' averaged over them' : ''}; ${r.sweep.wallS.toFixed(0)} s):`, '');
     for (const [id, ps] of Object.entries(r.sweep.points)) {
-      md.push(`- ${label(id)}: ${[...ps].sort((a, b) => a.lr - b.lr).map((p) => `${p.lr} → ${p.evalLoss?.toFixed(4) ?? p.status}`).join(', ')}; picked ${r.variants.find((v) => v.id === id)!.lrUsed}`);
+      md.push(`- ${label(id)}: ${[...ps].sort((a, b) => a.lr - b.lr).map((p) => `${p.lr} → ${p.evalLoss?.toFixed(4) ?? p.status}${p.perSeed.length > 1 ? ` (${p.perSeed.map((x) => x?.toFixed(3) ?? '—').join(' / ')})` : ''}`).join(', ')}; picked ${r.variants.find((v) => v.id === id)!.lrUsed}`);
     }
     md.push('');
   }
-  md.push(`wall: sweep ${r.wallS.sweep.toFixed(0)} s, comparison runs ${r.wallS.main.toFixed(0)} s, total ${r.wallS.total.toFixed(0)} s`, '');
+  const reused = r.runs.filter((x) => x.reused).length;
+  const sweepRun = r.sweep ? Object.values(r.sweep.points).flat().reduce((a, p) => a + p.wallS, 0) : 0;
+  const mainRun = r.runs.reduce((a, x) => a + x.wallS, 0);
+  md.push(`wall: sweep ${r.wallS.sweep.toFixed(0)} s, comparison runs ${r.wallS.main.toFixed(0)} s, total ${r.wallS.total.toFixed(0)} s` +
+    (reused ? ` (${reused} of ${r.runs.length} comparison runs reused from an earlier invocation)` : '') +
+    `; run time summed over runs (${r.jobs} at a time when they ran): sweep ${sweepRun.toFixed(0)} s, comparison ${mainRun.toFixed(0)} s`, '');
   w('summary.md', md.join('\n'));
 }

@@ -57,15 +57,18 @@ export function stepsToReach(c: Curve, target: number): number | null {
  * Forgetting of one run: for each tracked batch k (trained on once, at step at[k]), the change of its loss relative
  * to just before that step, Δ_k(d) = loss_k(at[k] + d) − loss_k(at[k] − 1), averaged over the batches on a common
  * grid d ∈ {−1, 0, every, 2·every, …, horizon}. Δ(0) is the dip from that one update; how fast Δ climbs back towards
- * (and past) 0 is the forgetting. The general improvement of the model pulls Δ down over time for every optimizer.
+ * (and past) 0 is the forgetting. The general improvement of the model pulls Δ down over time for every optimizer;
+ * with `general` (the validation-loss curve) that improvement is subtracted: Δ_k(d) − (val(at[k] + d) − val(at[k] − 1)),
+ * what the batch keeps of having been trained on beyond what any held-out batch gained meanwhile.
  */
-export function forgettingCurve(records: MetricRecord[], at: number[], every: number, horizon: number): Curve {
+export function forgettingCurve(records: MetricRecord[], at: number[], every: number, horizon: number, general?: Curve): Curve {
   const rs = records.filter((r) => r.tracked);
   const grid = [-1, 0];
   for (let d = every; d <= horizon; d += every) grid.push(d);
   const perBatch = at.map((a, k) => {
     const before = rs.find((r) => r.step === a - 1)?.tracked?.[k];
-    const pts = rs.filter((r) => r.step >= a - 1).map((r) => ({ d: r.step - a, v: r.tracked![k] - (before ?? NaN) }));
+    const drift = (step: number): number => (general ? interp(general, step) - interp(general, a - 1) : 0);
+    const pts = rs.filter((r) => r.step >= a - 1).map((r) => ({ d: r.step - a, v: r.tracked![k] - (before ?? NaN) - drift(r.step) }));
     return { x: pts.map((p) => p.d), y: pts.map((p) => p.v) };
   }).filter((c) => c.x.length && Number.isFinite(c.y[0]));
   const last = (c: Curve): number => c.x[c.x.length - 1];
@@ -87,8 +90,8 @@ export interface VariantSummary {
   stepsToBaseline: number | null;
   /** the same per seed, against the baseline run of the same seed */
   stepsToBaselinePerSeed: (number | null)[];
-  /** forgetting: mean Δ at d = 0 (dip) and at the horizon, over seeds */
-  forgetDip: number; forgetAtHorizon: number;
+  /** forgetting: mean Δ at d = 0 (dip) and at the horizon, over seeds; `excess…`: the same less the val-loss drift */
+  forgetDip: number; forgetAtHorizon: number; excessDip: number; excessAtHorizon: number;
   wallS: number[];
 }
 
@@ -97,10 +100,10 @@ const fSteps = (v: number | null, total: number): string => (v === null ? `not r
 
 /** The results table in markdown (one row per optimizer variant). */
 export function markdownTable(rows: VariantSummary[], baseline: string, steps: number): string {
-  const head = `| optimizer | lr | final val loss (mean ± std) | per seed | final train loss | steps to reach ${baseline}'s final val loss: mean curve | per seed | forgetting dip Δ(0) | Δ at horizon | wall s per run |`;
+  const head = `| optimizer | lr | final val loss (mean ± std) | per seed | final train loss | steps to reach ${baseline}'s final val loss: mean curve | per seed | forgetting dip Δ(0) | Δ at horizon | Δ − val drift: at 0 | at horizon | wall s per run |`;
   const sep = '|' + head.split('|').slice(1, -1).map(() => '---').join('|') + '|';
   const lines = rows.map((r) => `| ${r.label} | ${r.lr} | ${f4(r.finalEvalMean)} ± ${f4(r.finalEvalStd)} | ${r.finalEval.map(f4).join(', ')} | ${f4(r.finalTrainMean)} | ` +
     `${r.id === baseline ? '—' : fSteps(r.stepsToBaseline, steps)} | ${r.id === baseline ? '—' : r.stepsToBaselinePerSeed.map((s) => (s === null ? '—' : Math.round(s))).join(', ')} | ` +
-    `${f4(r.forgetDip)} | ${f4(r.forgetAtHorizon)} | ${Math.round(mean(r.wallS))} |`);
+    `${f4(r.forgetDip)} | ${f4(r.forgetAtHorizon)} | ${f4(r.excessDip)} | ${f4(r.excessAtHorizon)} | ${Math.round(mean(r.wallS))} |`);
   return [head, sep, ...lines].join('\n');
 }
