@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces docs/results.md: the optimizer comparisons and the Rosenbrock toy, then copies the figures and summaries
 # into docs/results/. Finished runs are reused (each run directory keeps result.json), so an interrupted
-# reproduction continues where it stopped. About 45 minutes on 2 cores in total.
+# reproduction continues where it stopped. About 60 minutes on 2 cores in total (38 without the 6000-step study).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cli=(node dist/cli.js experiment)

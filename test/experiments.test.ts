@@ -10,6 +10,7 @@ import {
 } from '../src/experiments/rosenbrock';
 import { band, forgettingCurve, markdownTable, stepsToReach, type VariantSummary } from '../src/experiments/summary';
 import type { MetricRecord } from '../src/runner/run-dir';
+import { linePlotSvg, polyPoints } from '../src/runner/plot';
 import { AdamWRef, AdemamixRef } from '../src/optim/reference';
 
 const CLI = path.resolve(__dirname, '../dist/cli.js');
@@ -115,6 +116,24 @@ describe('summaries', () => {
     expect(md).toHaveLength(4);
     expect(md[2]).toMatch(/^\| adamw \| .*\| — \| — \|/);
     expect(md[3]).toMatch(/\| 600 \(40%\) \| 600, — \|/);
+  });
+});
+
+describe('plots', () => {
+  test('polyPoints drops sub-pixel steps but keeps spikes and the last point', () => {
+    const xy: [number, number][] = Array.from({ length: 100_000 }, (_, i) => [i / 1000, i === 50_000 ? 300 : 100]);
+    const pts = polyPoints(xy).split(' ');
+    expect(pts.length).toBeLessThan(250); // 100 px wide: about a point per half pixel
+    expect(pts).toContain('50.0,300.0');
+    expect(pts[pts.length - 1]).toBe('100.0,100.0');
+  });
+
+  test('yRange fixes the axis and clips the lines to the plot area', () => {
+    const svg = linePlotSvg([{ name: 'a', x: [0, 1, 2], y: [1, 10, 2] }], { yRange: [0, 3] });
+    expect(svg).toMatch(/<clipPath id="area">/);
+    expect(svg).toMatch(/<polyline clip-path="url\(#area\)" points=/);
+    expect(svg).toMatch(/>3<\/text>/); // top tick at the fixed range's end
+    expect(svg).not.toMatch(/>10<\/text>/);
   });
 });
 
