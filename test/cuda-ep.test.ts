@@ -47,6 +47,10 @@ describe('executionProvider', () => {
     // registered once per process: a second session gets the same answer, not a re-registration error
     expect(() => NativeSession.create(model(), { executionProvider: { cuda: { providerLibrary: noGpuEp, deviceIndex: 1 } } }))
       .toThrow(/no GPU/);
+    // a relative path means relative to the caller's working directory (ORT alone would look beside itself)
+    const rel = path.relative(process.cwd(), noGpuEp);
+    expect(path.isAbsolute(rel)).toBe(false);
+    expect(() => NativeSession.create(model(), { executionProvider: { cuda: { providerLibrary: rel } } })).toThrow(/no GPU: /);
   });
 
   test('malformed options are TypeErrors with the expected shape', () => {

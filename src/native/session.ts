@@ -1,5 +1,6 @@
 // NativeSession: an ONNX Runtime session that can load the com.ademamix op library (stock onnxruntime-node cannot)
 // and keeps *carried state* native: declared outputs become the next run's inputs without passing through JS.
+import * as path from 'node:path';
 import { Tensor } from 'onnxruntime-common';
 import { addonPath, hasOpsLibrary, opsLibraryPath, ortLibraryPath } from './paths';
 
@@ -106,7 +107,11 @@ export class NativeSession {
     let opsLibrary: string | undefined;
     if (opts.opsLibrary === undefined) opsLibrary = hasOpsLibrary() ? opsLibraryPath() : undefined;
     else if (opts.opsLibrary !== false) opsLibrary = opts.opsLibrary;
-    const s = new a.Session(model, { ...opts, opsLibrary });
+    // ORT loads a provider library relative to its own directory, not the caller's: hand it an absolute path
+    const ep = opts.executionProvider;
+    const executionProvider = ep && ep !== 'cpu' && typeof ep.cuda?.providerLibrary === 'string'
+      ? { cuda: { ...ep.cuda, providerLibrary: path.resolve(ep.cuda.providerLibrary) } } : ep;
+    const s = new a.Session(model, { ...opts, opsLibrary, executionProvider });
     return new NativeSession(s, s.inputs(), s.outputs());
   }
 
