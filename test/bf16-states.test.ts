@@ -15,7 +15,7 @@ import { NativeSession, type RawTensor } from '../src/native';
 import { opsLibraryPath } from '../src/native/paths';
 import { encodeModel } from '../src/onnx/io';
 import {
-  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, applyMultiTensorOverloads, simplifiedStep, simplifiedStepMulti,
+  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, simplifiedStep, simplifiedStepMulti,
   type StateDtype,
 } from '../src/optim/nodes';
 import { AdamWRef, AdemamixRef, SimplifiedAdemamixRef } from '../src/optim/reference';
@@ -85,7 +85,7 @@ function model(spec: Spec, shapes: number[][], sd: StateDtype, multi: boolean): 
     outs(r.params, 'p'); outs(r.m, 'm'); outs(r.nu, 'nu');
     if (r.s1) { g.output(r.s1, 's1_out'); carry.s1_out = 's1'; }
   }
-  return { bytes: encodeModel(applyMultiTensorOverloads(toModelProto(g))), carry };
+  return { bytes: encodeModel(toModelProto(g)), carry };
 }
 
 function scalarsAt(spec: Spec, t: number): Record<string, number> {

@@ -16,7 +16,7 @@ import { opsLibraryPath } from '../src/native/paths';
 import { create, ModelProtoSchema, NodeProtoSchema, toBinary, ValueInfoProtoSchema } from '../src/onnx/proto';
 import { encodeModel } from '../src/onnx/io';
 import {
-  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, applyMultiTensorOverloads, simplifiedStep, simplifiedStepMulti,
+  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, simplifiedStep, simplifiedStepMulti,
 } from '../src/optim/nodes';
 import { assembleTraining } from '../src/train/assemble';
 import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../src/train/optimizers';
@@ -90,7 +90,7 @@ function stepModel(kind: Kind, shapes: number[][], multi: boolean): StepModel {
     outs(r.params, 'p'); outs(r.m, 'm'); outs(r.nu, 'nu'); if (r.s1) out(r.s1, 's1');
   }
   expect(n).toBe(shapes.length);
-  const model = applyMultiTensorOverloads(toModelProto(g));
+  const model = toModelProto(g);
   return { bytes: encodeModel(model), carry, model };
 }
 

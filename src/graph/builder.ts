@@ -19,6 +19,11 @@ export interface OpOptions {
   name?: string;
   /** Indices of optional outputs that are not produced (emitted as ""). */
   omit?: number[];
+  /** NodeProto.overload: picks among model-local functions of the same (domain, op), e.g. one per list length. */
+  overload?: string;
+  /** Write the outputs' inferred element types into value_info (for custom ops ORT cannot infer, e.g. variadic
+   * outputs of mixed types). */
+  declareOutputTypes?: boolean;
 }
 
 export const DEFAULT_OPSET = 20;
@@ -80,6 +85,8 @@ export class GraphBuilder {
     node.outputs = Array.from({ length: count }, (_, k) =>
       new Value(outTypes?.[k]?.dtype ?? null, outTypes?.[k]?.shape ?? null, node, k));
     for (const k of opts.omit ?? []) node.outputs[k].absent = true;
+    node.overload = opts.overload ?? '';
+    node.declareOutputTypes = opts.declareOutputTypes ?? false;
     if (domain !== '' && !this.opsets.has(domain)) this.opsets.set(domain, 1);
     this.nodes.push(node);
     return node.outputs;

@@ -43,7 +43,7 @@ export const ATTR_TYPES = {
   tensor: AT.TENSOR, graph: AT.GRAPH,
 } as const;
 
-interface Emitted { nodes: NodeProto[]; names: Map<Value, string> }
+interface Emitted { nodes: NodeProto[]; names: Map<Value, string>; declared: Value[] }
 
 /** Names every value and emits the nodes the outputs depend on, in creation (= topological) order. */
 function emit(g: GraphBuilder, fixedNames: Map<Value, string>): Emitted {
@@ -65,6 +65,7 @@ function emit(g: GraphBuilder, fixedNames: Map<Value, string>): Emitted {
     return s;
   };
   const nodes: NodeProto[] = [];
+  const declared: Value[] = [];
   const nodeNames = new Set<string>();
   let counter = 0;
   for (const n of g.nodes) {
@@ -88,11 +89,12 @@ function emit(g: GraphBuilder, fixedNames: Map<Value, string>): Emitted {
     nodeNames.add(nodeName);
     counter++;
     nodes.push(create(NodeProtoSchema, {
-      opType: n.opType, domain: n.domain, name: nodeName, input, output,
+      opType: n.opType, domain: n.domain, name: nodeName, input, output, overload: n.overload,
       attribute: Object.entries(n.attrs).map(([k, a]) => attrProto(k, a)),
     }));
+    if (n.declareOutputTypes) declared.push(...n.outputs.filter((v) => !v.absent && v.dtype !== null));
   }
-  return { nodes, names };
+  return { nodes, names, declared };
 }
 
 /** Graph outputs need their own names: an output that is an input, an initializer or used twice gets an Identity. */
@@ -111,10 +113,14 @@ function prepareOutputs(g: GraphBuilder): Map<Value, string> {
 }
 
 export function toGraphProto(g: GraphBuilder, name = 'main'): GraphProto {
-  const { nodes } = emit(g, prepareOutputs(g));
+  const { nodes, names, declared } = emit(g, prepareOutputs(g));
+  const outputNames = new Set(g.outputs.map((o) => o.name));
   return create(GraphProtoSchema, {
     name,
     node: nodes,
+    // element types only (shape left to ORT) of the outputs their nodes asked to declare, unless graph outputs
+    valueInfo: declared.filter((v) => !outputNames.has(names.get(v)!))
+      .map((v) => create(ValueInfoProtoSchema, { name: names.get(v)!, type: typeProto(v.dtype, null) })),
     input: g.inputs.map((v) => create(ValueInfoProtoSchema, { name: v.name!, type: typeProto(v.dtype, v.shape) })),
     // an output whose type the builder could not infer is left untyped; ORT infers it
     output: g.outputs.map((o) => create(ValueInfoProtoSchema, o.value.dtype === null ? { name: o.name }

@@ -74,6 +74,10 @@ export class Node {
     readonly attrs: Record<string, Attr>,
     public name?: string,
   ) {}
+  /** Which model-local function of this (domain, op) a runtime without a kernel should use (NodeProto.overload). */
+  overload = '';
+  /** Declare the outputs' element types as value_info: a custom op's schema may not let ORT infer them. */
+  declareOutputTypes = false;
 
   get label(): string { return `${this.opType}${this.name ? ` node '${this.name}'` : ' node'}`; }
 }

@@ -1,16 +1,14 @@
 // Emitting optimizer nodes: a com.ademamix node (run by the fused kernel when the op library is loaded) plus its
 // model-local function body (run by any ONNX Runtime without the library).
 import type { GraphBuilder } from '../graph/builder';
-import type { DType } from '../graph/dtype';
-import { typeProto } from '../graph/serialize';
 import type { Value } from '../graph/value';
 import { OpError } from '../ops/registry';
-import { MULTI_SCALARS, multiStates, OPS_DOMAIN } from '../ops/optimizers';
+import { OPS_DOMAIN } from '../ops/optimizers';
 import {
-  ademamixFunction, adamwFunction, bf16Function, multiFunction, multiOverload, simplifiedFunction,
+  ademamixFunction, adamwFunction, bf16Function, multiFunction, simplifiedFunction,
   type BodyVariant, type OptimizerBase,
 } from './functions';
-import { create, ValueInfoProtoSchema, type FunctionProto, type ModelProto } from '../onnx/proto';
+import type { FunctionProto } from '../onnx/proto';
 
 /** One function body per op name per model: the variant (e.g. with or without m1) must agree across nodes. */
 function ensureFunction(g: GraphBuilder, name: string, variant: string, make: () => FunctionProto): void {
@@ -99,14 +97,16 @@ export function adamwStep(
 // fused kernel does one pass over all of them (CPU: split across ORT's pool; CUDA: one launch over the list) instead
 // of one node per tensor. Its function body calls the per-tensor op once per tensor. ONNX functions have a fixed
 // arity, so each list length gets its own body, told apart by the FunctionProto `overload` field (IR 10; ORT 1.30
-// resolves node.overload to the matching model-local function). The builder does not write node overloads, so a
-// model holding multi-tensor nodes must go through applyMultiTensorOverloads() after toModelProto (assembleTraining
-// does this).
+// resolves node.overload to the matching model-local function): each node carries the overload of its body. The
+// bf16 forms also declare their outputs' element types: the variadic output list mixes float32 params and bfloat16
+// states, which ORT cannot infer from the op library's schema.
 
-function ensureMultiBody(g: GraphBuilder, base: OptimizerBase, n: number, v: BodyVariant, bf16: boolean): void {
+/** Adds the body for this list length (once) and returns its overload, for the node to name. */
+function ensureMultiBody(g: GraphBuilder, base: OptimizerBase, n: number, v: BodyVariant, bf16: boolean): string {
   ensureBodies(g, base, v, bf16);
   const f = multiFunction(base, n, v, bf16);
   if (!g.functions.has(`${f.domain}::${f.name}::${f.overload}`)) g.addFunction(f);
+  return f.overload;
 }
 
 function sameLength(op: string, name: string | undefined, lists: Record<string, Value[] | null | undefined>): number {
@@ -132,12 +132,12 @@ export function ademamixStepMulti(
   if (hasM1 && !x.m1) throw new OpError(`AdEMAMixMulti${name ? ` '${name}'` : ''}: beta1 = ${a.beta1} needs the m1 states`);
   const n = sameLength('AdEMAMixMulti', name, { params: x.params, grads: x.grads, m1: hasM1 ? x.m1 : null, m2: x.m2, nu: x.nu });
   const bf16 = opts.stateDtype === 'bfloat16';
-  ensureMultiBody(g, 'AdEMAMix', n, { hasM1 }, bf16);
+  const overload = ensureMultiBody(g, 'AdEMAMix', n, { hasM1 }, bf16);
   const states = hasM1 ? [x.m1!, x.m2, x.nu] : [x.m2, x.nu];
   const outs = g.opN(bf16 ? 'AdEMAMixMultiBf16' : 'AdEMAMixMulti',
     [x.step, x.lr, x.alpha, x.beta3, ...x.params, ...x.grads, ...states.flat()],
     { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
-    { domain: OPS_DOMAIN, outputs: n * (1 + states.length), name });
+    { domain: OPS_DOMAIN, outputs: n * (1 + states.length), name, overload, declareOutputTypes: bf16 });
   const [params, ...st] = chunks(outs, n);
   return hasM1 ? { params, m1: st[0], m2: st[1], nu: st[2] } : { params, m1: null, m2: st[0], nu: st[1] };
 }
@@ -151,11 +151,11 @@ export function simplifiedStepMulti(
   if (hasS1 && !x.s1) throw new OpError(`SimplifiedAdEMAMixMulti${name ? ` '${name}'` : ''}: bias_correction1 needs the s1 state`);
   const n = sameLength('SimplifiedAdEMAMixMulti', name, { params: x.params, grads: x.grads, m: x.m, nu: x.nu });
   const bf16 = opts.stateDtype === 'bfloat16';
-  ensureMultiBody(g, 'SimplifiedAdEMAMix', n, { hasS1 }, bf16);
+  const overload = ensureMultiBody(g, 'SimplifiedAdEMAMix', n, { hasS1 }, bf16);
   const [s1, ...outs] = g.opN(bf16 ? 'SimplifiedAdEMAMixMultiBf16' : 'SimplifiedAdEMAMixMulti',
     [x.step, x.lr, x.alpha, x.beta1, hasS1 ? x.s1! : null, ...x.params, ...x.grads, ...x.m, ...x.nu],
     { beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay, bias_correction1: hasS1 ? 1 : 0, bias_correction2: a.biasCorrection2 ? 1 : 0 },
-    { domain: OPS_DOMAIN, outputs: 1 + 3 * n, omit: hasS1 ? [] : [0], name });
+    { domain: OPS_DOMAIN, outputs: 1 + 3 * n, omit: hasS1 ? [] : [0], name, overload, declareOutputTypes: bf16 });
   const [params, m, nu] = chunks(outs, n);
   return { params, m, nu, s1: hasS1 ? s1 : null };
 }
@@ -167,50 +167,10 @@ export function adamwStepMulti(
 ): { params: Value[]; m: Value[]; v: Value[] } {
   const n = sameLength('AdamWMulti', name, { params: x.params, grads: x.grads, m: x.m, v: x.v });
   const bf16 = opts.stateDtype === 'bfloat16';
-  ensureMultiBody(g, 'AdamW', n, {}, bf16);
+  const overload = ensureMultiBody(g, 'AdamW', n, {}, bf16);
   const outs = g.opN(bf16 ? 'AdamWMultiBf16' : 'AdamWMulti', [x.step, x.lr, ...x.params, ...x.grads, ...x.m, ...x.v],
     { beta1: a.beta1, beta2: a.beta2, eps: a.eps, weight_decay: a.weightDecay },
-    { domain: OPS_DOMAIN, outputs: 3 * n, name });
+    { domain: OPS_DOMAIN, outputs: 3 * n, name, overload, declareOutputTypes: bf16 });
   const [params, m, v] = chunks(outs, n);
   return { params, m, v };
-}
-
-const MULTI_OP = /^(AdEMAMix|SimplifiedAdEMAMix|AdamW)Multi(Bf16)?$/;
-
-/**
- * Sets node.overload on every com.ademamix multi-tensor node of the main graph, so a runtime without the op library
- * finds the body for that list length; the overload is derived from the node alone (op, beta1, s1 input, arity), the
- * same way the body was named when the node was built. For the bf16 forms it also declares the element types of
- * outputs that are not graph outputs (value_info): their variadic output list mixes float32 and bfloat16, which ORT
- * cannot infer from the op library's schema. Mutates and returns `model`.
- */
-export function applyMultiTensorOverloads(model: ModelProto): ModelProto {
-  const graph = model.graph;
-  if (!graph) return model;
-  const declared = new Set([...graph.output, ...graph.valueInfo].map((v) => v.name));
-  for (const nd of graph.node) {
-    const m = nd.domain === OPS_DOMAIN ? MULTI_OP.exec(nd.opType) : null;
-    if (!m) continue;
-    const base = m[1] as OptimizerBase;
-    const attrF = (k: string, d: number): number => {
-      const a = nd.attribute.find((x) => x.name === k);
-      return a ? (a.type === 2 /* INT */ ? Number(a.i) : a.f) : d;
-    };
-    const beta1 = base === 'AdEMAMix' ? attrF('beta1', 0.9) : 0.9;
-    const states = multiStates(base, beta1);
-    const scal = MULTI_SCALARS[base].length;
-    const n = (nd.input.length - scal) / (2 + states.length);
-    if (!Number.isInteger(n) || n < 1) throw new OpError(`${nd.opType} node '${nd.name}': ${nd.input.length - scal} tensor inputs do not form ${2 + states.length} lists`);
-    const v: BodyVariant = { hasM1: base === 'AdEMAMix' && beta1 !== 0, hasS1: base === 'SimplifiedAdEMAMix' && nd.input[4] !== '' };
-    nd.overload = multiOverload(base, n, v);
-    if (!m[2]) continue;
-    const first = base === 'SimplifiedAdEMAMix' ? 1 : 0;
-    nd.output.forEach((o, k) => {
-      if (!o || declared.has(o) || k < first) return;
-      const dtype: DType = k - first < n ? 'float32' : 'bfloat16';
-      graph.valueInfo.push(create(ValueInfoProtoSchema, { name: o, type: typeProto(dtype, null) }));
-      declared.add(o);
-    });
-  }
-  return model;
 }

@@ -13,7 +13,7 @@ import type { Value } from '../graph/value';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { hasOpsLibrary } from '../native/paths';
 import {
-  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, applyMultiTensorOverloads, simplifiedStep, simplifiedStepMulti,
+  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, simplifiedStep, simplifiedStepMulti,
   type StateDtype,
 } from '../optim/nodes';
 import type { OptimizerSpec } from './optimizers';
@@ -210,8 +210,8 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
     });
   }
 
-  const train = applyMultiTensorOverloads(toModelProto(g, {
+  const train = toModelProto(g, {
     metadata: { ...spec.metadata, 'ademamix.role': 'train', [CARRY_METADATA_KEY]: JSON.stringify(carry), 'ademamix.optimizer': JSON.stringify(opt) },
-  }));
+  });
   return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics };
 }
