@@ -39,14 +39,16 @@ export interface CompareReport {
 const lrName = (lr: number): string => lr.toExponential(1).replace('+', '');
 const secs = (t0: number): number => (performance.now() - t0) / 1000;
 const finite = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) ? v : Infinity);
+/** Index of the lowest final validation loss (the first of equals; unfinished points never win). */
+const bestIndex = (ps: SweepPoint[]): number => ps.reduce((b, p, i) => (finite(p.evalLoss ?? undefined) < finite(ps[b].evalLoss ?? undefined) ? i : b), 0);
 
 /** lr sweep: the grid, then up to two extra points past an edge that wins (a best lr on the edge is not a pick). */
 async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<{ lr: Record<string, number>; points: Record<string, SweepPoint[]>; wallS: number }> {
   const t0 = performance.now();
   const points: Record<string, SweepPoint[]> = Object.fromEntries(vs.map((v) => [v.id, []]));
+  const seeds = plan.sweepSeeds;
   let pending = vs.map((v) => ({ v, lrs: [...v.grid] }));
   for (let round = 0; round < 3 && pending.length; round++) {
-    const seeds = plan.sweepSeeds;
     const asked = pending.flatMap(({ v, lrs }) => lrs.map((lr) => ({ v, lr })));
     // one job per (lr, sweep seed); the first seed keeps the plain directory name
     const jobs: Job[] = asked.flatMap(({ v, lr }) => seeds.map((seed, k) => ({
@@ -67,7 +69,7 @@ async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<
     pending = [];
     for (const v of vs) {
       const ps = points[v.id].sort((a, b) => a.lr - b.lr);
-      const best = ps.reduce((b, p, i) => (finite(p.evalLoss ?? undefined) < finite(ps[b].evalLoss ?? undefined) ? i : b), 0);
+      const best = bestIndex(ps);
       if (ps.length < 2 || !Number.isFinite(finite(ps[best].evalLoss ?? undefined))) continue;
       if (best === 0) pending.push({ v, lrs: [+((ps[0].lr * ps[0].lr) / ps[1].lr).toPrecision(3)] });
       else if (best === ps.length - 1) pending.push({ v, lrs: [+((ps[best].lr * ps[best].lr) / ps[best - 1].lr).toPrecision(3)] });
@@ -76,7 +78,7 @@ async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<
   const lr: Record<string, number> = {};
   for (const v of vs) {
     const ps = points[v.id];
-    const best = ps.reduce((b, p) => (finite(p.evalLoss ?? undefined) < finite(b.evalLoss ?? undefined) ? p : b), ps[0]);
+    const best = ps[bestIndex(ps)];
     lr[v.id] = best.lr;
     o.log(`[${plan.task}] sweep ${v.id}: ` + ps.map((p) => `${lrName(p.lr)} → ${p.evalLoss?.toFixed(4) ?? p.status}`).join(', ') + `; picked ${lrName(best.lr)}`);
   }

@@ -33,12 +33,12 @@ export function planePlotSvg(paths: Path2D[], o: PlanePlotOptions): string {
   }
   const lmin = Math.min(...lv); const lmax = Math.max(...lv);
   // one rect per horizontal run of equal shade (the bands make runs long; a rect per cell made 1 MB files)
-  const shadeOf = (l: number): number => Math.round(255 - 110 * ((Math.floor(l * 2) / 2 - lmin) / Math.max(lmax - lmin, 1e-9)));
+  const shades = lv.map((l) => Math.round(255 - 110 * ((Math.floor(l * 2) / 2 - lmin) / Math.max(lmax - lmin, 1e-9))));
   for (let j = 0; j < ny; j++) {
     for (let i = 0; i < nx;) {
-      const shade = shadeOf(lv[j * nx + i]);
+      const shade = shades[j * nx + i];
       let e = i + 1;
-      while (e < nx && shadeOf(lv[j * nx + e]) === shade) e++;
+      while (e < nx && shades[j * nx + e] === shade) e++;
       out.push(`<rect x="${(m.l + i * cw).toFixed(1)}" y="${(m.t + j * ch).toFixed(1)}" width="${((e - i) * cw + 0.4).toFixed(1)}" height="${(ch + 0.4).toFixed(1)}" fill="rgb(${shade},${shade},${Math.min(255, shade + 12)})"/>`);
       i = e;
     }
