@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Creates .venv with the Python packages the tests use as independent references (onnx for fixtures written by
 # another serializer, onnxruntime for the Python-ORT path, torch + onnxscript + safetensors for the PyTorch interop
-# and parity tests). Installs come from the machine's pip configuration (a local wheel mirror here); resolving is
+# and parity tests; transformers for the models of test/interop-defaults.test.ts). Installs come from the machine's pip configuration (a local wheel mirror here); resolving is
 # slow, so it runs once: a second call only checks that the modules are importable (find_spec, no imports) and
 # prints the interpreter's path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${ADEMAMIX_VENV:-$root/.venv}"
-pkgs=(numpy onnx onnxruntime torch onnxscript safetensors ${ADEMAMIX_PY_EXTRA:-})
-mods="numpy onnx onnxruntime torch onnxscript safetensors"
+pkgs=(numpy onnx onnxruntime torch onnxscript safetensors transformers ${ADEMAMIX_PY_EXTRA:-})
+mods="numpy onnx onnxruntime torch onnxscript safetensors transformers"
 have() {
   [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "
 import importlib.util, sys

@@ -172,9 +172,9 @@ describe('training export of an imported graph', () => {
     expect(r.manifest.params).toEqual(['lin.weight', 'lin.bias']);
     expect(Object.fromEntries(r.manifest.frozen.map((f) => [f.name, f.reason]))).toEqual({
       'attn.bias': expect.stringMatching(/does not depend on it through differentiable ops/),
-      val_7: 'named like an exporter constant', 'rope.inv_freq': 'named like a buffer',
+      val_7: 'a constant the exporter computed', 'rope.inv_freq': 'a buffer (by its name)',
     });
-    expect(logs.join('\n')).toMatch(/training 2 parameter tensors \(20 values\)/);
+    expect(logs.join('\n')).toMatch(/^trains 2 tensors \(20 params\)\nnot trained: 2 buffers, 1 exporter constant$/m);
     const s = await ort.InferenceSession.create(encodeModel(r.artifacts.train));
     const state = Object.fromEntries([...r.artifacts.initialState].map(([k, v]) => [k, new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims)]));
     const out = await s.run({ x: t32(xs), labels, ...state });
@@ -267,7 +267,7 @@ describe('training export of an imported graph', () => {
         await exportOnnxCommand(parseArgs(['export', '--onnx', path.join(dir, 'm.onnx'), '--loss', 'ce:labels', '--out', path.join(dir, 'art'),
           '--optimizer', 'adamw', '--lr', '0.01', '--freeze', '^lin\\.bias$']));
       } finally { console.log = orig; }
-      expect(logs.join('\n')).toMatch(/training 1 parameter tensors[\s\S]*lin\.bias: matches --freeze[\s\S]*wrote .*train\.onnx/);
+      expect(logs.join('\n')).toMatch(/trains 1 tensor \(16 params\)\nnot trained: 2 buffers, 1 exporter constant, 1 frozen[\s\S]*matches --freeze \^lin\\.bias\$: lin\.bias[\s\S]*wrote .*train\.onnx/);
       const man = JSON.parse(fs.readFileSync(path.join(dir, 'art/manifest.json'), 'utf8'));
       expect(man).toMatchObject({ params: ['lin.weight'], batchInputs: ['x', 'labels'], optimizer: { kind: 'adamw' }, outputs: ['logits'] });
       const sd = exportTorchCheckpoint(path.join(dir, 'art'), path.join(dir, 'art/initial_state.safetensors'), path.join(dir, 'sd.safetensors'));

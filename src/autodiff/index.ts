@@ -63,7 +63,11 @@ export function gradients(g: GraphBuilder, loss: Value, wrt: Value[], opts: Grad
     }
     typed(d, v); // a gradient has its value's shape
     const prev = grad.get(v);
-    grad.set(v, prev ? typed(g.add(prev, d), v) : d);
+    try {
+      grad.set(v, prev ? typed(g.add(prev, d), v) : d);
+    } catch (e) {
+      throw new OpError(`gradients: the rule for ${n.label} gave ${fmtShape(d.shape)} for ${v.describe()}, which does not add to its other gradient ${fmtShape(prev!.shape)}: ${(e as Error).message}`);
+    }
   };
   grad.set(loss, opts.seed ?? (loss.shape?.length === 0
     ? g.constant(tensorData(loss.dtype ?? 'float32', [], [1]))

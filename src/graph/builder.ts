@@ -80,7 +80,7 @@ export class GraphBuilder {
     const ins = inputs.map((x) => (typeof x === 'number' ? this.scalar(x, dtypeHint) : x));
     const node = new Node(opType, domain, ins, coerceAttrs(opType, attrs, def?.attrTypes), opts.name);
     let outTypes = opts.outTypes;
-    if (def) outTypes = def.infer(new InferCtx(node));
+    if (def) outTypes = def.infer(new InferCtx(node, opts.outputs));
     const count = opts.outputs ?? outTypes?.length ?? 1;
     node.outputs = Array.from({ length: count }, (_, k) =>
       new Value(outTypes?.[k]?.dtype ?? null, outTypes?.[k]?.shape ?? null, node, k));

@@ -12,6 +12,7 @@ import type { ModelProto, TensorProto } from '../onnx/proto';
 import { assembleTraining, defaultWeightDecayMask, type TrainingArtifacts } from '../train/assemble';
 import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../train/optimizers';
 import { importOnnx, type ImportedGraph } from './import';
+import { canonicalizeTorchExport, torchMapOf } from './torch-export';
 import { chooseParams, describeChoice, EXPORTER_CONSTANT, readParamsOption, type ParamChoice, type TorchParamMap } from './params';
 
 export interface OnnxTrainingOptions {
@@ -32,6 +33,10 @@ export interface OnnxTrainingOptions {
   weightDecayMask?: (name: string, v: Value) => boolean;
   emitGradients?: boolean;
   multiTensor?: boolean;
+  /** Train the parameters that can be when some cannot (default: that is an error naming them). */
+  allowUntrained?: boolean;
+  /** List every tensor in the report, not only the counts and a few names. */
+  verbose?: boolean;
   /** Where the parameter choice and notes are reported (default: nowhere). */
   log?: (text: string) => void;
 }
@@ -114,7 +119,7 @@ function buildLoss(imp: ImportedGraph, spec: string, source: string): { loss: Va
 /** Builds the training artifacts of an ONNX forward model and, with `out`, writes them. */
 export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingResult {
   const source = typeof opts.onnx === 'string' ? opts.onnx : '<model>';
-  const model = typeof opts.onnx === 'string' ? loadModel(opts.onnx, { loadExternalData: true }) : opts.onnx;
+  const loaded = typeof opts.onnx === 'string' ? loadModel(opts.onnx, { loadExternalData: true }) : opts.onnx;
   const optimizer = optimizerOf(opts.optimizer);
   const log = opts.log ?? ((): void => undefined);
 
@@ -123,17 +128,21 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
   else if (typeof opts.params === 'string') ({ names, map } = readParamsOption(opts.params));
   const freeze = typeof opts.freeze === 'string' ? new RegExp(opts.freeze) : opts.freeze;
 
+  // a torch.onnx export: every parameter back as one initializer under its state_dict key (src/interop/torch-export.ts)
+  const canon = canonicalizeTorchExport(loaded);
+  const model = canon?.model ?? loaded;
   const imp = importOnnx(model, { source });
   const { loss, labels } = buildLoss(imp, opts.loss, source);
-  const choice = chooseParams(imp, loss, { names, freeze });
+  for (const n of [...(canon?.info.notes ?? []), ...imp.notes]) log(`note: ${n}`);
+  const choice = chooseParams(imp, loss, { names, freeze, torch: canon?.info, allowUntrained: opts.allowUntrained }, source);
   if (!choice.params.length) throw new Error(`${source}: no parameter to train (${choice.frozen.length} initializers are frozen: see --params/--freeze)`);
-  for (const n of imp.notes) log(`note: ${n}`);
   if (map?.missing?.length) {
     log(`warning: ${map.missing.length} state_dict tensor(s) are not in the graph (${map.missing.join(', ')}): the exporter folded or ` +
       'merged them (dynamo optimize=True, TorchScript constant folding); they cannot train or be handed back. Re-export with ' +
       'graphs/export_torch.py\'s settings (docs/interop.md)');
   }
-  log(describeChoice(choice));
+  log(describeChoice(choice, opts.verbose));
+  if (!map && canon) map = torchMapOf(canon.info, choice.params.map((p) => p.name!), choice.frozen.filter((f) => /buffer|--freeze|--params/.test(f.reason)).map((f) => f.name));
 
   const outputs = [...imp.outputs.keys()];
   // train.onnx carries only the loss and the optimizer's outputs: the model's own outputs are forward.onnx's

@@ -10,6 +10,7 @@ import type { GraphBuilder } from '../graph/builder';
 import type { Value } from '../graph/value';
 import { getOp } from '../ops/registry';
 import type { ImportedGraph } from './import';
+import type { TorchExportInfo } from './torch-export';
 
 /** One PyTorch tensor's place in the ONNX graph: its initializer, every state_dict key naming it (tied), layout. */
 export interface TorchTensorEntry {
@@ -40,12 +41,18 @@ export interface ParamsSpec {
   names?: string[];
   /** Regular expression: matching parameters are frozen (stay initializers). */
   freeze?: RegExp;
+  /** What a torch.onnx export's metadata says of its tensors (src/interop/torch-export.ts). */
+  torch?: TorchExportInfo | null;
+  /** Train what can be trained when some parameter cannot (otherwise that is an error). */
+  allowUntrained?: boolean;
 }
 
 export interface ParamChoice {
   params: Value[];
   /** Float initializers that do not train, with the reason. */
   frozen: { name: string; reason: string }[];
+  /** torch parameters that do not train although the model has them (only with allowUntrained). */
+  untrained: { name: string; reason: string }[];
 }
 
 /**
@@ -86,9 +93,31 @@ export function differentiableAncestors(g: GraphBuilder, loss: Value): Set<Value
   return live;
 }
 
-export function chooseParams(imp: ImportedGraph, loss: Value, spec: ParamsSpec = {}): ParamChoice {
+
+/** The error for parameters that would silently not train. */
+export class UntrainedError extends Error {
+  constructor(source: string, readonly untrained: { name: string; reason: string }[]) {
+    super(`${source}: ${untrained.length} parameter${untrained.length > 1 ? 's' : ''} of the model would not train:\n` +
+      untrained.map((u) => `  ${u.name}: ${u.reason}`).join('\n') +
+      '\nRe-export so the graph holds them (docs/interop.md), or pass --allow-untrained to train the others.');
+    this.name = 'UntrainedError';
+  }
+}
+
+const FOLDED = 'a constant the exporter computed';
+const NO_GRADIENT = 'the loss does not depend on it through differentiable ops';
+
+/**
+ * Which float initializers train. A dynamo export's own record of its parameters decides when present; otherwise
+ * names and the graph do (see the file comment). A parameter that would get no gradient is an error naming it,
+ * unless `allowUntrained`.
+ */
+export function chooseParams(imp: ImportedGraph, loss: Value, spec: ParamsSpec = {}, source = 'model'): ParamChoice {
   const frozen: { name: string; reason: string }[] = [];
   const params: Value[] = [];
+  const untrained: { name: string; reason: string }[] = [];
+  const live = differentiableAncestors(imp.g, loss);
+  const torchParams = spec.torch?.exporter === 'dynamo' ? new Set(spec.torch.params.map((p) => p.onnx)) : null;
   if (spec.names) {
     const missing = spec.names.filter((n) => !imp.initializers.has(n));
     if (missing.length) {
@@ -100,36 +129,65 @@ export function chooseParams(imp: ImportedGraph, loss: Value, spec: ParamsSpec =
     for (const [name, v] of imp.initializers) {
       if (!wanted.has(name)) { frozen.push({ name, reason: 'not listed in --params' }); continue; }
       if (v.dtype !== 'float32') throw new Error(`--params: '${name}' is ${v.dtype}; only float32 parameters train`);
-      params.push(v);
+      if (!live.has(v)) untrained.push({ name, reason: `listed in --params, but ${NO_GRADIENT}` });
+      else params.push(v);
     }
   } else {
-    const live = differentiableAncestors(imp.g, loss);
     for (const [name, v] of imp.initializers) {
+      const known = spec.torch?.constants.get(name);
       const why = v.dtype !== 'float32' ? `${v.dtype}, not float32`
-        : EXPORTER_CONSTANT.test(name) ? 'named like an exporter constant'
-          : BUFFER_NAME.test(name) ? 'named like a buffer'
-            : !live.has(v) ? 'the loss does not depend on it through differentiable ops (a mask or shape source)'
-              : null;
-      if (why) frozen.push({ name, reason: why }); else params.push(v);
+        : known ? (known.startsWith('a buffer') ? 'a buffer' : known)
+          : torchParams ? (torchParams.has(name) ? null : FOLDED)
+            : EXPORTER_CONSTANT.test(name) ? FOLDED
+              : BUFFER_NAME.test(name) ? 'a buffer (by its name)'
+                : null;
+      if (why === FOLDED && spec.torch?.exporter === 'torchscript' && live.has(v)) {
+        // TorchScript records no parameter list: a folded constant on the loss's path may hold a folded parameter
+        untrained.push({ name, reason: `a constant the exporter folded (${(v.shape ?? []).join('×')}) on the loss's path: if it was computed from a parameter (position embeddings sliced to the example's length, say), that parameter is not in this file; re-export with do_constant_folding=False, or pass --allow-untrained if it is a true constant` });
+        continue;
+      }
+      if (why) { frozen.push({ name, reason: why }); continue; }
+      // no differentiable path to the loss: a mask or shape source (a buffer), or unused; torch gives it no gradient
+      // either. (A path through an op that lacks a gradient rule is a path: autodiff then stops naming that op.)
+      if (!live.has(v)) frozen.push({ name, reason: torchParams ? `a parameter ${NO_GRADIENT} (torch gives it no gradient either)` : `a buffer: ${NO_GRADIENT} (a mask or shape source)` });
+      else params.push(v);
     }
+    for (const m of spec.torch?.missing ?? []) untrained.push(m);
   }
   if (spec.freeze) {
     for (let i = params.length - 1; i >= 0; i--) {
       if (spec.freeze.test(params[i].name!)) { frozen.push({ name: params[i].name!, reason: `matches --freeze ${spec.freeze.source}` }); params.splice(i, 1); }
     }
+    for (let i = untrained.length - 1; i >= 0; i--) {
+      if (spec.freeze.test(untrained[i].name)) { frozen.push({ name: untrained[i].name, reason: `matches --freeze ${spec.freeze.source}` }); untrained.splice(i, 1); }
+    }
   }
-  return { params, frozen };
+  if (untrained.length && !spec.allowUntrained) throw new UntrainedError(source, untrained);
+  return { params, frozen, untrained };
 }
 
-/** A one-screen summary of the choice, printed by the CLI. */
-export function describeChoice(c: ParamChoice): string {
-  const numel = (v: Value): number => (v.shape ?? []).reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
+const numel = (v: Value): number => (v.shape ?? []).reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
+const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
+const someNames = (xs: string[], k = 6): string => xs.slice(0, k).join(', ') + (xs.length > k ? `, … ${xs.length - k} more` : '');
+
+/** The split, in a few lines: what trains, and what does not, grouped by why (printed by the CLI). */
+export function describeChoice(c: ParamChoice, verbose = false): string {
   const total = c.params.reduce((a, v) => a + numel(v), 0);
-  const lines = [`training ${c.params.length} parameter tensors (${total.toLocaleString('en-US')} values):`];
-  for (const v of c.params) lines.push(`  ${v.name} [${(v.shape ?? []).join(',')}]`);
-  if (c.frozen.length) {
-    lines.push(`not trained (${c.frozen.length}):`);
-    for (const f of c.frozen) lines.push(`  ${f.name}: ${f.reason}`);
+  const lines = [`trains ${plural(c.params.length, 'tensor')} (${total.toLocaleString('en-US')} params)`];
+  if (verbose) for (const v of c.params) lines.push(`  ${v.name} [${(v.shape ?? []).join(',')}]`);
+  const groups = new Map<string, string[]>();
+  for (const f of c.frozen) { if (!groups.has(f.reason)) groups.set(f.reason, []); groups.get(f.reason)!.push(f.name); }
+  if (groups.size) {
+    const kind = (why: string): string => (why.startsWith('a buffer') ? 'buffer' : why.startsWith('a constant') ? 'exporter constant'
+      : /--freeze|--params/.test(why) ? 'frozen' : 'other');
+    const counts = new Map<string, number>();
+    for (const f of c.frozen) counts.set(kind(f.reason), (counts.get(kind(f.reason)) ?? 0) + 1);
+    lines.push(`not trained: ${[...counts].map(([k, n]) => (k === 'frozen' || k === 'other' ? `${n} ${k}` : plural(n, k))).join(', ')}`);
+    for (const [why, names] of groups) lines.push(`  ${why}: ${verbose ? names.join(', ') : someNames(names)}`);
+  }
+  if (c.untrained.length) {
+    lines.push(`warning: ${plural(c.untrained.length, 'parameter')} of the model do not train (--allow-untrained):`);
+    for (const u of c.untrained) lines.push(`  ${u.name}: ${u.reason}`);
   }
   return lines.join('\n');
 }

@@ -11,7 +11,8 @@ export class OpError extends Error {
 }
 
 export class InferCtx {
-  constructor(readonly node: Node) {}
+  /** `requestedOutputs`: how many outputs the caller asked for (Split without sizes splits into that many). */
+  constructor(readonly node: Node, readonly requestedOutputs?: number) {}
   get inputs(): (Value | null)[] { return this.node.inputs; }
   input(i: number): Value {
     const v = this.node.inputs[i];

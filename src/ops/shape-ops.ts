@@ -136,7 +136,7 @@ defineOp({
 defineOp({
   opType: 'Split', attrTypes: { axis: 'int', num_outputs: 'int' },
   infer: (ctx) => {
-    const x = ctx.input(0); const n = ctx.node.outputs.length || ctx.int('num_outputs', 1);
+    const x = ctx.input(0); const n = ctx.requestedOutputs ?? (ctx.node.outputs.length || ctx.int('num_outputs', 1));
     const sizes = constInts(ctx.inputs[1]);
     if (!x.shape) return Array.from({ length: n }, () => ({ dtype: x.dtype, shape: null }));
     const ax = normAxis(ctx, ctx.int('axis', 0), x.shape.length);
