@@ -102,7 +102,7 @@ describe('torch.onnx.export defaults: every parameter trains with torch\'s gradi
     written.set(name, sdFile);
   });
 
-  test.each(Object.keys(FOLDED))('%s: the folded position table is an error naming it; the rest trains with --allow-untrained', async (name) => {
+  test.each(Object.keys(FOLDED))('%s: the folded position table is an error naming it; --allow-untrained trains the rest; --torch-state recovers it', async (name) => {
     const c = cases.find((x) => x.case === name)!;
     const onnx = path.join(dir, `${name}.onnx`);
     let err: unknown;
@@ -113,12 +113,24 @@ describe('torch.onnx.export defaults: every parameter trains with torch\'s gradi
     const r = exportTrainingFromOnnx({ onnx, loss: 'ce:labels@logits', optimizer: adamw(), emitGradients: true, allowUntrained: true });
     expect(r.choice.untrained.length).toBe(1);
     expect(r.manifest.params.length).toBe(c.params.length - 1);
-    const { worst } = await compareGradients(c, r);
+    expect((await compareGradients(c, r)).worst).toBeLessThan(GRAD_RTOL);
+    // with the model's state_dict beside it, the folded table is recovered by value and everything trains
+    const out = path.join(dir, `${name}-art`);
+    const log: string[] = [];
+    const full = exportTrainingFromOnnx({ onnx, loss: 'ce:labels@logits', optimizer: adamw(), emitGradients: true, out,
+      torchState: path.join(dir, `${c.model}-state.safetensors`), log: (s) => log.push(s) });
+    expect(full.manifest.params.length).toBe(c.params.length);
+    expect(log.join('\n')).toMatch(/wpe\.weight' was folded by the exporter into .*\(its first 8 rows\); recovered from --torch-state/);
+    const { worst, name: at } = await compareGradients(c, full);
+    console.log(`${name} with --torch-state: ${full.manifest.params.length} parameters train; worst gradient ${worst.toExponential(2)} (${at})`);
     expect(worst).toBeLessThan(GRAD_RTOL);
+    const sdFile = path.join(dir, `${name}-sd.safetensors`);
+    expect(exportTorchCheckpoint(out, path.join(out, 'initial_state.safetensors'), sdFile).missing).toEqual([]);
+    written.set(name, sdFile);
   });
 
   test('the state_dicts load into the torch models with strict=True and equal the originals', () => {
-    expect(written.size).toBe(11);
+    expect(written.size).toBe(14);
     const res = JSON.parse(runPython('test/fixtures/torch_defaults.py', ['check', dir])) as Record<string, { error: string[] | null; max_abs: number; keys: number }>;
     for (const name of written.keys()) {
       expect({ name, error: res[name].error }).toEqual({ name, error: null });

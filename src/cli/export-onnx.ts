@@ -8,14 +8,14 @@ import { optimizerSpec } from '../runner/trainer';
 import { UsageError, type Args } from './args';
 import { configFromArgs } from './train';
 
-const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'quiet', 'allow-untrained', 'verbose']);
+const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'quiet', 'allow-untrained', 'verbose', 'torch-state']);
 // the optimizer and schedule flags of `train` (their defaults too; --steps sets the schedules' length)
 const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'weight-decay', 'beta1', 'beta2',
   'beta3', 'alpha', 't-alpha', 't-beta', 'grad-clip', 'steps']);
 
 export const EXPORT_ONNX_USAGE = `  export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file] [--freeze regex]
          [--optimizer ademamix|simplified|adamw] [--lr --warmup --decay --weight-decay --alpha --beta3 --t-alpha --t-beta
-         --steps --grad-clip] [--grads] [--allow-untrained] [--verbose]   training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
+         --steps --grad-clip] [--grads] [--torch-state sd.safetensors] [--allow-untrained] [--verbose]   training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
 
 export async function exportOnnxCommand(args: Args): Promise<void> {
   const bad = Object.keys(args).filter((k) => !OWN.has(k) && !OPTIMIZER_FLAGS.has(k));
@@ -42,7 +42,7 @@ export async function exportOnnxCommand(args: Args): Promise<void> {
   const quiet = args.quiet === true;
   const r = exportTrainingFromOnnx({
     onnx, loss, out, params: opt('params'), freeze, optimizer: optimizerSpec(config), gradClip: config.gradClip,
-    emitGradients: args.grads === true, allowUntrained: args['allow-untrained'] === true, verbose: args.verbose === true, log: quiet ? undefined : (s) => console.log(s),
+    emitGradients: args.grads === true, allowUntrained: args['allow-untrained'] === true, torchState: opt('torch-state'), verbose: args.verbose === true, log: quiet ? undefined : (s) => console.log(s),
   });
   const files = ['train.onnx', 'eval.onnx', 'forward.onnx', 'initial_state.safetensors', 'frozen.safetensors', 'manifest.json'];
   console.log(`wrote ${files.map((x) => path.join(out, x)).join(', ')} (${r.manifest.params.length} parameter tensors; ` +

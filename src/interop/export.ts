@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { toModelProto } from '../graph/serialize';
 import { fromTensorProto, type TensorData } from '../graph/tensor-data';
 import type { Value } from '../graph/value';
-import { saveSafetensors } from '../io/safetensors';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { loadModel, saveModel } from '../onnx/io';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { assembleTraining, defaultWeightDecayMask, type TrainingArtifacts } from '../train/assemble';
@@ -33,6 +33,11 @@ export interface OnnxTrainingOptions {
   weightDecayMask?: (name: string, v: Value) => boolean;
   emitGradients?: boolean;
   multiTensor?: boolean;
+  /**
+   * The model's own state_dict (a safetensors file, `safetensors.torch.save_file(model.state_dict(), f)`, or tensors):
+   * recovers parameters the export folded into constants (position tables sliced to a static length).
+   */
+  torchState?: string | Map<string, TensorData>;
   /** Train the parameters that can be when some cannot (default: that is an error naming them). */
   allowUntrained?: boolean;
   /** List every tensor in the report, not only the counts and a few names. */
@@ -129,20 +134,28 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
   const freeze = typeof opts.freeze === 'string' ? new RegExp(opts.freeze) : opts.freeze;
 
   // a torch.onnx export: every parameter back as one initializer under its state_dict key (src/interop/torch-export.ts)
-  const canon = canonicalizeTorchExport(loaded);
+  const torchState = typeof opts.torchState === 'string' ? loadSafetensors(opts.torchState).tensors : opts.torchState;
+  const canon = canonicalizeTorchExport(loaded, { torchState });
   const model = canon?.model ?? loaded;
   const imp = importOnnx(model, { source });
   const { loss, labels } = buildLoss(imp, opts.loss, source);
   for (const n of [...(canon?.info.notes ?? []), ...imp.notes]) log(`note: ${n}`);
   const choice = chooseParams(imp, loss, { names, freeze, torch: canon?.info, allowUntrained: opts.allowUntrained }, source);
   if (!choice.params.length) throw new Error(`${source}: no parameter to train (${choice.frozen.length} initializers are frozen: see --params/--freeze)`);
-  if (map?.missing?.length) {
-    log(`warning: ${map.missing.length} state_dict tensor(s) are not in the graph (${map.missing.join(', ')}): the exporter folded or ` +
-      'merged them (dynamo optimize=True, TorchScript constant folding); they cannot train or be handed back. Re-export with ' +
-      'graphs/export_torch.py\'s settings (docs/interop.md)');
-  }
   log(describeChoice(choice, opts.verbose));
   if (!map && canon) map = torchMapOf(canon.info, choice.params.map((p) => p.name!), choice.frozen.filter((f) => /buffer|--freeze|--params/.test(f.reason)).map((f) => f.name));
+  // state_dict entries the graph lacks (buffers folded away): from --torch-state when given, else a warning
+  const fromState = new Map<string, TensorData>();
+  if (map && torchState) {
+    // every state_dict key the graph does not account for (folded buffers; parameters left untrained) goes back as it was
+    const covered = new Set([...map.params, ...map.buffers].flatMap((e) => e.torch));
+    for (const [k, t] of torchState) if (!covered.has(k)) { fromState.set(k, t); map.buffers.push({ onnx: k, torch: [k] }); }
+    map.missing = (map.missing ?? []).filter((k) => !fromState.has(k));
+  }
+  if (map?.missing?.length) {
+    log(`warning: ${map.missing.length} state_dict tensor(s) are not in the graph (${map.missing.join(', ')}): the exporter folded ` +
+      'them into constants, so the state_dict handed back lacks them (load it with strict=False, or pass --torch-state so they are copied)');
+  }
 
   const outputs = [...imp.outputs.keys()];
   // train.onnx carries only the loss and the optimizer's outputs: the model's own outputs are forward.onnx's
@@ -174,6 +187,7 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
       ?? model.graph!.initializer.find((i) => i.name === dedupSource(model, f.name));
     if (t) frozenState.set(f.name, fromTensorProto({ ...t, name: f.name } as TensorProto));
   }
+  for (const [k, t] of fromState) frozenState.set(k, t);
 
   const decayed = choice.params.filter((p) => optimizer.weightDecay > 0 && mask(p.name!, p)).map((p) => p.name!);
   const manifest: OnnxManifest = {

@@ -99,7 +99,8 @@ export class UntrainedError extends Error {
   constructor(source: string, readonly untrained: { name: string; reason: string }[]) {
     super(`${source}: ${untrained.length} parameter${untrained.length > 1 ? 's' : ''} of the model would not train:\n` +
       untrained.map((u) => `  ${u.name}: ${u.reason}`).join('\n') +
-      '\nRe-export so the graph holds them (docs/interop.md), or pass --allow-untrained to train the others.');
+      '\nPass the model\'s state_dict (--torch-state sd.safetensors, from safetensors.torch.save_model(model, "sd.safetensors")) to recover ' +
+      'folded parameters, re-export so the graph holds them (docs/interop.md), or pass --allow-untrained to train the others.');
     this.name = 'UntrainedError';
   }
 }

@@ -417,14 +417,73 @@ export function torchExporter(model: ModelProto): 'dynamo' | 'torchscript' | nul
   return null;
 }
 
+/**
+ * Parameters the file does not hold, recovered by value from the model's own state_dict (`--torch-state`): a folded
+ * constant that equals the first rows of a parameter (position embeddings read as `wpe(arange(T))` with a static T),
+ * all of it, or a broadcast of it becomes that computation on the parameter again.
+ */
+function recoverFromState(r: Rewriter, info: TorchExportInfo, state: Map<string, TensorData>): void {
+  const wanted = info.exporter === 'dynamo'
+    ? info.missing.map((m) => m.name).filter((n) => state.has(n))
+    : [...state.keys()].filter((k) => !r.inits.has(k) && state.get(k)!.dtype === 'float32');
+  const orphans = [...r.inits.values()].filter((t) => t.dataType === FLOAT && (info.exporter === 'dynamo' ? info.constants.has(t.name) && info.constants.get(t.name)!.startsWith('a constant the exporter') : /^onnx::/.test(t.name)));
+  for (const name of wanted) {
+    const p = state.get(name)!;
+    if (p.dims.length < 1 || !p.dims[0]) continue;
+    const row = p.data.length / p.dims[0];
+    const pd = p.data as Float32Array;
+    if (pd.every((x) => x === pd[0])) continue; // a constant tensor (zeros, ones) cannot be told apart by value
+    for (const o of orphans) {
+      const od = fromTensorProto(o).data as Float32Array;
+      let form: 'rows' | 'broadcast' | null = null;
+      let k = 0;
+      if (od.length % row === 0 && od.length / row <= p.dims[0] && od.every((x, i) => x === pd[i])) { form = 'rows'; k = od.length / row; }
+      const dims = o.dims.map(Number);
+      // a broadcast over leading axes: the trailing axes of the constant hold the parameter's values once
+      let j = dims.length;
+      for (let prod = 1; j > 0 && prod < pd.length;) prod *= dims[--j];
+      const trailing = dims.slice(j).reduce((a, d) => a * d, 1) === pd.length;
+      if (!form && trailing && od.every((x, i) => x === pd[i % pd.length])) form = 'broadcast';
+      if (!form) continue;
+      const shapeName = r.fresh(`${name}.shape`);
+      r.addInit(shapeName, { dtype: 'int64', dims: [dims.length], data: BigInt64Array.from(dims.map(BigInt)) });
+      const out = r.fresh(`${name}.folded`);
+      r.addInit(name, p);
+      if (form === 'rows') {
+        const [st, en, ax] = ['starts', 'ends', 'axes'].map((w) => r.fresh(`${name}.${w}`));
+        r.addInit(st, { dtype: 'int64', dims: [1], data: BigInt64Array.from([0n]) });
+        r.addInit(en, { dtype: 'int64', dims: [1], data: BigInt64Array.from([BigInt(k)]) });
+        r.addInit(ax, { dtype: 'int64', dims: [1], data: BigInt64Array.from([0n]) });
+        const sliced = r.fresh(`${name}.rows`);
+        r.addPrelude('Slice', [name, st, en, ax], sliced);
+        r.addPrelude('Reshape', [sliced, shapeName], out);
+      } else {
+        const one = r.fresh(`${name}.one`);
+        const oneShape = r.fresh(`${name}.one_shape`);
+        r.addInit(oneShape, { dtype: 'int64', dims: [dims.length], data: BigInt64Array.from(dims.map((d, i) => (i < j ? 1n : BigInt(d)))) });
+        r.addPrelude('Reshape', [name, oneShape], one);
+        r.addPrelude('Expand', [one, shapeName], out);
+      }
+      for (const n of r.nodes) n.input.forEach((x, i) => { if (x === o.name) n.input[i] = out; });
+      orphans.splice(orphans.indexOf(o), 1);
+      info.constants.delete(o.name);
+      info.missing = info.missing.filter((m) => m.name !== name);
+      if (info.exporter === 'dynamo') info.params.push({ onnx: name, torch: [name] });
+      r.notes.push(`'${name}' was folded by the exporter into '${o.name}' [${dims.join(',')}] (${form === 'rows' ? `its first ${k} rows` : 'a broadcast of it'}); recovered from --torch-state, it trains whole`);
+      break;
+    }
+  }
+}
+
 /** The model with its parameters recovered (see the file comment), and what was found; null when not a torch export. */
-export function canonicalizeTorchExport(model: ModelProto): { model: ModelProto; info: TorchExportInfo } | null {
+export function canonicalizeTorchExport(model: ModelProto, opts: { torchState?: Map<string, TensorData> } = {}): { model: ModelProto; info: TorchExportInfo } | null {
   const kind = torchExporter(model);
   if (!kind) return null;
   const r = new Rewriter(model);
   const info = kind === 'dynamo'
     ? canonicalizeDynamo(r, parseSignature(model.graph!.metadataProps.find((p) => p.key === SIGNATURE_KEY)!.value))
     : canonicalizeTorchScript(r);
+  if (opts.torchState) recoverFromState(r, info, opts.torchState);
   return { model: r.finish(), info };
 }
 
