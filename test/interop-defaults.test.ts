@@ -129,6 +129,12 @@ describe('torch.onnx.export defaults: every parameter trains with torch\'s gradi
     written.set(name, sdFile);
   });
 
+  test('an op without a gradient rule on the loss\'s path: one error naming the op, the node and the source line', () => {
+    let err: unknown;
+    try { exportTrainingFromOnnx({ onnx: path.join(dir, 'prod-dynamo.onnx'), loss: 'ce:labels@logits', optimizer: adamw() }); } catch (e) { err = e; }
+    expect((err as Error).message).toMatch(/no gradient rule for 1 node\(s\) between the parameters and the loss: ReduceProd node '[^']+' \(op ReduceProd, from \S*torch_defaults\.py:\d+\)/);
+  });
+
   test('the state_dicts load into the torch models with strict=True and equal the originals', () => {
     expect(written.size).toBe(14);
     const res = JSON.parse(runPython('test/fixtures/torch_defaults.py', ['check', dir])) as Record<string, { error: string[] | null; max_abs: number; keys: number }>;

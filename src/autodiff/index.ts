@@ -51,7 +51,7 @@ export function gradients(g: GraphBuilder, loss: Value, wrt: Value[], opts: Grad
   }
   const missing = active.filter((n) => !getOp(n.opType, n.domain)?.grad).reverse();
   if (missing.length) {
-    const list = missing.map((n) => `${n.label} (op ${n.domain ? `${n.domain}::` : ''}${n.opType})`);
+    const list = missing.map((n) => `${n.label} (op ${n.domain ? `${n.domain}::` : ''}${n.opType}${n.source ? `, from ${n.source}` : ''})`);
     throw new OpError(`gradients: no gradient rule for ${missing.length} node(s) between the parameters and the loss: ${list.join('; ')}`);
   }
 

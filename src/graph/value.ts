@@ -78,6 +78,8 @@ export class Node {
   overload = '';
   /** Declare the outputs' element types as value_info: a custom op's schema may not let ORT infer them. */
   declareOutputTypes = false;
+  /** Where an imported node came from in the exporter's source (module scope, file:line), for errors. */
+  source = '';
 
   get label(): string { return `${this.opType}${this.name ? ` node '${this.name}'` : ' node'}`; }
 }

@@ -71,6 +71,20 @@ function tensorTypeOf(t: TypeProto | undefined): { dtype: DType | null; shape: S
   return { dtype, shape };
 }
 
+/**
+ * Where a node of a torch export came from: the module scope and the innermost file:line of dynamo's stack trace
+ * (`pkg.torch.onnx.*` metadata), or TorchScript's scoped node name.
+ */
+function sourceOf(n: NodeProto): string {
+  const md = (k: string): string | undefined => n.metadataProps.find((p) => p.key === k)?.value;
+  const scopes = [...(md('pkg.torch.onnx.name_scopes') ?? '').matchAll(/'([^']*)'/g)].map((m) => m[1]);
+  const module = scopes.length >= 2 ? scopes[scopes.length - 2] : '';
+  const frames = [...(md('pkg.torch.onnx.stack_trace') ?? '').matchAll(/File "([^"]+)", line (\d+)/g)];
+  const at = frames.length ? `${frames[frames.length - 1][1]}:${frames[frames.length - 1][2]}` : '';
+  if (module || at) return [module && `module ${module}`, at].filter(Boolean).join(', ');
+  return n.name.startsWith('/') ? `module ${n.name.split('/').slice(1, -1).join('.')}` : '';
+}
+
 /** A sequence produced by SplitToSequence, held as its parts. */
 interface SeqValue { parts: Value[]; from: NodeProto }
 
@@ -202,7 +216,7 @@ class Importer {
     }
     const def = getOp(n.opType, domain);
     if (!def || bad) {
-      this.unsupported.push(`${label} (op ${opName(n)}${bad ? `: ${bad}` : ''})`);
+      this.unsupported.push(`${label} (op ${opName(n)}${bad ? `: ${bad}` : ''}${sourceOf(n) ? `, from ${sourceOf(n)}` : ''})`);
       // keep going with value_info types, so every unsupported node is listed in one error
       n.output.forEach((o) => { if (o) scope.set(o, new Value(this.type(o)?.dtype ?? null, this.type(o)?.shape ?? null)); });
       return;
@@ -221,6 +235,8 @@ class Importer {
     } catch (e) {
       throw new ImportError(`${this.src}: ${label}: ${(e as Error).message}`);
     }
+    const where = sourceOf(n);
+    if (where && outs[0]?.producer) outs[0].producer.source = where;
     if (outs.length === 1) outs = [foldConstant(this.g, n.opType, inputs, outs[0], attrs) ?? outs[0]];
     n.output.forEach((o, i) => {
       if (!o) return;
