@@ -21,8 +21,9 @@ printf 'Types: deb\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: %s\n' "$
 opts=(-o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o Dir::Etc::SourceList="$work/etc/sources.list"
       -o Dir::Etc::SourceParts="$work/etc/sources.list.d" -o Dir::Etc::Preferences="$work/etc/preferences"
       -o Dir::Etc::PreferencesParts="$work/etc/preferences.d" -o APT::Architecture=amd64 -o APT::Architectures=amd64
-      -o Acquire::Languages=none -o Debug::NoLocking=1)
-echo "fetch-ort-headers: downloading libonnxruntime-dev (headers) from Debian sid" >&2
+      -o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+# (downloads into a private temporary folder as the caller: apt's _apt sandbox user could not write there)
+echo "fetching the ONNX Runtime C headers (Debian sid libonnxruntime-dev, once; cached in .cache/)" >&2
 apt-get "${opts[@]}" -qq update >&2
 (cd "$work" && apt-get "${opts[@]}" -qq download libonnxruntime-dev >&2)
 deb=$(ls "$work"/libonnxruntime-dev_*.deb | head -n1)
