@@ -3,6 +3,7 @@ import { benchOptimizer } from './bench/optimizer';
 import { benchRunner } from './bench/runner';
 import { parseArgs, num, str, UsageError, type Args } from './cli/args';
 import { EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
+import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleCommand } from './cli/infer';
 import { evalCommand, exportPresetCommand, trainCommand, TRAIN_USAGE } from './cli/train';
 import { EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
@@ -12,7 +13,7 @@ const USAGE = `usage: ademamix <command> [options]
 commands:
 ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
-${EXPERIMENT_USAGE}  ops-path                        print the path of the com.ademamix op library
+${INFER_USAGE}${EXPERIMENT_USAGE}  ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op AdEMAMix|SimplifiedAdEMAMix|AdamW] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--no-fallback] [--json]
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
@@ -60,12 +61,17 @@ async function bench(args: Args): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const cmd = args._[0];
-  if (args.help === true || args.h === true) { process.stdout.write(USAGE); return 0; }
+  // commands with their own --help answer it themselves
+  const ownHelp = cmd === 'sample' || cmd === 'predict' || (cmd === 'export' && args.inference !== undefined);
+  if ((args.help === true || args.h === true) && !ownHelp) { process.stdout.write(USAGE); return 0; }
   try {
     switch (cmd) {
       case 'train': return await trainCommand(args);
       case 'eval': return await evalCommand(args);
+      case 'sample': return await sampleCommand(argv.slice(1));
+      case 'predict': return await predictCommand(argv.slice(1));
       case 'export':
+        if (args.inference !== undefined) return await exportInferenceCommand(argv.slice(1));
         if (args.onnx !== undefined) {
           await exportOnnxCommand(args);
           return 0;
@@ -78,7 +84,8 @@ export async function main(argv: string[]): Promise<number> {
       default: throw new UsageError(`unknown command '${cmd}'`);
     }
   } catch (e) {
-    if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n\n${USAGE}`); return 2; }
+    if (e instanceof HelpShown) return 0;
+    if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n(ademamix --help lists every command and option)\n`); return 2; }
     process.stderr.write(`ademamix ${cmd}: ${(e as Error).message}\n`);
     if (process.env.ADEMAMIX_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;

@@ -4,7 +4,9 @@ import { Rng } from '../util/rng';
 
 export interface ImageSet { images: Float32Array; labels: Int32Array; count: number; channels: number; size: number }
 
-const MEAN = 0.1307; const STD = 0.3081;
+/** The normalization MNIST runs train with: a PNG's pixel p in [0, 1] is fed as (p − mean)/std. */
+export const MNIST_NORM = { mean: 0.1307, std: 0.3081 };
+const MEAN = MNIST_NORM.mean; const STD = MNIST_NORM.std;
 
 export function loadMnist(testFraction = 0.15, seed = 0): { train: ImageSet; test: ImageSet } {
   const px = 28 * 28;
