@@ -149,7 +149,8 @@ test('run directory: config, metrics with schedules, plots, report; forgetting t
   const at = (s: number): number[] => recs.find((r) => r.step === s).tracked;
   expect(at(20)[0]).toBeLessThan(at(19)[0]);
   expect(at(40)[1]).toBeLessThan(at(39)[1]);
-  expect(fs.readFileSync(path.join(dir, 'report.html'), 'utf8')).toContain('forgetting.svg');
+  const report = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
+  expect(report).toContain('<figure id="forgetting"><svg'); // inline, not a link
   expect(fs.readFileSync(path.join(dir, 'loss.svg'), 'utf8')).toMatch(/<polyline [^>]*points="[\d., ]+"/);
 });
 

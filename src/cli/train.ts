@@ -1,6 +1,7 @@
 // `ademamix train | eval | export --model`: flags → TrainConfig, run directories, resume, Ctrl-C.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { addModelToReport } from '../infer';
 import { DEFAULT_CONFIG, isVision, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { optimizerSpec, Trainer } from '../runner/trainer';
@@ -119,6 +120,8 @@ export async function trainCommand(args: Args): Promise<number> {
   try {
     const r = await trainer.train();
     if (r.status === 'stopped-nonfinite') { process.stderr.write(`ademamix train: ${r.message}\n`); return 1; }
+    // the report shows what the trained model does (a text sample, or held-out accuracy)
+    if (r.status === 'done') await addModelToReport(r.runDir);
     return r.status === 'interrupted' ? 130 : 0;
   } finally {
     process.off('SIGINT', onSigint);

@@ -12,8 +12,8 @@ import * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-common';
 import { buildGpt, gptConfig } from '../../graphs/gpt';
 import { buildVit, vitConfig } from '../../graphs/vit';
-import { decodePng, loadImageFolder, loadImageArrays } from '../data/images';
-import { MNIST_NORM } from '../data/mnist';
+import { decodePng, loadImageFolder, loadImageArrays, splitImages } from '../data/images';
+import { loadMnist, MNIST_NORM } from '../data/mnist';
 import { loadText, type TextData } from '../data/text';
 import { toModelProto } from '../graph/serialize';
 import type { TensorData } from '../graph/tensor-data';
@@ -21,6 +21,8 @@ import { encodeModel, saveModel } from '../onnx/io';
 import type { ModelProto } from '../onnx/proto';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { isVision, type TrainConfig } from '../runner/config';
+import type { ReportExtra } from '../runner/report';
+import { RunDir } from '../runner/run-dir';
 import { Rng } from '../util/rng';
 
 export interface InferenceModel {
@@ -199,4 +201,38 @@ export async function predict(m: InferenceModel, inputs: string[], topK = 3): Pr
       return { file, top };
     });
   } finally { await s.release(); }
+}
+
+/** What the report shows of the trained model: a text sample (GPT), or held-out accuracy and confusion (ViT). */
+export async function modelSummary(run: string): Promise<ReportExtra> {
+  const m = inferenceModel(run);
+  if (m.text) {
+    const r = await sample(m, { tokens: 300, temperature: 0.8, seed: 0 });
+    return { sample: { prompt: '', text: r.text, tokensPerSecond: r.tokensPerSecond, step: m.step } };
+  }
+  const c = m.config;
+  const set = c.data === 'mnist' ? loadMnist(0.15, 0).test
+    : splitImages(c.data.endsWith('.safetensors') ? loadImageArrays(c.data) : loadImageFolder(c.data), c.valFraction, 0).test;
+  const K = m.classes!.length; const px = set.channels * set.size * set.size;
+  const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
+  const s = await ort.InferenceSession.create(encodeModel(m.model));
+  try {
+    for (let i = 0; i < set.count; i += 256) {
+      const n = Math.min(256, set.count - i);
+      const x = new Tensor('float32', set.images.slice(i * px, (i + n) * px), [n, set.channels, set.size, set.size]);
+      const logits = (await s.run({ images: x })).logits.data as Float32Array;
+      for (let j = 0; j < n; j++) {
+        const row = logits.subarray(j * K, (j + 1) * K);
+        confusion[set.labels[i + j]][row.indexOf(Math.max(...row))]++;
+      }
+    }
+  } finally { await s.release(); }
+  const right = confusion.reduce((a, row, i) => a + row[i], 0);
+  return { accuracy: { accuracy: right / set.count, count: set.count, classes: m.classes!, confusion, step: m.step } };
+}
+
+/** Adds modelSummary to a finished run's report.html. */
+export async function addModelToReport(run: string): Promise<void> {
+  const m = JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')) as TrainConfig;
+  new RunDir(run).addToReport(`${m.model} · ${m.optimizer}`, await modelSummary(run));
 }

@@ -1,9 +1,11 @@
 // The run directory: config.json, metrics.jsonl (one JSON record per logged step), loss.svg / schedules.svg /
-// forgetting.svg redrawn while training, and report.html showing them (it reloads itself while the run is live).
+// grad-norm.svg / forgetting.svg redrawn while training, and report.html: one self-contained page with every plot
+// inline (src/runner/report.ts; it reloads itself while the run is live).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../onnx/io';
 import { linePlotSvg, type Series } from './plot';
+import { reportHtml, type ReportExtra } from './report';
 
 export interface MetricRecord {
   step: number;
@@ -64,31 +66,51 @@ export class RunDir {
       const [bx, by] = pick(k);
       if (bx.length) sched.push({ name: k === 'beta3' ? 'β3' : 'β1', x: bx, y: by });
     }
-    text(path.join(this.dir, 'schedules.svg'), linePlotSvg(sched, { title: 'schedules', xLabel: 'step' }));
-    const parts = ['loss.svg', 'schedules.svg'];
+    const schedules = linePlotSvg(sched, { title: 'schedules', xLabel: 'step' });
+    text(path.join(this.dir, 'schedules.svg'), schedules);
+    const plots = [{ name: 'loss', svg: loss }, { name: 'schedules', svg: schedules }];
+    const [gx, gy] = pick('grad_norm');
+    if (gx.length) {
+      const gn = linePlotSvg([{ name: 'global gradient norm', x: gx, y: gy }], { title: 'gradient norm', xLabel: 'step', yLabel: '‖g‖₂' });
+      text(path.join(this.dir, 'grad-norm.svg'), gn);
+      plots.push({ name: 'grad-norm', svg: gn });
+    }
     const tr = rs.filter((r) => r.tracked);
     if (tr.length && this.trackedAt.length) {
       const series = this.trackedAt.map((at, k) => ({
         name: `batch ${k} (step ${at})`, x: tr.map((r) => r.step - at), y: tr.map((r) => r.tracked![k]),
       }));
-      text(path.join(this.dir, 'forgetting.svg'), linePlotSvg(series, {
+      const fg = linePlotSvg(series, {
         title: 'forgetting: loss on tracked batches vs steps since each was trained on', xLabel: 'steps since seen', yLabel: 'loss',
-      }));
-      parts.push('forgetting.svg');
+      });
+      text(path.join(this.dir, 'forgetting.svg'), fg);
+      plots.push({ name: 'forgetting', svg: fg });
     }
-    const last = rs[rs.length - 1];
-    const lastEval = [...rs].reverse().find((r) => r.eval_loss !== undefined);
-    const html = `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title>` +
-      (live ? '<meta http-equiv="refresh" content="10">' : '') +
-      '<style>body{font-family:sans-serif;margin:2em}img{max-width:100%;display:block;margin:1em 0}td{padding:2px 12px}</style></head><body>' +
-      `<h1>${title}</h1><p>${live ? 'running…' : 'finished'}; step ${last?.step ?? 0}` +
-      (last?.loss !== undefined ? `, train loss ${last.loss.toFixed(4)}` : '') +
-      (lastEval ? `, validation loss ${lastEval.eval_loss!.toFixed(4)} (step ${lastEval.step})` : '') + '</p>' +
-      parts.map((p) => `<img src="${p}?v=${rs.length}" alt="${p}">`).join('') +
-      '<p>Data: <a href="metrics.jsonl">metrics.jsonl</a>, <a href="config.json">config.json</a></p></body></html>\n';
+    this.writeReport(title, live, plots);
+  }
+
+  private writeReport(title: string, live: boolean, plots: { name: string; svg: string }[]): void {
+    const read = (name: string): unknown => {
+      try { return JSON.parse(fs.readFileSync(path.join(this.dir, name), 'utf8')); } catch { return undefined; }
+    };
+    const html = reportHtml({
+      title, live, records: this.records, plots,
+      config: (read('config.json') ?? {}) as Record<string, unknown>, extra: read('report-extra.json') as ReportExtra | undefined,
+    });
     text(path.join(this.dir, 'report.html'), html);
   }
+
+  /** After a run: adds what the trained model does to the report, with the plots and metrics already on disk. */
+  addToReport(title: string, extra: ReportExtra): void {
+    this.writeJson('report-extra.json', extra);
+    if (!this.records.length) this.loadRecords(Infinity);
+    const plots = PLOTS.filter((n) => fs.existsSync(path.join(this.dir, `${n}.svg`)))
+      .map((name) => ({ name, svg: fs.readFileSync(path.join(this.dir, `${name}.svg`), 'utf8') }));
+    this.writeReport(title, false, plots);
+  }
 }
+
+const PLOTS = ['loss', 'schedules', 'grad-norm', 'forgetting'];
 
 function ema(ys: number[], beta: number): number[] {
   let m = NaN;
