@@ -6,4 +6,5 @@ module.exports = {
   transform: { '^.+\\.(ts|js|mjs)$': '<rootDir>/test/support/esbuild-transform.js' },
   transformIgnorePatterns: ['/node_modules/(?!(onnx-buf|@bufbuild)/)'],
   testTimeout: 600000,
+  setupFiles: ['<rootDir>/test/support/quiet-ort.js'],
 };

@@ -1,4 +1,5 @@
 // Module entry: init(ortLibraryPath) loads ONNX Runtime with dlopen and creates the one OrtEnv.
+#include <cstdlib>
 #include <dlfcn.h>
 #include <unistd.h>
 #include "ort.h"
@@ -58,8 +59,16 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
                                     std::to_string(ORT_API_VERSION) + " (this addon needs ONNX Runtime >= 1." +
                                     std::to_string(ORT_API_VERSION) + ")");
   }
+  // ADEMAMIX_ORT_LOG_LEVEL (verbose|info|warning|error|fatal, default warning): ORT's own log; every failure also
+  // reaches JS as an exception with ORT's message, so tests that provoke errors run with 'fatal'
+  OrtLoggingLevel level = ORT_LOGGING_LEVEL_WARNING;
+  if (const char* l = std::getenv("ADEMAMIX_ORT_LOG_LEVEL")) {
+    const std::string s(l);
+    level = s == "verbose" ? ORT_LOGGING_LEVEL_VERBOSE : s == "info" ? ORT_LOGGING_LEVEL_INFO : s == "error" ? ORT_LOGGING_LEVEL_ERROR
+          : s == "fatal" ? ORT_LOGGING_LEVEL_FATAL : ORT_LOGGING_LEVEL_WARNING;
+  }
   OrtEnv* e = nullptr;
-  if (OrtStatus* st = api->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "ort-ademamix", &e)) {
+  if (OrtStatus* st = api->CreateEnv(level, "ort-ademamix", &e)) {
     std::string m = api->GetErrorMessage(st);
     api->ReleaseStatus(st);
     throw Napi::Error::New(env, "creating the ONNX Runtime environment: " + m);
