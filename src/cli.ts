@@ -20,6 +20,16 @@ ${INFER_USAGE}${EXPERIMENT_USAGE}  ops-path                        print the pat
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
 
+/** `ademamix <cmd> --help`: the usage lines of that command (the whole list for no command). */
+function helpFor(cmd: string | undefined): string {
+  const blocks = USAGE.split('\n').reduce<string[][]>((acc, l) => {
+    if (/^  \S/.test(l)) acc.push([l]); else if (acc.length && l.trim()) acc[acc.length - 1].push(l);
+    return acc;
+  }, []);
+  const mine = cmd ? blocks.filter((b) => b[0].trimStart().split(/\s/)[0] === cmd) : [];
+  return mine.length ? `usage: ademamix ${cmd} …\n${mine.map((b) => b.join('\n')).join('\n')}\n` : USAGE;
+}
+
 function print(result: Record<string, unknown>, json: boolean): void {
   if (json) { console.log(JSON.stringify(result)); return; }
   for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(16)} ${v}`);
@@ -63,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
   const cmd = args._[0];
   // commands with their own --help answer it themselves
   const ownHelp = cmd === 'sample' || cmd === 'predict' || (cmd === 'export' && args.inference !== undefined);
-  if ((args.help === true || args.h === true) && !ownHelp) { process.stdout.write(USAGE); return 0; }
+  if ((args.help === true || args.h === true) && !ownHelp) { process.stdout.write(helpFor(cmd)); return 0; }
   try {
     switch (cmd) {
       case 'train': return await trainCommand(args);

@@ -75,3 +75,16 @@ test('export writes artifacts a stock onnxruntime-node runs (function bodies sta
   const t = await ort.InferenceSession.create(path.join(dir, 'train.onnx'));
   expect(t.outputNames).toEqual(expect.arrayContaining(['loss', 'patch_embed.weight.next', 'patch_embed.weight.m.next', 'step.next']));
 });
+
+test('--help per command: only that command\'s usage; usage errors are one line with exit code 2', () => {
+  const t = cli(['train', '--help']);
+  expect(t.status).toBe(0);
+  expect(t.stdout).toMatch(/^usage: ademamix train …\n  train \[options\]/);
+  expect(t.stdout).not.toMatch(/bench optimizer/);
+  const e = cli(['export', '--help']);
+  expect(e.stdout).toMatch(/export --model/);
+  expect(e.stdout).toMatch(/export --onnx/);
+  const bad = cli(['train', '--stepz', '3']);
+  expect(bad.status).toBe(2);
+  expect(bad.stderr.trim().split('\n').length).toBe(2); // the error and where the full list is
+});
