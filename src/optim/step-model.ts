@@ -6,6 +6,7 @@ import { toModelProto } from '../graph/serialize';
 import type { Value } from '../graph/value';
 import type { ModelProto } from '../onnx/proto';
 import { ademamixStep, adamwStep, simplifiedStep } from './nodes';
+import { activeStates, emitStep, getOptimizer, type OptimizerSpec } from './derive';
 
 export type StepOp =
   | { op: 'AdEMAMix'; beta1: number; beta2: number; eps: number; weightDecay: number }
@@ -48,4 +49,52 @@ export function optimizerStepModel(spec: StepOp, dims: number[], scalarType: DTy
     states = ['m', 'v']; scalars = ['lr'];
   }
   return { model: toModelProto(g), carry, states, scalars };
+}
+
+// ---- any defined optimizer (src/optim/defs/) ------------------------------------------------------------------------
+
+export interface ListStepModel {
+  model: ModelProto;
+  /** carried output → input */
+  carry: Record<string, string>;
+  /** tensor inputs besides the grads: param_i and `<state>_i` */
+  carried: string[];
+  /** per-step scalar inputs after `step` */
+  scalars: string[];
+  states: string[];
+  globals: string[];
+}
+
+/**
+ * One optimizer node over a list of tensors (`multi`), or one node per tensor: inputs param_i, grad_i, `<state>_i`,
+ * step and the definition's scalars (fed, as `scalarType`); outputs `<input>_out`, carried back.
+ */
+export function definedStepModel(name: string, spec: OptimizerSpec, dimsList: number[][], weightDecay: number,
+  opts: { multi?: boolean; scalarType?: DType } = {}): ListStepModel {
+  const def = getOptimizer(name);
+  const g = new GraphBuilder();
+  const states = activeStates(def, spec);
+  const params = dimsList.map((d, i) => g.input(`param_${i}`, 'float32', d));
+  const grads = dimsList.map((d, i) => g.input(`grad_${i}`, 'float32', d));
+  const st = Object.fromEntries(states.map((k) => [k, dimsList.map((d, i) => g.input(`${k}_${i}`, 'float32', d))]));
+  const step = g.input('step', 'int64', []);
+  const scalars = Object.fromEntries(def.scalars.map((s) => [s.name, g.input(s.name, opts.scalarType ?? 'float64', [])]));
+  const globals: Record<string, Value> = {};
+  for (const gl of def.globals ?? []) if (gl.when(spec)) globals[gl.name] = g.input(gl.name, 'float32', []);
+  const carry: Record<string, string> = {};
+  const out = (v: Value, input: string): void => { g.output(v, `${input}_out`); carry[`${input}_out`] = input; };
+  const multi = opts.multi ?? true;
+  const groups = multi ? [dimsList.map((_, i) => i)] : dimsList.map((_, i) => [i]);
+  for (const idx of groups) {
+    const r = emitStep(g, def, {
+      params: idx.map((i) => params[i]), grads: idx.map((i) => grads[i]), states: Object.fromEntries(states.map((k) => [k, idx.map((i) => st[k][i])])),
+      globals, step, scalars, weightDecay, multi, name: `${def.name}/${idx[0]}`, stateDtype: 'float32',
+    }, spec);
+    idx.forEach((i, j) => { out(r.params[j], `param_${i}`); for (const k of states) out(r.states[k][j], `${k}_${i}`); });
+    if (idx[0] === 0) for (const [k, v] of Object.entries(r.globals)) out(v, k);
+  }
+  return {
+    model: toModelProto(g), carry, scalars: def.scalars.map((s) => s.name), states, globals: Object.keys(globals),
+    carried: [...dimsList.map((_, i) => `param_${i}`), ...states.flatMap((k) => dimsList.map((_, i) => `${k}_${i}`))],
+  };
 }
