@@ -93,17 +93,20 @@ OPTIMIZERS.forEach((d, k) => {
   for (let r = 0; r < 2; r++) CASES.push(randomCase(d.name, 100 * k + r));
   if (BETA1_ZERO.includes(d.name)) CASES.push(randomCase(d.name, 100 * k + 50, true));
 });
-// measured max over these cases (2026-12-02): kernels 1.9e-6, bodies 2.4e-6 (Lion 1.2e-3: signs flip near zero)
-const TOL = (opt: string): number => (opt === 'lion' ? 1e-2 : 1e-5);
+// measured max over these cases (2026-12-02, lr 1e-2, random β): kernels 2.1e-5 (sf-adamw; the unchanged AdamW kernel
+// 1.5e-5 here), bodies 1.6e-5; Lion 2.4e-6 (no sign flipped in these runs; a flip costs 2·lr). Limits ≈5x that.
+const TOL = (opt: string): number => (opt === 'lion' ? 1e-2 : 1e-4);
 
 describe.each(CASES)('$name: 1000 steps vs the float64 reference', (c) => {
   test('fused kernel (op library)', () => {
     const r = runCase(c, opsLibraryPath());
+    if (process.env.REPORT_ERR) console.log(`kernel ${c.name} ${relErr(r.got, r.want).toExponential(2)}`);
     expect(relErr(r.got, r.want)).toBeLessThanOrEqual(TOL(c.opt));
     expect(relErr(r.evalGot, r.evalWant)).toBeLessThanOrEqual(TOL(c.opt));
   });
   test('function body (no library)', () => {
     const r = runCase(c, false);
+    if (process.env.REPORT_ERR) console.log(`body ${c.name} ${relErr(r.got, r.want).toExponential(2)}`);
     expect(relErr(r.got, r.want)).toBeLessThanOrEqual(TOL(c.opt));
     expect(relErr(r.evalGot, r.evalWant)).toBeLessThanOrEqual(TOL(c.opt));
   });

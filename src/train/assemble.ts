@@ -141,6 +141,8 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
       const x = ep.graph(g, p, st, opt);
       for (const n of forwardNodes) n.inputs.forEach((v, k) => { if (v === p) { n.inputs[k] = x; rewired.push([n, k, p]); } });
     }
+    // nodes are emitted in creation order: the x nodes (inputs and constants only) go first
+    g.nodes.unshift(...g.nodes.splice(forwardNodes.length));
   }
   const evalModel = toModelProto(g, { metadata: { ...spec.metadata, 'ademamix.role': 'eval' } });
   for (const [n, k, p] of rewired) n.inputs[k] = p;
