@@ -75,7 +75,7 @@ struct OpSpec {
 // The generated schema of an op, by its ONNX name; null when the definitions do not have it.
 const schema::Op* SchemaOf(const char* op) {
   for (const schema::Op& o : schema::kOps)
-    if (std::strcmp(o.name, op) == 0) return &o;
+    if (std::string(o.name) == op) return &o;
   return nullptr;
 }
 const char* AlgoOp(Algo a) {
