@@ -20,6 +20,14 @@ import { Trainer } from '../src/runner/trainer';
 import { buildTask } from '../src/runner/task';
 import { assembleTraining, defaultWeightDecayMask, exportedParams } from '../src/train/assemble';
 import { python } from './support/python';
+import { benchOptimizer } from '../src/bench/optimizer';
+import { parseArgs } from '../src/cli/args';
+import { exportOnnxCommand } from '../src/cli/export-onnx';
+import { exportPresetCommand } from '../src/cli/train';
+import { GraphBuilder } from '../src/graph/builder';
+import { toModelProto } from '../src/graph/serialize';
+import { tensorData } from '../src/graph/tensor-data';
+import { saveModel } from '../src/onnx/io';
 
 const SEED3 = ['lion', 'sf-adamw', 'laprop', 'mars'];
 const f32 = (a: ArrayLike<number>, dims: number[]): Tensor => new Tensor('float32', Float32Array.from(a), dims);
@@ -244,4 +252,52 @@ test.each(SEED3)('%s lowers gpt-tiny\'s validation loss', async (opt) => {
     // measured (60 steps, batch 8×32): the loss falls from ln(83) ≈ 4.42 to ≈ 3.3 for each
     expect(r.evalLoss!).toBeLessThan(before - 0.3);
   } finally { t.release(); }
+});
+
+describe('CLI: --optimizer and its flags in export --model and export --onnx; manifest.json', () => {
+  const quietly = async <T>(f: () => Promise<T>): Promise<T> => {
+    const orig = console.log; console.log = () => undefined;
+    try { return await f(); } finally { console.log = orig; }
+  };
+  test('export --model names the optimizer, its hyperparameters, each parameter\'s states, carry and decayed', async () => {
+    const dir = tmp();
+    await quietly(() => exportPresetCommand(parseArgs(['export', '--model', 'gpt-tiny', '--override', 'nLayer=1', '--optimizer', 'mars',
+      '--gamma', '0.05', '--beta1', '0.9', '--eps', '1e-7', '--out', dir])));
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    expect(m.optimizer.name).toBe('mars');
+    expect(m.optimizer.op).toBe('MARS');
+    expect(m.optimizer.hyper).toMatchObject({ gamma: 0.05, beta1: 0.9, beta2: 0.99, eps: 1e-7, weightDecay: 0.1 });
+    expect(m.optimizer.states['wte.weight']).toEqual(['wte.weight.g_prev', 'wte.weight.m', 'wte.weight.nu']);
+    expect(m.optimizer.carry['wte.weight.g_prev.next']).toBe('wte.weight.g_prev');
+    expect(m.optimizer.decayed).toContain('wte.weight');
+    expect(m.optimizer.decayed).not.toContain('wpe.weight');
+  });
+  test('a flag of another optimizer is refused, naming who takes it', async () => {
+    await expect(exportPresetCommand(parseArgs(['export', '--model', 'gpt-tiny', '--optimizer', 'lion', '--gamma', '0.1', '--out', tmp()])))
+      .rejects.toThrow(/--gamma: not a hyperparameter of --optimizer lion \(--gamma: mars\)/);
+    await expect(exportPresetCommand(parseArgs(['export', '--model', 'gpt-tiny', '--optimizer', 'sf-adamw', '--beta1', '0', '--out', tmp()])))
+      .rejects.toThrow(/sf-adamw: beta1 = 0 is outside \(0, 1\)/);
+  });
+  test('export --onnx takes --optimizer NAME with --beta1 --beta2 --eps (and the rest)', async () => {
+    const dir = tmp();
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [2, 4]);
+    const w = g.initializer('w', tensorData('float32', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i))));
+    const y = g.matmul(x, w);
+    g.output(g.op('ReduceSum', [g.mul(y, y)], { keepdims: 0 }), 'l');
+    saveModel(toModelProto(g), path.join(dir, 'm.onnx'));
+    await quietly(() => exportOnnxCommand(parseArgs(['export', '--onnx', path.join(dir, 'm.onnx'), '--loss', 'l', '--out', path.join(dir, 'art'),
+      '--optimizer', 'laprop', '--beta1', '0.8', '--beta2', '0.95', '--eps', '1e-6', '--lr', '0.01'])));
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'art/manifest.json'), 'utf8'));
+    expect(m.optimizer).toMatchObject({ kind: 'laprop', beta1: 0.8, beta2: 0.95, eps: 1e-6 });
+    expect(m.optimizerState.states.w).toEqual(['w.m', 'w.nu']);
+    expect(m.decayed).toEqual(['w']);
+  });
+  test('bench optimizer --op NAME runs each new op and reports its bytes per parameter', () => {
+    for (const [op, bpp] of [['lion', 16], ['sf-adamw', 28], ['laprop', 28], ['mars', 44]] as const) {
+      const r = benchOptimizer({ op, params: 4096, reps: 3, threads: 1, fallback: true });
+      expect(r).toMatchObject({ optimizer: op, bytes_per_param: bpp });
+      expect(r.op_ms as number).toBeGreaterThan(0);
+    }
+  });
 });
