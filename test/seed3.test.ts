@@ -28,6 +28,7 @@ import { GraphBuilder } from '../src/graph/builder';
 import { toModelProto } from '../src/graph/serialize';
 import { tensorData } from '../src/graph/tensor-data';
 import { saveModel } from '../src/onnx/io';
+import { create, ModelProtoSchema, NodeProtoSchema, toBinary, ValueInfoProtoSchema } from '../src/onnx/proto';
 
 const SEED3 = ['lion', 'sf-adamw', 'laprop', 'mars'];
 const f32 = (a: ArrayLike<number>, dims: number[]): Tensor => new Tensor('float32', Float32Array.from(a), dims);
@@ -300,4 +301,26 @@ describe('CLI: --optimizer and its flags in export --model and export --onnx; ma
       expect(r.op_ms as number).toBeGreaterThan(0);
     }
   });
+});
+
+test('the generic kernel names the node for a wrong number of states and a missing input', () => {
+  const vi = (name: string, elemType: number, dims: number[]) => create(ValueInfoProtoSchema, {
+    name, type: { value: { case: 'tensorType', value: { elemType, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } },
+  });
+  const model = (op: string, inputs: string[], outputs: string[]): Uint8Array => toBinary(ModelProtoSchema, create(ModelProtoSchema, {
+    irVersion: 10n, opsetImport: [{ domain: '', version: 20n }, { domain: 'com.ademamix', version: 1n }],
+    graph: {
+      name: 'g', node: [create(NodeProtoSchema, { opType: op, domain: 'com.ademamix', input: inputs, output: outputs, name: 'bad' })],
+      input: [vi('step', 7, []), vi('lr', 1, []), vi('a', 1, [2])],
+      output: outputs.map((o) => create(ValueInfoProtoSchema, { name: o })),
+    },
+  }));
+  const feeds = { step: i64(1), lr: f32([0.1], []), a: f32([1, 2], [2]) };
+  const run = (bytes: Uint8Array): unknown => NativeSession.create(bytes, { opsLibrary: opsLibraryPath() }).run(feeds);
+  // MARS has three states: param, grad, g_prev, m, nu per tensor; given two states
+  expect(() => run(model('MARS', ['step', 'lr', 'a', 'a', 'a', 'a'], ['o1', 'o2', 'o3'])))
+    .toThrow(/MARS 'bad': expects step and 1 scalar inputs, then N tensors of each of \(params, grads, g_prev, m, nu\): a multiple of 5 tensor inputs, got 4/);
+  // Schedule-Free needs its sf_c scalar: the schema marks it required, so ORT refuses the node (naming it) at load
+  expect(() => run(model('ScheduleFreeAdamW', ['step', 'lr', '', 'a', 'a', 'a', 'a'], ['o1', 'o2', 'o3'])))
+    .toThrow(/Node \(bad\)'s input 2 is marked single but has an empty string/);
 });
