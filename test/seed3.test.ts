@@ -143,11 +143,12 @@ print(json.dumps(out))
     const ref = def.reference(hyperOf(def, spec, 0.05), [Float64Array.from(p0)]);
     for (let t = 1; t <= T; t++) ref.step([grads[t - 1]], Object.fromEntries(def.scalars.map((s) => [s.name, s.at(t, spec)])));
     const o = runOptax({ opt, p0, grads, lr: lr.lr, warmup: (lr as { warmup?: number }).warmup ?? 0, b1, b2, eps: 1e-8, wd: 0.05 });
-    // the definition's float64 reference against optax's float64: measured 2e-16 (lion), 3e-16 (sf-adamw)
+    // the definition's float64 reference against optax's float64: measured 0 (lion), 6.5e-15 (sf-adamw)
     const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number =>
       Math.max(...Array.from(a, (x, i) => Math.abs(x - b[i]))) / Math.max(...Array.from(b, Math.abs));
-    expect(rel(ref.params[0], o.y)).toBeLessThanOrEqual(1e-12);
-    if (o.x) expect(rel(ref.evalParams!()[0], o.x)).toBeLessThanOrEqual(1e-12);
+    if (process.env.REPORT_ERR) console.log(`optax ${opt} b1=${b1}: ${rel(ref.params[0], o.y).toExponential(2)}`);
+    expect(rel(ref.params[0], o.y)).toBeLessThanOrEqual(5e-14);
+    if (o.x) expect(rel(ref.evalParams!()[0], o.x)).toBeLessThanOrEqual(5e-14);
   });
 });
 
@@ -184,7 +185,9 @@ describe('train.onnx trajectories (kernels, then function bodies) match the floa
       for (let k = 0; k < got.length; k++) { err = Math.max(err, Math.abs(got[k] - want[k])); scale = Math.max(scale, Math.abs(want[k])); }
       worst = Math.max(worst, err / scale);
     });
-    // measured (2026-12-02): ≤ 1.2e-6 for laprop/mars/sf-adamw, Lion ≤ 4e-4 (sign flips near zero)
+    if (process.env.REPORT_ERR) console.log(`train.onnx ${opt} lib=${withLib}: ${worst.toExponential(2)}`);
+    // measured (2026-12-02): kernels 0.70–1.5e-6, bodies 0.49–1.5e-6 (Lion 1.5e-6: no sign flipped here; the contract
+    // allows it 1e-2 since a sign near zero may flip)
     expect(worst).toBeLessThanOrEqual(opt === 'lion' ? 1e-2 : 1e-5);
   });
 });
@@ -250,7 +253,8 @@ test.each(SEED3)('%s lowers gpt-tiny\'s validation loss', async (opt) => {
   try {
     const before = t.evaluate(t.task.val).reduce((a, b) => a + b, 0) / t.task.val.length;
     const r = await t.train();
-    // measured (60 steps, batch 8×32): the loss falls from ln(83) ≈ 4.42 to ≈ 3.3 for each
+    if (process.env.REPORT_ERR) console.log(`loss ${opt}: ${before.toFixed(3)} -> ${r.evalLoss!.toFixed(3)}`);
+    // measured (60 steps, batch 8×32, 2026-12-02): 4.41 → lion 3.57, sf-adamw 2.78, laprop 3.10, mars 3.10
     expect(r.evalLoss!).toBeLessThan(before - 0.3);
   } finally { t.release(); }
 });
