@@ -328,3 +328,27 @@ test('the generic kernel names the node for a wrong number of states and a missi
   expect(() => run(model('ScheduleFreeAdamW', ['step', 'lr', '', 'a', 'a', 'a', 'a'], ['o1', 'o2', 'o3'])))
     .toThrow(/Node \(bad\)'s input 2 is marked single but has an empty string/);
 });
+
+test.each(SEED3)('%s: with the op library its fused kernel runs (no silent fallback to the body); without it, the body', (opt) => {
+  const def = getOptimizer(opt);
+  const spec = makeSpec(def, {});
+  const sm = definedStepModel(opt, spec, [[64], [8]], 0.1);
+  const profiled = (lib: string | false): Set<string> => {
+    const dir = tmp();
+    const s = NativeSession.create(encodeModel(sm.model), { opsLibrary: lib, profilingPrefix: path.join(dir, 'p'), intraOpThreads: 1 });
+    const feeds: Record<string, Tensor> = { step: i64(2) };
+    for (const k of [...sm.carried, 'grad_0', 'grad_1']) feeds[k] = f32(new Float32Array(/_0$/.test(k) ? 64 : 8).fill(0.5), [/_0$/.test(k) ? 64 : 8]);
+    for (const sc of def.scalars) feeds[sc.name] = f64(sc.at(2, spec));
+    s.run(feeds);
+    const file = s.endProfiling();
+    s.release();
+    const events = JSON.parse(fs.readFileSync(file, 'utf8')) as { cat: string; args?: { op_name?: string } }[];
+    return new Set(events.filter((e) => e.cat === 'Node').map((e) => e.args?.op_name ?? ''));
+  };
+  const withLib = profiled(opsLibraryPath());
+  expect(withLib.has(def.op)).toBe(true);
+  expect(withLib.has('Sqrt') || withLib.has('Sign')).toBe(false);
+  const without = profiled(false);
+  expect(without.has(def.op)).toBe(false);
+  expect(without.has('Sub')).toBe(true);
+});
