@@ -226,7 +226,9 @@ struct SfAdamwOp {
     const float z = s[0] - lr * u;
     x = x + c * (z - x);
     s[0] = z; s[1] = nu;
-    return x + omb1 * (z - x);  // β1·x + (1−β1)·z
+    // the same b1, omb1 as x's formula above (float(β1) + float(1−β1) need not be 1): y → x → y round-trips, so no
+    // drift of (1−omb1)/b1 per step
+    return b1 * x + omb1 * z;
   }
 };
 
