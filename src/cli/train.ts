@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_CONFIG, isVision, OPTIMIZER_FIELDS, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
-import { OPTIMIZER_NAMES, OPTIMIZERS } from '../optim/derive';
+import { getOptimizer, OPTIMIZER_NAMES, OPTIMIZERS } from '../optim/derive';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { optimizerSpec, Trainer } from '../runner/trainer';
 import { buildTask } from '../runner/task';
@@ -138,6 +138,9 @@ export async function trainCommand(args: Args): Promise<number> {
     outDir = typeof args.out === 'string' ? path.resolve(args.out) : defaultRunDir(config);
   }
   validateConfig(config);
+  if (getOptimizer(config.optimizer).noLrDecay && config.decay !== 'constant') {
+    process.stderr.write(`note: ${config.optimizer} keeps the lr warmup but no decay schedule (--decay ${config.decay} is not applied)\n`);
+  }
   const stopAfter = args['stop-after'] === undefined ? undefined : Number(args['stop-after']);
   if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after needs a positive integer`);
   const trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true });
