@@ -28,6 +28,8 @@ import { GraphBuilder } from '../src/graph/builder';
 import { toModelProto } from '../src/graph/serialize';
 import { tensorData } from '../src/graph/tensor-data';
 import { saveModel } from '../src/onnx/io';
+import { loadSafetensors } from '../src/io/safetensors';
+import * as ort from 'onnxruntime-node';
 import { create, ModelProtoSchema, NodeProtoSchema, toBinary, ValueInfoProtoSchema } from '../src/onnx/proto';
 
 const SEED3 = ['lion', 'sf-adamw', 'laprop', 'mars'];
@@ -297,6 +299,29 @@ describe('CLI: --optimizer and its flags in export --model and export --onnx; ma
     expect(m.optimizer).toMatchObject({ kind: 'laprop', beta1: 0.8, beta2: 0.95, eps: 1e-6 });
     expect(m.optimizerState.states.w).toEqual(['w.m', 'w.nu']);
     expect(m.decayed).toEqual(['w']);
+  });
+  test.each(SEED3)('export --onnx with %s: stock onnxruntime-node runs train.onnx and eval.onnx (the function bodies)', async (opt) => {
+    const dir = tmp();
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [2, 4]);
+    const w = g.initializer('w', tensorData('float32', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i))));
+    const y = g.matmul(x, w);
+    g.output(g.op('ReduceSum', [g.mul(y, y)], { keepdims: 0 }), 'l');
+    saveModel(toModelProto(g), path.join(dir, 'm.onnx'));
+    await quietly(() => exportOnnxCommand(parseArgs(['export', '--onnx', path.join(dir, 'm.onnx'), '--loss', 'l', '--out', path.join(dir, 'art'),
+      '--optimizer', opt, '--lr', '0.01'])));
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'art/manifest.json'), 'utf8'));
+    const init = loadSafetensors(path.join(dir, 'art/initial_state.safetensors')).tensors;
+    const feeds: Record<string, Tensor> = { x: f32([1, 2, 3, 4, 5, 6, 7, 8], [2, 4]) };
+    for (const [k, t] of init) feeds[k] = new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+    const train = await ort.InferenceSession.create(path.join(dir, 'art/train.onnx'));
+    const out = await train.run(feeds);
+    expect(Number(out.loss.data[0])).toBeGreaterThan(0);
+    for (const s of m.optimizerState.states.w) expect(out[`${s}.next`]).toBeDefined();
+    const ev = await ort.InferenceSession.create(path.join(dir, 'art/eval.onnx'));
+    expect([...ev.inputNames].sort()).toEqual(['x', ...m.optimizerState.evalInputs].sort());
+    const e = await ev.run(Object.fromEntries(ev.inputNames.map((k) => [k, feeds[k]])));
+    expect(Number(e.loss.data[0])).toBeCloseTo(Number(out.loss.data[0]), 4); // initially x = y = z
   });
   test('bench optimizer --op NAME runs each new op and reports its bytes per parameter', () => {
     for (const [op, bpp] of [['lion', 16], ['sf-adamw', 28], ['laprop', 28], ['mars', 44]] as const) {
