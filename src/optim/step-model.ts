@@ -61,7 +61,7 @@ export function definedStepModel(name: string, spec: OptimizerSpec, dimsList: nu
   const step = g.input('step', 'int64', []);
   const scalars = Object.fromEntries(def.scalars.map((s) => [s.name, g.input(s.name, opts.scalarType ?? 'float64', [])]));
   const globals: Record<string, Value> = {};
-  for (const gl of def.globals ?? []) if (gl.when(spec)) globals[gl.name] = g.input(gl.name, 'float32', []);
+  for (const gl of def.globals ?? []) if (spec[gl.when] === true) globals[gl.name] = g.input(gl.name, 'float32', []);
   const carry: Record<string, string> = {};
   const out = (v: Value, input: string): void => { g.output(v, `${input}_out`); carry[`${input}_out`] = input; };
   const multi = opts.multi ?? true;

@@ -188,7 +188,7 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   }
   const globals: Record<string, Value> = {};
   for (const gl of def.globals ?? []) {
-    if (!gl.when(opt)) continue;
+    if (opt[gl.when] !== true) continue;
     const name = `optimizer.${gl.name}`;
     globals[gl.name] = g.input(name, 'float32', []);
     initialState.set(name, tensorData('float32', [], [gl.init]));

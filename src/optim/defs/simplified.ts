@@ -23,7 +23,7 @@ export const simplified: OptimizerDef = {
     { key: 'biasCorrection2', attr: 'bias_correction2', type: 'bool', default: true, help: 'bias-correct ν' },
   ],
   states: [{ name: 'm' }, { name: 'nu' }],
-  globals: [{ name: 's1', when: (s) => s.biasCorrection1 === true, init: 0 }],
+  globals: [{ name: 's1', when: 'biasCorrection1', init: 0 }],
   scalars: [
     LR,
     { name: 'alpha', metric: false, graph: (g, _t, s) => g.scalar(n(s.alpha), 'float64'), at: (_t, s) => n(s.alpha) },

@@ -103,7 +103,7 @@ export interface OptimizerDef {
   /** Per-tensor states, in the op's order. */
   states: StateDef[];
   /** Optimizer-wide scalar states (Simplified's S1 with bias_correction1), carried as `optimizer.<name>`. */
-  globals?: { name: string; when(spec: OptimizerSpec): boolean; init: number }[];
+  globals?: { name: string; /** the bool hyperparameter (and op attribute) that turns it on */ when: string; init: number }[];
   /** Per-step scalar inputs after `step`, in the op's order. */
   scalars: ScalarDef[];
   /** Bytes one fp32 step moves per parameter (the bandwidth floor; bench optimizer). */
