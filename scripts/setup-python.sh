@@ -7,8 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${ADEMAMIX_VENV:-$root/.venv}"
-pkgs=(numpy onnx onnxruntime torch onnxscript safetensors transformers ${ADEMAMIX_PY_EXTRA:-})
-mods="numpy onnx onnxruntime torch onnxscript safetensors transformers"
+pkgs=(numpy onnx onnxruntime torch onnxscript safetensors transformers optax jax ${ADEMAMIX_PY_EXTRA:-})
+mods="numpy onnx onnxruntime torch onnxscript safetensors transformers optax jax"
 have() {
   [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "
 import importlib.util, sys

@@ -1,5 +1,6 @@
 // The `ademamix` command line.
-import { benchOptimizer } from './bench/optimizer';
+import { benchDef, benchOptimizer } from './bench/optimizer';
+import { OPTIMIZER_NAMES } from './optim/derive';
 import { benchRunner } from './bench/runner';
 import { parseArgs, num, str, UsageError, type Args } from './cli/args';
 import { EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
@@ -14,7 +15,7 @@ commands:
 ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
 ${INFER_USAGE}${EXPERIMENT_USAGE}  ops-path                        print the path of the com.ademamix op library
-  bench optimizer [--op AdEMAMix|SimplifiedAdEMAMix|AdamW] [--device cpu] [--params N] [--reps N]
+  bench optimizer [--op ${OPTIMIZER_NAMES.join('|')}] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--no-fallback] [--json]
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
@@ -41,10 +42,10 @@ async function bench(args: Args): Promise<void> {
   if (what === 'optimizer') {
     const device = str(args, 'device', 'cpu');
     if (device !== 'cpu') throw new UsageError(`bench optimizer: --device ${device} is not available here (cpu only in this build)`);
-    const op = str(args, 'op', 'AdEMAMix');
-    if (!['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW'].includes(op)) throw new UsageError(`bench optimizer: unknown --op ${op}`);
+    const op = str(args, 'op', 'ademamix');
+    try { benchDef(op); } catch (e) { throw new UsageError(`bench optimizer: --op: ${(e as Error).message}`); }
     print(benchOptimizer({
-      op: op as 'AdEMAMix', params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15),
+      op, params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15),
       threads: num(args, 'threads', 0), fallback: args.fallback !== false,
     }), json);
     return;

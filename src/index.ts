@@ -29,3 +29,5 @@ export { loadImageFolder, loadImageArrays, decodePng } from './data/images';
 export { linePlotSvg } from './runner/plot';
 export { buildGpt, gptConfig, GPT_PRESETS } from '../graphs/gpt';
 export { buildVit, vitConfig, VIT_PRESETS } from '../graphs/vit';
+export { generateSchemasHeader } from './optim/schemas';
+export { OPTIMIZERS, getOptimizer, makeSpec } from './optim/derive';

@@ -100,6 +100,29 @@ test('export --inference: standard ops only; its logits give eval.onnx\'s loss; 
   expect(d).toBeLessThan(1e-5); // same ORT version on both sides; measured 0
 });
 
+test('Schedule-Free runs: the inference model holds x (its loss is eval.onnx\'s, which evaluates x), not the carried y', async () => {
+  const run = path.join(dir, 'sf');
+  const t = cli(['train', '--optimizer', 'sf-adamw', '--override', 'nLayer=1,nEmbd=32,nHead=2', '--steps', '60', '--batch', '8', '--seq', '16', '--threads', '2', '--quiet', '--out', run]);
+  expect(t.status).toBe(0);
+  const model = path.join(dir, 'sf.onnx');
+  expect(cli(['export', '--run', run, '--inference', '--out', model]).status).toBe(0);
+  const td = loadText({ source: 'moby-dick', level: 'char' });
+  const b = new TextBatcher(td.val, 4, 16, new Rng(5)).next();
+  const s = await ort.InferenceSession.create(model);
+  const logits = (await s.run({ tokens: new Tensor('int64', b.tokens, [4, 16]) })).logits;
+  const ce = softmaxCE(logits.data as Float32Array, td.vocabSize, b.targets);
+  const ck = loadCheckpoint(resolveCheckpoint(run));
+  const ev = await ort.InferenceSession.create(path.join(run, 'eval.onnx'));
+  const feeds: Record<string, Tensor> = { tokens: new Tensor('int64', b.tokens, [4, 16]), targets: new Tensor('int64', b.targets, [4, 16]) };
+  for (const name of ev.inputNames) if (ck.state[name]) feeds[name] = ck.state[name];
+  const loss = (await ev.run(feeds)).loss.data[0] as number;
+  expect(Math.abs(ce - loss) / loss).toBeLessThan(1e-6);
+  // and y gives a different loss (so the check can tell them apart)
+  const y: Record<string, Tensor> = { ...feeds };
+  for (const name of ev.inputNames) if (ck.state[`${name}.z`]) y[`${name}.z`] = ck.state[name];
+  expect(Math.abs(((await ev.run(y)).loss.data[0] as number) - loss)).toBeGreaterThan(1e-4);
+});
+
 test('predict names MNIST digits from a ViT run; probabilities agree with Python onnxruntime', async () => {
   const { test: set } = loadMnist(0.15, 0);
   const imgs = path.join(dir, 'digits'); fs.mkdirSync(imgs);

@@ -13,7 +13,7 @@ import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../src/run
 import { buildTask, type Batch } from '../src/runner/task';
 import { Trainer } from '../src/runner/trainer';
 import { assembleTraining, defaultWeightDecayMask, type TrainingArtifacts } from '../src/train/assemble';
-import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../src/train/optimizers';
+import { ademamix, adamw, simplifiedAdemamix, type AdamWSpec, type AdemamixSpec, type OptimizerSpec, type SimplifiedSpec } from '../src/train/optimizers';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -136,7 +136,7 @@ describe('the same train.onnx in a stock InferenceSession (function bodies) give
 describe('the optimizer inside the full graph matches the float64 reference fed the graph\'s own gradients', () => {
   const STEPS = 40;
   const lr: LrSchedule = { lr: 3e-3, warmup: 10, decay: 'cosine', totalSteps: STEPS, minLr: 3e-4 };
-  const specs: [string, OptimizerSpec][] = [
+  const specs: [string, AdemamixSpec | SimplifiedSpec | AdamWSpec][] = [
     ['AdEMAMix (α, β3 schedules, wd)', ademamix({ lr, alpha: 8, beta3: 0.9999, tAlpha: STEPS, tBeta3: STEPS, weightDecay: 0.1 })],
     ['AdEMAMix β1 = 0', ademamix({ lr, beta1: 0, alpha: 5, beta3: 0.999, tAlpha: STEPS, tBeta3: STEPS, weightDecay: 0.1 })],
     ['Simplified (β1 warmup, both corrections)', simplifiedAdemamix({ lr, alpha: 3, beta1: 0.99, tBeta1: STEPS, biasCorrection1: true, weightDecay: 0.1 })],

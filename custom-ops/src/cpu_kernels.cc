@@ -27,6 +27,26 @@ constexpr size_t kStreamMin = size_t(1) << 14;  // ranges at least this long use
 
 // GCC applies `restrict` for vectorization only to function parameters, so each loop takes its streams as such.
 template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void loop1(const Op op, const float* __restrict P, const float* __restrict G,
+                                const S* __restrict S0, float* __restrict PO, S* __restrict O0, size_t b, size_t e) {
+  for (size_t i = b; i < e; i++) {
+    float s[1] = {load_state(S0[i])};
+    PO[i] = op.update(P[i], G[i], s);
+    store_state(&O0[i], s[0]);
+  }
+}
+
+template <class Op, class S>
+ADEMAMIX_LOOP_INLINE void inplace1(const Op op, float* __restrict P, const float* __restrict G, S* __restrict S0,
+                                   size_t b, size_t e) {
+  for (size_t i = b; i < e; i++) {
+    float s[1] = {load_state(S0[i])};
+    P[i] = op.update(P[i], G[i], s);
+    store_state(&S0[i], s[0]);
+  }
+}
+
+template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void loop2(const Op op, const float* __restrict P, const float* __restrict G,
                                 const S* __restrict S0, const S* __restrict S1, float* __restrict PO,
                                 S* __restrict O0, S* __restrict O1, size_t b, size_t e) {
@@ -78,8 +98,10 @@ ADEMAMIX_LOOP_INLINE void inplace3(const Op op, float* __restrict P, const float
 
 template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void plain(const Op& op, const StreamsOf<S>& x, size_t b, size_t e) {
-  static_assert(Op::kStates == 2 || Op::kStates == 3, "the CPU loops cover 2 or 3 state streams");
-  if constexpr (Op::kStates == 2) {
+  static_assert(Op::kStates >= 1 && Op::kStates <= 3, "the CPU loops cover 1 to 3 state streams");
+  if constexpr (Op::kStates == 1) {
+    loop1(op, x.param, x.grad, x.state[0], x.param_out, x.state_out[0], b, e);
+  } else if constexpr (Op::kStates == 2) {
     loop2(op, x.param, x.grad, x.state[0], x.state[1], x.param_out, x.state_out[0], x.state_out[1], b, e);
   } else {
     loop3(op, x.param, x.grad, x.state[0], x.state[1], x.state[2], x.param_out, x.state_out[0], x.state_out[1],
@@ -89,7 +111,9 @@ ADEMAMIX_LOOP_INLINE void plain(const Op& op, const StreamsOf<S>& x, size_t b, s
 
 template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void inplace(const Op& op, const StreamsOf<S>& x, size_t b, size_t e) {
-  if constexpr (Op::kStates == 2) {
+  if constexpr (Op::kStates == 1) {
+    inplace1(op, x.param_out, x.grad, x.state_out[0], b, e);
+  } else if constexpr (Op::kStates == 2) {
     inplace2(op, x.param_out, x.grad, x.state_out[0], x.state_out[1], b, e);
   } else {
     inplace3(op, x.param_out, x.grad, x.state_out[0], x.state_out[1], x.state_out[2], b, e);
@@ -154,6 +178,23 @@ ADEMAMIX_LOOP_INLINE void run(const Op op, const StreamsOf<S>& x, size_t b, size
   else blocked(op, x, b, e);
 }
 
+template <class Op>
+ADEMAMIX_LOOP_INLINE double sumsq(const Op& op, const Streams& x, size_t b, size_t e) {
+  if constexpr (Op::kNormPass) {
+    double acc = 0;
+    float s[Op::kStates];
+    for (size_t i = b; i < e; i++) {
+      for (int k = 0; k < Op::kStates; k++) s[k] = x.state[k][i];
+      const double c = op.pre(x.grad[i], s);
+      acc += c * c;
+    }
+    return acc;
+  } else {
+    (void)op; (void)x; (void)b; (void)e;
+    return 0.0;
+  }
+}
+
 }  // namespace
 
 // Each entry point is cloned for AVX2+FMA and a baseline x86-64 (picked once at load time by an ifunc
@@ -184,6 +225,20 @@ ADEMAMIX_CLONES void simplified_range(const SimplifiedHyper& h, const StreamsBf1
 ADEMAMIX_CLONES void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t b, size_t e) {
   run(AdamWOp(h), x, b, e);
 }
+
+// The generic ops. The norm pass sums in double, element order within the range: the caller splits a tensor into
+// fixed ranges and adds their sums in order, so the result does not depend on the thread count.
+#define ADEMAMIX_DEFINE_GENERIC(IDX, OP, FUNCTOR)                                                                  \
+  ADEMAMIX_CLONES void FUNCTOR##_range(const GenericHyper& h, float denom, const Streams& x, size_t b, size_t e) { \
+    FUNCTOR op(h);                                                                                               \
+    op.denom = denom;                                                                                            \
+    run(op, x, b, e);                                                                                            \
+  }                                                                                                              \
+  ADEMAMIX_CLONES double FUNCTOR##_sumsq(const GenericHyper& h, const Streams& x, size_t b, size_t e) {           \
+    return sumsq(FUNCTOR(h), x, b, e);                                                                           \
+  }
+ADEMAMIX_GENERIC_OPS(ADEMAMIX_DEFINE_GENERIC)
+#undef ADEMAMIX_DEFINE_GENERIC
 
 }  // namespace cpu
 }  // namespace ademamix

@@ -76,7 +76,8 @@ __device__ __forceinline__ void StoreVec(bf16* p, const float* v) {
 
 template <class Op, class S>
 __global__ void __launch_bounds__(kThreads)
-    StepKernel(const Op op, const __grid_constant__ LaunchList list, float* scalar_out, float scalar_value) {
+    StepKernel(const Op op0, const __grid_constant__ LaunchList list, float* scalar_out, float scalar_value,
+               const float* denom) {
   constexpr int K = Op::kStates;
   constexpr int N = VecWidth<S>::value;
   if (scalar_out != nullptr && blockIdx.x == 0 && threadIdx.x == 0) *scalar_out = scalar_value;
@@ -86,6 +87,8 @@ __global__ void __launch_bounds__(kThreads)
   while (t + 1 < list.count && list.first_block[t + 1] <= blockIdx.x) t++;
   if (t >= list.count) return;  // the one-block launch that only writes scalar_out
   const ademamix_cuda_tensor& d = list.t[t];
+  Op op = op0;
+  if constexpr (Op::kNormPass) op.denom = denom[t];  // this tensor's max(‖pre‖₂, 1), from NormKernel
   const int64_t begin = int64_t(blockIdx.x - list.first_block[t]) * kChunk;
   const int64_t end = begin + kChunk < d.n ? begin + kChunk : d.n;
 
@@ -138,6 +141,42 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Norm pass of a kNormPass functor: each block sums pre(g, s)² over its chunk in double (a fixed tree in shared
+// memory), then FinishNorm adds each tensor's block sums in block order: no atomics, so the same result every run.
+template <class Op>
+__global__ void __launch_bounds__(kThreads) NormKernel(const Op op, const __grid_constant__ LaunchList list, double* partial) {
+  constexpr int K = Op::kStates;
+  __shared__ double red[kThreads];
+  int t = 0;
+  while (t + 1 < list.count && list.first_block[t + 1] <= blockIdx.x) t++;
+  const ademamix_cuda_tensor& d = list.t[t];
+  const int64_t begin = int64_t(blockIdx.x - list.first_block[t]) * kChunk;
+  const int64_t end = begin + kChunk < d.n ? begin + kChunk : d.n;
+  double acc = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    float e[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) e[k] = static_cast<const float*>(d.state[k])[i];
+    const double c = op.pre(d.grad[i], e);
+    acc += c * c;
+  }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = red[0];
+}
+
+__global__ void FinishNorm(const __grid_constant__ LaunchList list, const double* partial, float* denom) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= list.count) return;
+  double s = 0;
+  for (unsigned b = list.first_block[t]; b < list.first_block[t + 1]; b++) s += partial[b];
+  denom[t] = fmaxf(static_cast<float>(sqrt(s)), 1.0f);
+}
+
 // Packs the tensors into as few grids as the list size allows and launches them in order on `stream`.
 template <class Op, class S>
 int LaunchAll(const Op& op, const ademamix_cuda_tensor* tensors, size_t count, float* scalar_out, float scalar_value,
@@ -149,11 +188,26 @@ int LaunchAll(const Op& op, const ademamix_cuda_tensor* tensors, size_t count, f
   auto flush = [&]() -> int {
     const unsigned blocks = list.first_block[list.count];
     if (blocks == 0 && !scalar_pending) return 0;
+    float* denom = nullptr;
+    double* partial = nullptr;
+    if constexpr (Op::kNormPass) {
+      if (int err = static_cast<int>(cudaMallocAsync(reinterpret_cast<void**>(&partial), sizeof(double) * (blocks ? blocks : 1), stream))) return err;
+      if (int err = static_cast<int>(cudaMallocAsync(reinterpret_cast<void**>(&denom), sizeof(float) * kAdemamixCudaMaxTensors, stream))) return err;
+      if (blocks) {
+        NormKernel<Op><<<blocks, kThreads, 0, stream>>>(op, list, partial);
+        FinishNorm<<<1, kAdemamixCudaMaxTensors, 0, stream>>>(list, partial, denom);
+      }
+    }
     StepKernel<Op, S><<<blocks ? blocks : 1u, kThreads, 0, stream>>>(op, list, scalar_pending ? scalar_out : nullptr,
-                                                                        scalar_value);
+                                                                        scalar_value, denom);
     scalar_pending = false;
     list.count = 0;
-    return static_cast<int>(cudaGetLastError());
+    int err = static_cast<int>(cudaGetLastError());
+    if constexpr (Op::kNormPass) {
+      cudaFreeAsync(partial, stream);
+      cudaFreeAsync(denom, stream);
+    }
+    return err;
   };
   for (size_t i = 0; i < count; i++) {
     if (tensors[i].n <= 0) continue;
@@ -195,6 +249,17 @@ extern "C" int ademamix_cuda_simplified(const SimplifiedHyper* h, const ademamix
 extern "C" int ademamix_cuda_adamw(const AdamWHyper* h, const ademamix_cuda_tensor* t, size_t count, int bf16_states,
                                    void* stream) {
   return cuda::Dispatch(AdamWOp(*h), t, count, bf16_states, nullptr, 0.f, stream);
+}
+
+extern "C" int ademamix_cuda_generic(int op_index, const GenericHyper* h, const ademamix_cuda_tensor* t, size_t count,
+                                     void* stream) {
+  switch (op_index) {
+#define ADEMAMIX_CUDA_CASE(IDX, OP, FUNCTOR) \
+  case IDX: return cuda::Dispatch(FUNCTOR(*h), t, count, 0, nullptr, 0.f, stream);
+    ADEMAMIX_GENERIC_OPS(ADEMAMIX_CUDA_CASE)
+#undef ADEMAMIX_CUDA_CASE
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
 }
 
 extern "C" int ademamix_cuda_copy(void* dst, const void* src, size_t bytes, void* stream) {

@@ -68,16 +68,35 @@ struct OpSpec {
   bool multi;  // variadic tensor lists (scalars first, since only the last formal input may be variadic)
   bool bf16;   // states stored as bfloat16
   bool cuda;   // registered for CUDAExecutionProvider (else CPUExecutionProvider)
+  const schema::Op* sch = nullptr;  // the generated schema of the base op (schemas.gen.h)
+  int generic = -1;                 // index in schema::kOps of a generic op (its own kernel), else -1
 };
 
-// Formal input names of the per-tensor ops (errors name them) and the scalar prefix of the multi-tensor ops.
-const char* const kAdemamixIn[] = {"param", "grad", "m1", "m2", "nu", "step", "lr", "alpha", "beta3"};
-const char* const kSimplifiedIn[] = {"param", "grad", "m", "nu", "step", "lr", "alpha", "beta1", "s1"};
-const char* const kAdamWIn[] = {"param", "grad", "m", "v", "step", "lr"};
-const char* const kAdemamixStates[] = {"m1", "m2", "nu"};
-const char* const kAdemamixStatesNoM1[] = {"m2", "nu"};
-const char* const kSimplifiedStates[] = {"m", "nu"};
-const char* const kAdamWStates[] = {"m", "v"};
+// The generated schema of an op, by its ONNX name; null when the definitions do not have it.
+const schema::Op* SchemaOf(const char* op) {
+  for (const schema::Op& o : schema::kOps)
+    if (std::string(o.name) == op) return &o;
+  return nullptr;
+}
+const char* AlgoOp(Algo a) {
+  switch (a) {
+    case Algo::kAdemamix: return "AdEMAMix";
+    case Algo::kSimplified: return "SimplifiedAdEMAMix";
+    case Algo::kAdamW: return "AdamW";
+  }
+  return "";
+}
+
+// "Op 'node name'", for errors that say which node failed.
+std::string NodeLabel(const OrtKernelInfo* info, const char* op) {
+  size_t n = 0;
+  std::string label = op;
+  if (OrtStatus* st = api->KernelInfo_GetNodeName(info, nullptr, &n)) { api->ReleaseStatus(st); return label; }
+  std::string name(n, '\0');
+  if (OrtStatus* st = api->KernelInfo_GetNodeName(info, name.data(), &n)) { api->ReleaseStatus(st); return label; }
+  name.resize(std::strlen(name.c_str()));
+  return name.empty() ? label : label + " '" + name + "'";
+}
 
 // Where things are, per algorithm and layout.
 struct Layout {
@@ -87,13 +106,14 @@ struct Layout {
   int tensorIn;    // multi: first variadic input
   int tensorOut;   // multi: first variadic output
 };
-Layout LayoutOf(Algo a, bool multi) {
-  switch (a) {
-    case Algo::kAdemamix: return multi ? Layout{0, 3, -1, -1, 4, 0} : Layout{5, 3, -1, -1, 0, 0};
-    case Algo::kSimplified: return multi ? Layout{0, 3, 4, 0, 5, 1} : Layout{4, 3, 8, 3, 0, 0};
-    case Algo::kAdamW: return multi ? Layout{0, 1, -1, -1, 2, 0} : Layout{4, 1, -1, -1, 0, 0};
-  }
-  return {};
+// Per-tensor: param, grad, the states, step, the scalars[, the optional scalar state]; outputs param_out, the states'
+// outs[, its out]. Multi-tensor: step, the scalars[, the scalar state], then the variadic list; outputs[the scalar
+// state's out,] the variadic list. All from the generated schema.
+Layout LayoutOf(const schema::Op& o, bool multi) {
+  const int g = o.n_globals;
+  if (multi) return Layout{0, o.n_scalars, g ? 1 + o.n_scalars : -1, g ? 0 : -1, 1 + o.n_scalars + g, g};
+  const int step = 2 + o.n_states;
+  return Layout{step, o.n_scalars, g ? step + 1 + o.n_scalars : -1, g ? 1 + o.n_states : -1, 0, 0};
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -274,25 +294,39 @@ struct Kernel {
 
 class OptimizerKernel : public Kernel {
  public:
-  OptimizerKernel(const OpSpec& spec, const OrtKernelInfo* info) : spec_(spec), lay_(LayoutOf(spec.algo, spec.multi)) {
+  OptimizerKernel(const OpSpec& spec, const OrtKernelInfo* info)
+      : spec_(spec), sch_(*spec.sch), lay_(LayoutOf(*spec.sch, spec.multi)), label_(NodeLabel(info, spec.name)) {
+    // every attribute from the schema, with the schema's default when the node does not set it
+    auto f = [&](const char* name) {
+      for (int k = 0; k < sch_.n_attrs; k++)
+        if (std::strcmp(sch_.attrs[k].name, name) == 0)
+          return sch_.attrs[k].is_int ? static_cast<double>(AttrI(info, name, static_cast<int64_t>(sch_.attrs[k].dflt)))
+                                      : AttrF(info, name, sch_.attrs[k].dflt);
+      std::fprintf(stderr, "libademamix_ops: %s has no attribute '%s' in schemas.gen.h\n", spec_.name, name);
+      std::abort();  // a schema/kernel mismatch is a build error, caught by the first test that runs the op
+    };
     switch (spec.algo) {
       case Algo::kAdemamix:
-        beta1_ = AttrF(info, "beta1", 0.9); beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8);
-        wd_ = AttrF(info, "weight_decay", 0.0);
+        beta1_ = f("beta1"); beta2_ = f("beta2"); eps_ = f("eps"); wd_ = f("weight_decay");
         break;
       case Algo::kSimplified:
-        beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8); wd_ = AttrF(info, "weight_decay", 0.0);
-        bc1_ = AttrI(info, "bias_correction1", 0) != 0; bc2_ = AttrI(info, "bias_correction2", 1) != 0;
+        beta2_ = f("beta2"); eps_ = f("eps"); wd_ = f("weight_decay");
+        bc1_ = f("bias_correction1") != 0; bc2_ = f("bias_correction2") != 0;
         break;
       case Algo::kAdamW:
-        beta1_ = AttrF(info, "beta1", 0.9); beta2_ = AttrF(info, "beta2", 0.999); eps_ = AttrF(info, "eps", 1e-8);
-        wd_ = AttrF(info, "weight_decay", 0.01);
+        beta1_ = f("beta1"); beta2_ = f("beta2"); eps_ = f("eps"); wd_ = f("weight_decay");
         break;
+    }
+    // the state slots this node keeps: the schema's, less the one its drop attribute turns off (AdEMAMix's m1 at 0)
+    for (int k = 0; k < sch_.n_states; k++) {
+      const bool dropped = k == sch_.drop_state && f(sch_.drop_attr) == 0.0;
+      if (!dropped) names_.push_back(sch_.states[k]);
+      slotKept_.push_back(!dropped);
     }
   }
 
   OrtStatus* Compute(OrtKernelContext* ctx) override {
-    const Ctx c{ctx, spec_.name};
+    const Ctx c{ctx, label_.c_str()};
     Call call;  // per call, never in the kernel object: one session may run the same node from several threads
     RETURN_IF(ReadScalars(c, &call));
     RETURN_IF(spec_.multi ? GatherMulti(c, &call) : GatherOne(c, &call));
@@ -300,18 +334,9 @@ class OptimizerKernel : public Kernel {
   }
 
  private:
-  int States() const { return spec_.algo == Algo::kAdemamix && beta1_ != 0.0 ? 3 : 2; }  // AdEMAMix beta1 = 0: no m1
-  const char* const* StateNames() const {
-    if (spec_.algo == Algo::kAdemamix) return beta1_ != 0.0 ? kAdemamixStates : kAdemamixStatesNoM1;
-    return spec_.algo == Algo::kSimplified ? kSimplifiedStates : kAdamWStates;
-  }
-  const char* ScalarName(int k) const {  // k-th schedule scalar after step
-    switch (spec_.algo) {
-      case Algo::kAdemamix: return kAdemamixIn[6 + k];
-      case Algo::kSimplified: return kSimplifiedIn[5 + k];
-      default: return "lr";
-    }
-  }
+  int States() const { return static_cast<int>(names_.size()); }
+  const char* const* StateNames() const { return names_.data(); }
+  const char* ScalarName(int k) const { return sch_.scalars[k]; }  // k-th schedule scalar after step
   ONNXTensorElementDataType StateType() const { return spec_.bf16 ? BF16 : F32; }
 
   // Everything one Compute reads and launches.
@@ -360,38 +385,35 @@ class OptimizerKernel : public Kernel {
     return nullptr;
   }
 
-  // Per-tensor layout: param, grad, states…, then outputs param_out, states_out… (AdEMAMix: m1 optional).
+  // Per-tensor layout: param, grad, states…, then outputs param_out, states_out… A dropped slot (AdEMAMix's m1 at
+  // beta1 = 0) is an optional input that is not read; its output, when named, receives the gradient.
   OrtStatus* GatherOne(const Ctx& c, Call* call) const {
-    const char* const* in = spec_.algo == Algo::kAdemamix ? kAdemamixIn
-                            : spec_.algo == Algo::kSimplified ? kSimplifiedIn : kAdamWIn;
     TensorIO t;
     Dims dims, d;
     const void* p = nullptr;
-    RETURN_IF(c.Tensor(0, in[0], F32, nullptr, "", &dims, &p));
+    RETURN_IF(c.Tensor(0, "param", F32, nullptr, "", &dims, &p));
     t.param = static_cast<const float*>(p);
-    RETURN_IF(c.Tensor(1, in[1], F32, &dims, "param", &d, &p));
+    RETURN_IF(c.Tensor(1, "grad", F32, &dims, "param", &d, &p));
     t.grad = static_cast<const float*>(p);
     t.n = 1;
     for (int64_t x : dims) t.n *= static_cast<size_t>(x);
-    const bool ademamix = spec_.algo == Algo::kAdemamix;
-    const bool hasM1 = ademamix && beta1_ != 0.0;
-    // input/output index of each state: AdEMAMix in 2..4 / out 1..3 (slot 0, m1, dropped when beta1 = 0); else 2..3 / 1..2
+    const int slots = sch_.n_states;
     int k = 0;
-    for (int slot = 0; slot < (ademamix ? 3 : 2); slot++) {
-      const bool m1Slot = ademamix && slot == 0;
-      RETURN_IF(c.Tensor(2 + slot, in[2 + slot], StateType(), &dims, "param", &d, &p, /*optional=*/m1Slot));
-      if (m1Slot && !hasM1) continue;  // beta1 = 0: m1 = g, no state (an m1 given anyway is not read)
-      if (m1Slot && !p) return Fail(c.Err("input 'm1' is required when beta1 != 0"));
+    for (int slot = 0; slot < slots; slot++) {
+      const bool optional = slot == sch_.drop_state;
+      RETURN_IF(c.Tensor(2 + slot, sch_.states[slot], StateType(), &dims, "param", &d, &p, optional));
+      if (!slotKept_[slot]) continue;  // dropped: an input given anyway is not read
+      if (optional && !p)
+        return Fail(c.Err(std::string("input '") + sch_.states[slot] + "' is required when " + sch_.drop_attr + " != 0"));
       t.state[k++] = p;
     }
     void* o = nullptr;
     RETURN_IF(c.Output(0, dims, &o));
     t.param_out = static_cast<float*>(o);
     k = 0;
-    for (int slot = 0; slot < (ademamix ? 3 : 2); slot++) {
+    for (int slot = 0; slot < slots; slot++) {
       RETURN_IF(c.Output(1 + slot, dims, &o));
-      if (ademamix && slot == 0 && !hasM1) {
-        // beta1 = 0 keeps no m1 (m1 = g); an m1_out the node still names gets that value
+      if (!slotKept_[slot]) {
         if (o) RETURN_IF(CopyGradTo(c, o, t));
         continue;
       }
@@ -536,9 +558,155 @@ class OptimizerKernel : public Kernel {
   }
 
   const OpSpec spec_;
+  const schema::Op& sch_;
   const Layout lay_;
+  const std::string label_;
+  std::vector<const char*> names_;  // kept state slots, in order
+  std::vector<bool> slotKept_;      // per schema slot
   double beta1_ = 0, beta2_ = 0, eps_ = 0, wd_ = 0;
   bool bc1_ = false, bc2_ = true;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// The generic ops (the definitions without hand-written nodes: Lion, Schedule-Free AdamW, LAProp, MARS, …): one
+// kernel for all, driven by the generated schema. Inputs step, the scalars, then N params, N grads and N of each
+// state; outputs N params_out, then N of each state's out. The per-element math is the op's functor (kernels.h).
+class GenericKernel : public Kernel {
+ public:
+  GenericKernel(const OpSpec& spec, const OrtKernelInfo* info)
+      : spec_(spec), sch_(*spec.sch), label_(NodeLabel(info, spec.name)) {
+    for (int k = 0; k < sch_.n_attrs; k++) {
+      const schema::Attr& a = sch_.attrs[k];
+      attr_[k] = a.is_int ? static_cast<double>(AttrI(info, a.name, static_cast<int64_t>(a.dflt))) : AttrF(info, a.name, a.dflt);
+    }
+  }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    GenericHyper h{};
+    for (int k = 0; k < sch_.n_attrs; k++) h.attr[k] = attr_[k];
+    RETURN_IF(Step(c, 0, &h.step));
+    for (int k = 0; k < sch_.n_scalars; k++) RETURN_IF(c.Scalar(1 + k, sch_.scalars[k], &h.scalar[k]));
+    std::vector<TensorIO> list;
+    RETURN_IF(Gather(c, &list));
+    if (spec_.cuda) return Cuda(c, h, list);
+    switch (spec_.generic) {
+#define ADEMAMIX_CPU_CASE(IDX, OP, FUNCTOR) \
+  case IDX: return Cpu(c, h, list, cpu::FUNCTOR##_range, cpu::FUNCTOR##_sumsq);
+      ADEMAMIX_GENERIC_OPS(ADEMAMIX_CPU_CASE)
+#undef ADEMAMIX_CPU_CASE
+    }
+    return Fail(c.Err("no kernel functor for this op in this build"));
+  }
+
+ private:
+  using RangeFn = void (*)(const GenericHyper&, float, const Streams&, size_t, size_t);
+  using SumFn = double (*)(const GenericHyper&, const Streams&, size_t, size_t);
+
+  OrtStatus* Gather(const Ctx& c, std::vector<TensorIO>* list) const {
+    size_t nIn = 0, nOut = 0;
+    RETURN_IF(c.Counts(&nIn, &nOut));
+    const size_t K = static_cast<size_t>(sch_.n_states), first = 1 + static_cast<size_t>(sch_.n_scalars);
+    std::string groups = "params, grads";
+    for (size_t k = 0; k < K; k++) groups += std::string(", ") + sch_.states[k];
+    const size_t tensors = nIn > first ? nIn - first : 0;
+    if (tensors == 0 || tensors % (2 + K) != 0)
+      return Fail(c.Err("expects step and " + std::to_string(sch_.n_scalars) + " scalar inputs, then N tensors of each of (" +
+                        groups + "): a multiple of " + std::to_string(2 + K) + " tensor inputs, got " + std::to_string(tensors)));
+    const size_t N = tensors / (2 + K);
+    if (nOut != N * (1 + K))
+      return Fail(c.Err("with " + std::to_string(N) + " tensors it has " + std::to_string(N * (1 + K)) +
+                        " outputs (params_out and each state's out), got " + std::to_string(nOut)));
+    list->resize(N);
+    auto nm = [](const char* what, size_t i) { return std::string(what) + "[" + std::to_string(i) + "]"; };
+    Dims dims, d;
+    for (size_t i = 0; i < N; i++) {
+      TensorIO& t = (*list)[i];
+      const void* p = nullptr;
+      const std::string pn = nm("param", i);
+      RETURN_IF(c.Tensor(first + i, pn, F32, nullptr, "", &dims, &p));
+      t.param = static_cast<const float*>(p);
+      RETURN_IF(c.Tensor(first + N + i, nm("grad", i), F32, &dims, pn, &d, &p));
+      t.grad = static_cast<const float*>(p);
+      for (size_t k = 0; k < K; k++) {
+        RETURN_IF(c.Tensor(first + (2 + k) * N + i, nm(sch_.states[k], i), F32, &dims, pn, &d, &p));
+        t.state[k] = p;
+      }
+      t.n = 1;
+      for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+      void* o = nullptr;
+      RETURN_IF(c.Output(i, dims, &o));
+      if (!o) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
+      t.param_out = static_cast<float*>(o);
+      for (size_t k = 0; k < K; k++) {
+        RETURN_IF(c.Output((1 + k) * N + i, dims, &o));
+        if (!o) return Fail(c.Err("output '" + nm(sch_.states[k], i) + "_out' is required"));
+        t.state_out[k] = o;
+      }
+    }
+    return nullptr;
+  }
+
+  // CPU: the norm pass (per tensor, fixed ranges summed in order: the same result for any thread count), then one
+  // pass over every tensor laid end to end, as CpuLaunch does, with each tensor's denominator.
+  OrtStatus* Cpu(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list, RangeFn range, SumFn sum) const {
+    std::vector<float> denom(list.size(), 1.0f);
+    if (sch_.norm_pass) {
+      constexpr size_t kPiece = size_t(1) << 15;
+      struct Piece { size_t tensor, b, e; };
+      std::vector<Piece> pieces;
+      for (size_t i = 0; i < list.size(); i++)
+        for (size_t b = 0; b < list[i].n; b += kPiece) pieces.push_back({i, b, std::min(list[i].n, b + kPiece)});
+      std::vector<double> partial(pieces.size(), 0.0);
+      struct Job { const std::vector<Piece>* pieces; const std::vector<TensorIO>* list; std::vector<double>* partial;
+                   const GenericHyper* h; SumFn sum; } job{&pieces, &list, &partial, &h, sum};
+      auto body = [](void* data, size_t k) {
+        Job* j = static_cast<Job*>(data);
+        const Piece& pc = (*j->pieces)[k];
+        (*j->partial)[k] = j->sum(*j->h, StreamsFor<float>((*j->list)[pc.tensor]), pc.b, pc.e);
+      };
+      if (pieces.size() == 1) body(&job, 0);
+      else if (!pieces.empty()) RETURN_IF(api->KernelContext_ParallelFor(c.ctx, body, pieces.size(), 0, &job));
+      std::vector<double> total(list.size(), 0.0);
+      for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor] += partial[k];
+      for (size_t i = 0; i < list.size(); i++) denom[i] = std::max(static_cast<float>(std::sqrt(total[i])), 1.0f);
+    }
+    std::vector<size_t> start(list.size() + 1, 0);
+    for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + list[i].n;
+    return ParallelRange(c.ctx, start.back(), [&](size_t b, size_t e) {
+      size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+      for (; i < list.size() && start[i] < e; i++) {
+        const size_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+        if (lo < hi) range(h, denom[i], StreamsFor<float>(list[i]), lo, hi);
+      }
+    });
+  }
+
+  OrtStatus* Cuda(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list) const {
+#if defined(ADEMAMIX_WITH_CUDA)
+    void* stream = nullptr;
+    RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
+    std::vector<ademamix_cuda_tensor> t(list.size());
+    for (size_t i = 0; i < list.size(); i++) {
+      t[i].param = list[i].param;
+      t[i].grad = list[i].grad;
+      t[i].param_out = list[i].param_out;
+      for (int k = 0; k < kMaxStates; k++) { t[i].state[k] = list[i].state[k]; t[i].state_out[k] = list[i].state_out[k]; }
+      t[i].n = static_cast<int64_t>(list[i].n);
+    }
+    if (int err = ademamix_cuda_generic(spec_.generic, &h, t.data(), t.size(), stream))
+      return Fail(c.Err(std::string("CUDA kernel launch failed: ") + ademamix_cuda_error_string(err)));
+    return nullptr;
+#else
+    (void)h; (void)list;
+    return Fail(c.Err("this op library was built without CUDA"));
+#endif
+  }
+
+  const OpSpec spec_;
+  const schema::Op& sch_;
+  const std::string label_;
+  double attr_[schema::kMaxAttrs] = {};
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -560,21 +728,28 @@ struct OpDef : OrtCustomOp {
 
   explicit OpDef(const OpSpec& s) : OrtCustomOp{}, spec(s) {
     const auto st = s.bf16 ? BF16 : F32;
-    const Layout lay = LayoutOf(s.algo, s.multi);
-    if (!s.multi) {
-      switch (s.algo) {
-        case Algo::kAdemamix:
-          inTypes = {F32, F32, st, st, st, I64, ANY, ANY, ANY}; inChar = {REQ, REQ, OPT, REQ, REQ, REQ, REQ, REQ, REQ};
-          outTypes = {F32, st, st, st}; outChar = {REQ, OPT, REQ, REQ};
-          break;
-        case Algo::kSimplified:
-          inTypes = {F32, F32, st, st, I64, ANY, ANY, ANY, F32}; inChar = {REQ, REQ, REQ, REQ, REQ, REQ, REQ, REQ, OPT};
-          outTypes = {F32, st, st, F32}; outChar = {REQ, REQ, REQ, OPT};
-          break;
-        case Algo::kAdamW:
-          inTypes = {F32, F32, st, st, I64, ANY}; inChar = {REQ, REQ, REQ, REQ, REQ, REQ};
-          outTypes = {F32, st, st}; outChar = {REQ, REQ, REQ};
-          break;
+    const Layout lay = LayoutOf(*s.sch, s.multi);
+    if (s.generic >= 0) {
+      // step, the scalars, then one variadic float32 list in and out (generic ops are multi-tensor only)
+      inTypes = {I64};
+      inChar = {REQ};
+      for (int k = 0; k < lay.scalars; k++) { inTypes.push_back(ANY); inChar.push_back(REQ); }
+      inTypes.push_back(F32); inChar.push_back(VAR);
+      outTypes = {F32}; outChar = {VAR};
+    } else if (!s.multi) {
+      // param, grad, the states (the droppable one optional), step, the scalars[, the optional scalar state]
+      inTypes = {F32, F32}; inChar = {REQ, REQ};
+      outTypes = {F32}; outChar = {REQ};
+      for (int k = 0; k < s.sch->n_states; k++) {
+        const auto ch = k == s.sch->drop_state ? OPT : REQ;
+        inTypes.push_back(st); inChar.push_back(ch);
+        outTypes.push_back(st); outChar.push_back(ch);
+      }
+      inTypes.push_back(I64); inChar.push_back(REQ);
+      for (int k = 0; k < lay.scalars; k++) { inTypes.push_back(ANY); inChar.push_back(REQ); }
+      for (int k = 0; k < s.sch->n_globals; k++) {
+        inTypes.push_back(F32); inChar.push_back(OPT);
+        outTypes.push_back(F32); outChar.push_back(OPT);
       }
     } else {
       // scalars (step, schedule values[, s1]) then one variadic list; bf16 lists mix float32 and bfloat16, so their
@@ -617,7 +792,9 @@ struct OpDef : OrtCustomOp {
     KernelCompute = nullptr;
     KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
     CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
-      *kernel = new OptimizerKernel(static_cast<const OpDef*>(op)->spec, info);
+      const OpSpec& spec = static_cast<const OpDef*>(op)->spec;
+      if (spec.generic >= 0) *kernel = new GenericKernel(spec, info);
+      else *kernel = new OptimizerKernel(spec, info);
       return nullptr;
     };
     KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
@@ -701,15 +878,21 @@ OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContex
   if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
   if (!s.multi) {
     if (nIn == 0) return nullptr;
-    const size_t tensorOutputs = s.algo == Algo::kAdemamix ? 4 : 3;  // Simplified's s1_out is a scalar
+    const size_t tensorOutputs = 1 + static_cast<size_t>(s.sch->n_states);  // a scalar state's out is not a tensor
     std::vector<size_t> to;
     std::vector<ONNXTensorElementDataType> types;
     for (size_t i = 0; i < tensorOutputs; i++) { to.push_back(i); types.push_back(i ? st : F32); }
     SameShape(ctx, 0, to, types);
     return nullptr;
   }
-  const Layout lay = LayoutOf(s.algo, true);
-  const size_t K = s.algo == Algo::kAdemamix && InferAttrF(ctx, "beta1", 0.9) != 0.0 ? 3 : 2;
+  const Layout lay = LayoutOf(*s.sch, true);
+  size_t K = static_cast<size_t>(s.sch->n_states);
+  if (s.sch->drop_state >= 0) {
+    double dflt = 0;
+    for (int k = 0; k < s.sch->n_attrs; k++)
+      if (std::strcmp(s.sch->attrs[k].name, s.sch->drop_attr) == 0) dflt = s.sch->attrs[k].dflt;
+    if (InferAttrF(ctx, s.sch->drop_attr, dflt) == 0.0) K--;
+  }
   if (nIn <= size_t(lay.tensorIn) || (nIn - lay.tensorIn) % (2 + K)) return nullptr;  // the kernel reports it
   const size_t N = (nIn - lay.tensorIn) / (2 + K);
   for (size_t i = 0; i < N; i++) {
@@ -723,6 +906,11 @@ OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContex
 
 // The table: per-tensor and multi-tensor, float32 and bfloat16 states, for each algorithm; on the CPU always and on
 // CUDA when the library was built with it.
+std::string& OpsError() {
+  static std::string e;
+  return e;
+}
+
 std::vector<std::unique_ptr<OpDef>>& Ops() {
   static std::vector<std::unique_ptr<OpDef>> ops;
   if (!ops.empty()) return ops;
@@ -748,13 +936,21 @@ std::vector<std::unique_ptr<OpDef>>& Ops() {
 #endif
   for (bool cuda : devices) {
     for (const Row& r : rows) {
-      auto* op = new OpDef(OpSpec{r.name, r.algo, r.multi, r.bf16, cuda});
+      const schema::Op* sch = SchemaOf(AlgoOp(r.algo));
+      if (!sch) { OpsError() = std::string("schemas.gen.h has no op ") + AlgoOp(r.algo); return ops; }
+      auto* op = new OpDef(OpSpec{r.name, r.algo, r.multi, r.bf16, cuda, sch, -1});
       if (!r.multi) {  // (input, output) pairs: param→param_out and each state→its output
-        op->GetMayInplace = r.algo == Algo::kAdemamix ? MayInplace<0, 0, 2, 1, 3, 2, 4, 3> : MayInplace<0, 0, 2, 1, 3, 2>;
-        op->ReleaseMayInplace = ReleaseInplace;
+        if (sch->n_states == 3) op->GetMayInplace = MayInplace<0, 0, 2, 1, 3, 2, 4, 3>;
+        else if (sch->n_states == 2) op->GetMayInplace = MayInplace<0, 0, 2, 1, 3, 2>;
+        if (op->GetMayInplace) op->ReleaseMayInplace = ReleaseInplace;
       }
       ops.emplace_back(op);
     }
+    // the generic ops: multi-tensor only, float32 states
+#define ADEMAMIX_GENERIC_ROW(IDX, OP, FUNCTOR) \
+  ops.emplace_back(new OpDef(OpSpec{schema::kOps[IDX].name, Algo::kAdamW, true, false, cuda, &schema::kOps[IDX], IDX}));
+    ADEMAMIX_GENERIC_OPS(ADEMAMIX_GENERIC_ROW)
+#undef ADEMAMIX_GENERIC_ROW
   }
   return ops;
 }
@@ -775,7 +971,9 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   api = a;
   OrtCustomOpDomain* domain = nullptr;
   RETURN_IF(api->CreateCustomOpDomain("com.ademamix", &domain));
-  for (auto& op : Ops()) RETURN_IF(api->CustomOpDomain_Add(domain, op.get()));
+  auto& ops = Ops();
+  if (!OpsError().empty()) return api->CreateStatus(ORT_FAIL, ("libademamix_ops: " + OpsError()).c_str());
+  for (auto& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, op.get()));
   // The domain must outlive every session that uses it: keep it for the life of the process.
   return api->AddCustomOpDomain(options, domain);
 }

@@ -14,7 +14,9 @@ g++ "${cpu_flags[@]}" "${inc[@]}" -c "$root/custom-ops/src/cpu_kernels.cc" -o "$
 if [[ "${1:-}" == "--host-shim" ]]; then
   g++ -std=c++17 -O2 -DADEMAMIX_HOST_SHIM "${inc[@]}" -x c++ "$root/scripts/gpu/validate.cu" -x none \
     "$root/scripts/gpu/host_shim.cc" "$out/cpu_kernels.o" -o "$out/validate-shim"
-  echo "$out/validate-shim"
+  g++ -std=c++17 -O2 -DADEMAMIX_HOST_SHIM "${inc[@]}" -x c++ "$root/scripts/gpu/validate_generic.cu" -x none \
+    "$root/scripts/gpu/host_shim.cc" "$out/cpu_kernels.o" -o "$out/validate-generic-shim"
+  echo "$out/validate-shim $out/validate-generic-shim"
   exit 0
 fi
 command -v nvcc >/dev/null || { echo "scripts/gpu/build.sh: nvcc not found (put the CUDA toolkit's bin on PATH)" >&2; exit 1; }
@@ -22,5 +24,6 @@ gencode=${ADEMAMIX_CUDA_GENCODE:-arch=compute_90,code=[sm_90,compute_90]}
 nv=(nvcc -std=c++17 -O3 -gencode "$gencode" "${inc[@]}")
 "${nv[@]}" -c "$root/custom-ops/src/cuda_kernels.cu" -o "$out/cuda_kernels.o"
 "${nv[@]}" "$root/scripts/gpu/validate.cu" "$out/cuda_kernels.o" "$out/cpu_kernels.o" -o "$out/validate"
+"${nv[@]}" "$root/scripts/gpu/validate_generic.cu" "$out/cuda_kernels.o" "$out/cpu_kernels.o" -o "$out/validate_generic"
 "${nv[@]}" "$root/scripts/gpu/bench.cu" "$out/cuda_kernels.o" -o "$out/bench"
-echo "$out/validate $out/bench"
+echo "$out/validate $out/validate_generic $out/bench"

@@ -1,6 +1,8 @@
 // Host stand-ins for the CUDA launch entry points (ademamix/cuda_launch.h), for building the GPU harness without a GPU
 // (scripts/gpu/build.sh --host-shim): each "launch" runs the CPU kernels over the list. A null state_out is honoured
 // as the CUDA kernel does (the state is computed and dropped). Checks the harness, not the CUDA code.
+#include <algorithm>
+#include <cmath>
 #include <vector>
 #include "ademamix/cuda_launch.h"
 
@@ -48,5 +50,25 @@ extern "C" int ademamix_cuda_adamw(const AdamWHyper* h, const ademamix_cuda_tens
   if (bf16) return Run<ademamix::bf16>(t, count, [&](const StreamsBf16& x, size_t n) { cpu::adamw_range(*h, x, 0, n); });
   return Run<float>(t, count, [&](const Streams& x, size_t n) { cpu::adamw_range(*h, x, 0, n); });
 }
+// The generic ops: the CPU kernels per tensor, with the norm pass where the functor has one.
+extern "C" int ademamix_cuda_generic(int op, const GenericHyper* h, const ademamix_cuda_tensor* t, size_t count, void*) {
+  switch (op) {
+#define ADEMAMIX_SHIM(IDX, OP, FUNCTOR)                                                                          \
+  case IDX:                                                                                                      \
+    return Run<float>(t, count, [&](const Streams& x, size_t n) {                                                \
+      float denom = 1.0f;                                                                                        \
+      if (schema::kOps[IDX].norm_pass) {                                                                         \
+        double sum = 0;                                                                                          \
+        for (size_t b = 0; b < n; b += size_t(1) << 15) sum += cpu::FUNCTOR##_sumsq(*h, x, b, std::min(n, b + (size_t(1) << 15))); \
+        denom = std::max(static_cast<float>(std::sqrt(sum)), 1.0f);                                              \
+      }                                                                                                          \
+      cpu::FUNCTOR##_range(*h, denom, x, 0, n);                                                                  \
+    });
+    ADEMAMIX_GENERIC_OPS(ADEMAMIX_SHIM)
+#undef ADEMAMIX_SHIM
+  }
+  return 1;
+}
+
 extern "C" int ademamix_cuda_copy(void*, const void*, size_t, void*) { return 0; }
 extern "C" const char* ademamix_cuda_error_string(int) { return "host shim"; }

@@ -10,6 +10,7 @@ nvidia-smi > "$res/nvidia-smi.txt" 2>&1 || true
 bash "$root/scripts/gpu/build.sh" || exit 1
 status=0
 "$root/build/gpu/validate" | tee "$res/validate.txt" || status=$?
+"$root/build/gpu/validate_generic" | tee "$res/validate_generic.txt" || status=1
 "$root/build/gpu/bench" --reps "${REPS:-50}" | tee "$res/bench.jsonl" || status=${status:-$?}
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   python3 "$root/scripts/gpu/bench_torch.py" --reps "${REPS:-50}" | tee "$res/bench_torch.jsonl"

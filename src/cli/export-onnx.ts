@@ -1,21 +1,23 @@
 // `ademamix export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file]
-// [--freeze pattern] [--optimizer ademamix|simplified|adamw] [optimizer flags as for train] [--grads]`
+// [--freeze pattern] [--optimizer NAME] [optimizer flags as for train] [--grads]`
 // Training artifacts from a forward graph exported by PyTorch (docs/interop.md).
 import * as path from 'node:path';
 import { exportTrainingFromOnnx } from '../interop/export';
 import { validateConfig } from '../runner/config';
 import { optimizerSpec } from '../runner/trainer';
 import { UsageError, type Args } from './args';
-import { configFromArgs } from './train';
+import { configFromArgs, OPTIMIZER_FLAGS as HYPER_FLAGS } from './train';
+import { OPTIMIZER_NAMES } from '../optim/derive';
 
 const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'quiet', 'allow-untrained', 'verbose', 'torch-state']);
 // the optimizer and schedule flags of `train` (their defaults too; --steps sets the schedules' length)
-const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'weight-decay', 'beta1', 'beta2',
-  'beta3', 'alpha', 't-alpha', 't-beta', 'grad-clip', 'steps']);
+const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip', 'steps', ...HYPER_FLAGS.keys()]);
 
 export const EXPORT_ONNX_USAGE = `  export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file] [--freeze regex]
-         [--optimizer ademamix|simplified|adamw] [--lr --warmup --decay --weight-decay --alpha --beta3 --t-alpha --t-beta
-         --steps --grad-clip] [--grads] [--torch-state sd.safetensors] [--allow-untrained] [--verbose]   training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
+         [--optimizer ${OPTIMIZER_NAMES.join('|')}] [--lr --warmup --decay --steps --grad-clip]
+         [--${[...HYPER_FLAGS.keys()].join(' --')}: the optimizer's flags, as for train] [--grads]
+         [--torch-state sd.safetensors] [--allow-untrained] [--verbose]
+         training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
 
 export async function exportOnnxCommand(args: Args): Promise<void> {
   const bad = Object.keys(args).filter((k) => !OWN.has(k) && !OPTIMIZER_FLAGS.has(k));

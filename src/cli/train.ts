@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addModelToReport } from '../infer';
-import { DEFAULT_CONFIG, isVision, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
+import { DEFAULT_CONFIG, isVision, OPTIMIZER_FIELDS, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
+import { getOptimizer, OPTIMIZER_NAMES, OPTIMIZERS } from '../optim/derive';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { optimizerSpec, Trainer } from '../runner/trainer';
 import { buildTask } from '../runner/task';
@@ -11,12 +12,11 @@ import { saveModel } from '../onnx/io';
 import { saveSafetensors } from '../io/safetensors';
 import { UsageError, type Args } from './args';
 
-// flag → config key, and how to parse it
+// flag → config key, and how to parse it (the optimizers' own flags come from their definitions: OPTIMIZER_FLAGS)
 const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
   model: ['model', 'str'], data: ['data', 'str'], level: ['level', 'str'], 'val-fraction': ['valFraction', 'num'],
   optimizer: ['optimizer', 'str'], lr: ['lr', 'num'], warmup: ['warmup', 'num'], decay: ['decay', 'str'],
-  'min-lr-ratio': ['minLrRatio', 'num'], 'weight-decay': ['weightDecay', 'num'], beta1: ['beta1', 'num'], beta2: ['beta2', 'num'],
-  beta3: ['beta3', 'num'], alpha: ['alpha', 'num'], 't-alpha': ['tAlpha', 'num'], 't-beta': ['tBeta', 'num'],
+  'min-lr-ratio': ['minLrRatio', 'num'],
   'grad-clip': ['gradClip', 'num'], steps: ['steps', 'num'], batch: ['batch', 'num'], seq: ['seq', 'num'], seed: ['seed', 'num'],
   threads: ['threads', 'num'], 'eval-every': ['evalEvery', 'num'], 'eval-batches': ['evalBatches', 'num'], 'log-every': ['logEvery', 'num'],
   'checkpoint-every': ['checkpointEvery', 'num'], keep: ['keepCheckpoints', 'num'], 'nan-policy': ['nanPolicy', 'str'],
@@ -24,10 +24,29 @@ const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
 };
 const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override']);
 
+/** Every optimizer hyperparameter flag: flag → its config key, and the optimizers that take it. */
+export const OPTIMIZER_FLAGS = new Map<string, { config: string; key: string; optimizers: string[] }>();
+for (const d of OPTIMIZERS) {
+  for (const h of d.hyper) {
+    if (!h.flag) continue;
+    const f = OPTIMIZER_FLAGS.get(h.flag) ?? { config: h.config ?? h.key, key: h.key, optimizers: [] };
+    f.optimizers.push(d.name);
+    OPTIMIZER_FLAGS.set(h.flag, f);
+  }
+}
+
+/** One help line per optimizer: its flags with their defaults. */
+export function optimizerHelp(indent: string): string {
+  return OPTIMIZERS.map((d) => `${indent}${d.name}: ${d.title}; lr ${d.lr}` +
+    d.hyper.filter((h) => h.flag).map((h) => ` --${h.flag} ${h.runLength ? 'steps' : String(h.default)}`).join('')).join('\n');
+}
+
 export const TRAIN_USAGE = `  train [options]                 train a preset model (default: gpt-tiny, char-level Moby-Dick, AdEMAMix)
       --model gpt-tiny|gpt-mini|gpt-small|vit-tiny|vit-mini|vit-s   --data moby-dick|<text file>|mnist
-      --optimizer ademamix|simplified|adamw   --lr --warmup --decay cosine|linear|constant --weight-decay
-      --alpha --beta1 --beta2 --beta3 --t-alpha --t-beta --grad-clip   --steps --batch --seq --seed --threads
+      --optimizer ${OPTIMIZER_NAMES.join('|')}   --lr --warmup --decay cosine|linear|constant
+      optimizer flags (defaults of the method; the run's defaults: lr 2e-3, weight-decay 0.1, alpha 5, beta3 0.999):
+${optimizerHelp('        ')}
+      --grad-clip   --steps --batch --seq --seed --threads
       --eval-every --checkpoint-every --keep N --nan-policy stop|skip --track-batches K --track-every N
       --override key=value,...  (model fields, e.g. nLayer=4)   --config file.json   --out <run dir>
       --resume <run dir|checkpoint>   --stop-after N   --quiet
@@ -35,7 +54,7 @@ export const TRAIN_USAGE = `  train [options]                 train a preset mod
   export --model <preset> --out dir   write train.onnx, eval.onnx and initial_state.safetensors`;
 
 function checkFlags(args: Args, allowed: Set<string>, cmd: string): void {
-  const bad = Object.keys(args).filter((k) => !allowed.has(k) && !(k in FLAGS));
+  const bad = Object.keys(args).filter((k) => !allowed.has(k) && !(k in FLAGS) && !OPTIMIZER_FLAGS.has(k));
   if (bad.length) throw new UsageError(`${cmd}: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
 }
 
@@ -48,7 +67,7 @@ export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): 
     try { fromFile = JSON.parse(fs.readFileSync(args.config, 'utf8')); } catch (e) {
       throw new UsageError(`--config ${args.config}: ${(e as Error).message}`);
     }
-    for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && !['beta1', 'beta2', 'beta3', 'alpha', 'tAlpha', 'tBeta', 'gradClip'].includes(k)) {
+    for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && ![...OPTIMIZER_FIELDS, 'hyper', 'gradClip'].includes(k)) {
       throw new UsageError(`--config ${args.config}: unknown setting '${k}'`);
     }
     c = { ...c, ...fromFile };
@@ -64,6 +83,19 @@ export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): 
       (c as unknown as Record<string, unknown>)[key] = n;
     } else (c as unknown as Record<string, unknown>)[key] = v;
     given.add(key);
+  }
+  for (const [flag, f] of OPTIMIZER_FLAGS) {
+    const v = args[flag];
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (typeof v !== 'string' || !Number.isFinite(n)) throw new UsageError(`--${flag} needs a number, got '${String(v)}'`);
+    if (OPTIMIZER_FIELDS.includes(f.config)) { (c as unknown as Record<string, unknown>)[f.config] = n; given.add(f.config as keyof TrainConfig); }
+    else { c.hyper = { ...c.hyper, [f.config]: n }; given.add('hyper'); }
+  }
+  const unused = [...OPTIMIZER_FLAGS].filter(([flag, f]) => args[flag] !== undefined && !f.optimizers.includes(c.optimizer));
+  if (unused.length) {
+    throw new UsageError(`${unused.map(([flag]) => `--${flag}`).join(', ')}: not ${unused.length > 1 ? 'hyperparameters' : 'a hyperparameter'} of ` +
+      `--optimizer ${c.optimizer} (${unused.map(([flag, f]) => `--${flag}: ${f.optimizers.join(', ')}`).join('; ')})`);
   }
   if (typeof args.override === 'string') {
     for (const kv of args.override.split(',')) {
@@ -107,6 +139,9 @@ export async function trainCommand(args: Args): Promise<number> {
     outDir = typeof args.out === 'string' ? path.resolve(args.out) : defaultRunDir(config);
   }
   validateConfig(config);
+  if (getOptimizer(config.optimizer).noLrDecay && config.decay !== 'constant') {
+    process.stderr.write(`note: ${config.optimizer} keeps the lr warmup but no decay schedule (--decay ${config.decay} is not applied)\n`);
+  }
   const stopAfter = args['stop-after'] === undefined ? undefined : Number(args['stop-after']);
   if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after needs a positive integer`);
   const trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true });
@@ -162,7 +197,7 @@ export async function exportPresetCommand(args: Args): Promise<number> {
   saveModel(art.train, path.join(args.out, 'train.onnx'));
   saveModel(art.eval, path.join(args.out, 'eval.onnx'));
   saveSafetensors(path.join(args.out, 'initial_state.safetensors'), art.initialState);
-  const manifest = { config, carry: art.carry, batchInputs: art.batchInputs, params: art.params, metrics: art.metrics };
+  const manifest = { config, carry: art.carry, batchInputs: art.batchInputs, params: art.params, metrics: art.metrics, optimizer: art.manifest };
   fs.writeFileSync(path.join(args.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   console.log(`wrote ${args.out}/train.onnx, eval.onnx, initial_state.safetensors, manifest.json ` +
     `(${art.params.length} parameter tensors; carry ${Object.keys(art.carry).length} values from x.next to x each step)`);

@@ -23,6 +23,8 @@ import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { isVision, type TrainConfig } from '../runner/config';
 import type { ReportExtra } from '../runner/report';
 import { RunDir } from '../runner/run-dir';
+import { optimizerSpec } from '../runner/trainer';
+import { getOptimizer } from '../optim/derive';
 import { Rng } from '../util/rng';
 
 export interface InferenceModel {
@@ -63,7 +65,19 @@ export function inferenceModel(run: string, checkpoint?: string): InferenceModel
     extra = { text, blockSize: cfg.blockSize };
   }
   const { g } = built;
-  // the trained weights replace the initial ones; the labels input and the loss go
+  // the trained weights replace the initial ones (what evaluation reads: Schedule-Free's x, not the carried y); the
+  // labels input and the loss go
+  const ep = getOptimizer(config.optimizer).evalParam;
+  const spec = ep ? optimizerSpec(config) : null;
+  const weights = (name: string, t: Tensor): Float32Array => {
+    if (!ep) return t.data as Float32Array;
+    const st = Object.fromEntries(ep.states.map((k) => {
+      const s = ck.state[`${name}.${k}`];
+      if (!s) throw new Error(`${file}: '${name}.${k}' is missing (a ${config.optimizer} checkpoint holds it)`);
+      return [k, s.data as Float32Array];
+    }));
+    return ep.host(t.data as Float32Array, st, spec!);
+  };
   let replaced = 0;
   for (const v of [...g.initializers.keys()]) {
     const t = ck.state[v.name!];
@@ -73,7 +87,7 @@ export function inferenceModel(run: string, checkpoint?: string): InferenceModel
     if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
       throw new Error(`${file}: '${v.name}' is [${t.dims.join(',')}] but ${config.model} has [${dims.join(',')}]`);
     }
-    g.initializers.set(v, { dtype: 'float32', dims: [...t.dims], data: t.data as Float32Array } as TensorData);
+    g.initializers.set(v, { dtype: 'float32', dims: [...t.dims], data: weights(v.name!, t) } as TensorData);
     replaced++;
   }
   if (!replaced) throw new Error(`${file}: holds none of ${config.model}'s parameters`);

@@ -10,7 +10,7 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { loadModel, saveModel } from '../onnx/io';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { assembleTraining, defaultWeightDecayMask, type TrainingArtifacts } from '../train/assemble';
-import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../train/optimizers';
+import { optimizer, type OptimizerSpec } from '../train/optimizers';
 import { importOnnx, type ImportedGraph } from './import';
 import { canonicalizeTorchExport, torchMapOf } from './torch-export';
 import { chooseParams, describeChoice, EXPORTER_CONSTANT, readParamsOption, type ParamChoice, type TorchParamMap } from './params';
@@ -27,7 +27,7 @@ export interface OnnxTrainingOptions {
   /** Initializers matching this pattern stay frozen. */
   freeze?: string | RegExp;
   /** Default: ademamix() (schedules off). Names take each optimizer's defaults. */
-  optimizer?: OptimizerSpec | 'ademamix' | 'simplified' | 'adamw';
+  optimizer?: OptimizerSpec | string;
   gradClip?: number;
   /** Default: rank ≥ 2 and not a position embedding (as for the TS models). */
   weightDecayMask?: (name: string, v: Value) => boolean;
@@ -59,6 +59,8 @@ export interface OnnxManifest {
   carry: Record<string, string>;
   metrics: string[];
   optimizer: OptimizerSpec;
+  /** The optimizer's op, scalars, each parameter's states, eval.onnx's inputs (from its definition). */
+  optimizerState: TrainingArtifacts['manifest'];
   /** The model's own outputs, computed by forward.onnx. */
   outputs: string[];
   /** The PyTorch names of the graph's tensors, when --params was a map from graphs/export_torch.py. */
@@ -77,11 +79,7 @@ export interface OnnxTrainingResult {
 }
 
 function optimizerOf(o: OnnxTrainingOptions['optimizer']): OptimizerSpec {
-  if (o === undefined || o === 'ademamix') return ademamix();
-  if (o === 'simplified') return simplifiedAdemamix();
-  if (o === 'adamw') return adamw();
-  if (typeof o === 'string') throw new Error(`unknown optimizer '${o}' (have: ademamix, simplified, adamw)`);
-  return o;
+  return typeof o === 'object' ? o : optimizer(o ?? 'ademamix');
 }
 
 /** The loss on an imported graph: an existing scalar output, or cross-entropy of a logits output against new labels. */
@@ -193,7 +191,7 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
   const manifest: OnnxManifest = {
     format: 'ademamix.onnx-training/1', source: path.basename(source), loss: opts.loss,
     batchInputs: artifacts.batchInputs, params: artifacts.params, decayed, frozen: choice.frozen,
-    carry: artifacts.carry, metrics: artifacts.metrics, optimizer, outputs, torch: map, notes: imp.notes,
+    carry: artifacts.carry, metrics: artifacts.metrics, optimizer, optimizerState: artifacts.manifest, outputs, torch: map, notes: imp.notes,
   };
   if (labels && !manifest.batchInputs.includes(labels)) manifest.batchInputs.push(labels);
 

@@ -4,7 +4,8 @@
 import { DEFAULT_OPSET, GraphBuilder } from '../graph/builder';
 import { toOnnxType } from '../graph/dtype';
 import { ATTR_TYPES, toFunctionProto } from '../graph/serialize';
-import { attr, type Value } from '../graph/value';
+import { attr, type Attr, type Value } from '../graph/value';
+import { OPTIMIZERS } from './defs';
 import {
   AttributeProtoSchema, create, FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema,
   type AttributeProto, type FunctionProto, type NodeProto,
@@ -65,7 +66,7 @@ export function ademamixFunction(hasM1: boolean): FunctionProto {
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdEMAMix',
     docString: `AdEMAMix step as standard ops (${hasM1 ? 'with m1' : 'beta1 = 0: m1 = grad'}). Outputs: ${ADEMAMIX_OUTPUTS.join(', ')}.`,
-    attributes: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0) },
+    attributes: ATTRS('AdEMAMix'),
   });
 }
 
@@ -99,7 +100,7 @@ export function simplifiedFunction(hasS1: boolean): FunctionProto {
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'SimplifiedAdEMAMix',
     docString: `Simplified-AdEMAMix step as standard ops (${hasS1 ? 'with' : 'without'} the s1 state). Outputs: ${SIMPLIFIED_OUTPUTS.join(', ')}.`,
-    attributes: { beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0), bias_correction1: attr.i(0), bias_correction2: attr.i(1) },
+    attributes: ATTRS('SimplifiedAdEMAMix'),
   });
 }
 
@@ -119,7 +120,7 @@ export function adamwFunction(): FunctionProto {
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdamW',
     docString: `AdamW step (torch.optim.AdamW semantics) as standard ops. Outputs: ${ADAMW_OUTPUTS.join(', ')}.`,
-    attributes: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0.01) },
+    attributes: ATTRS('AdamW'),
   });
 }
 
@@ -132,19 +133,22 @@ export type OptimizerBase = 'AdEMAMix' | 'SimplifiedAdEMAMix' | 'AdamW';
 /** The per-tensor op's variant, as in its function body: AdEMAMix with/without m1, Simplified with/without s1. */
 export interface BodyVariant { hasM1?: boolean; hasS1?: boolean }
 
-const ATTRS: Record<OptimizerBase, Record<string, ReturnType<typeof attr.f>>> = {
-  AdEMAMix: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0) },
-  SimplifiedAdEMAMix: { beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0), bias_correction1: attr.i(0), bias_correction2: attr.i(1) },
-  AdamW: { beta1: attr.f(0.9), beta2: attr.f(0.999), eps: attr.f(1e-8), weight_decay: attr.f(0.01) },
-};
+/** The op's attributes with their defaults, from its definition (src/optim/defs/). Looked up on use: the
+ * definitions import the node builders, which import this module. */
+function ATTRS(base: OptimizerBase): Record<string, Attr> {
+  const def = OPTIMIZERS.find((d) => d.op === base);
+  if (!def) throw new Error(`no optimizer definition has the op ${base}`);
+  return Object.fromEntries(def.hyper.filter((h) => h.attr)
+    .map((h) => [h.attr!, h.type === 'bool' ? attr.i(h.default ? 1 : 0) : attr.f(h.default as number)]));
+}
 
-const attrDefaults = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS[base]).map(([name, a]) =>
+const attrDefaults = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS(base)).map(([name, a]) =>
   create(AttributeProtoSchema, a.kind === 'int'
     ? { name, type: ATTR_TYPES.int, i: BigInt(a.value) }
     : { name, type: ATTR_TYPES.float, f: (a as { value: number }).value }));
 
 /** The calling node's attributes, forwarded by reference. */
-const forwarded = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS[base]).map(([name, a]) =>
+const forwarded = (base: OptimizerBase): AttributeProto[] => Object.entries(ATTRS(base)).map(([name, a]) =>
   create(AttributeProtoSchema, { name, type: ATTR_TYPES[a.kind as 'float' | 'int'], refAttrName: name }));
 
 const node = (opType: string, input: string[], output: string[], domain = '', attribute: AttributeProto[] = []): NodeProto =>

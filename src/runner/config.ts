@@ -2,9 +2,11 @@
 // plus bookkeeping (intervals, checkpoint policy). It is saved as config.json in the run directory and inside every
 // checkpoint, so a resumed run rebuilds exactly the same graphs and data order.
 import { isImageSource } from '../data/images';
+import { OPTIMIZER_NAMES } from '../optim/derive';
 import type { LrSchedule } from '../optim/schedules';
 
-export type OptimizerName = 'ademamix' | 'simplified' | 'adamw';
+/** An optimizer definition's name (src/optim/defs/). */
+export type OptimizerName = string;
 export type NanPolicy = 'stop' | 'skip';
 
 export interface TrainConfig {
@@ -24,6 +26,8 @@ export interface TrainConfig {
   beta1?: number; beta2?: number; beta3?: number; alpha?: number;
   /** Warmup lengths of α and β3 (Simplified: β1); default: the run length, as in the paper. */
   tAlpha?: number; tBeta?: number;
+  /** Hyperparameters of the chosen optimizer that have no field above (eps, MARS's gamma, …), by definition key. */
+  hyper?: Record<string, number>;
   gradClip?: number;
   steps: number;
   batch: number;
@@ -55,6 +59,14 @@ export const DEFAULT_CONFIG: TrainConfig = {
 /** Settings that may change on resume without changing the trajectory. */
 export const RESUMABLE_KEYS: (keyof TrainConfig)[] = ['threads', 'evalEvery', 'evalBatches', 'logEvery', 'checkpointEvery', 'keepCheckpoints', 'nanPolicy'];
 
+/** Optimizer settings with a field of their own in TrainConfig; any other hyperparameter lives in `hyper`. */
+export const OPTIMIZER_FIELDS = ['weightDecay', 'beta1', 'beta2', 'beta3', 'alpha', 'tAlpha', 'tBeta'];
+
+/** A hyperparameter's configured value (config key as in the definition), or undefined. */
+export function configHyper(c: TrainConfig, key: string): unknown {
+  return OPTIMIZER_FIELDS.includes(key) ? (c as unknown as Record<string, unknown>)[key] : c.hyper?.[key];
+}
+
 export function isVision(c: Pick<TrainConfig, 'model'>): boolean { return c.model.startsWith('vit'); }
 
 export function lrSchedule(c: TrainConfig): LrSchedule {
@@ -75,7 +87,7 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   posInt('logEvery'); posInt('checkpointEvery', 0); posInt('keepCheckpoints'); posInt('threads', 0);
   posInt('trackBatches', 0); posInt('trackEvery'); posInt('warmup', 0);
   if (!(c.lr > 0)) throw new ConfigError(`lr must be > 0, got ${c.lr}`);
-  if (!['ademamix', 'simplified', 'adamw'].includes(c.optimizer)) throw new ConfigError(`optimizer must be ademamix, simplified or adamw, got '${c.optimizer}'`);
+  if (!OPTIMIZER_NAMES.includes(c.optimizer)) throw new ConfigError(`optimizer must be one of ${OPTIMIZER_NAMES.join(', ')}, got '${c.optimizer}'`);
   if (!['constant', 'cosine', 'linear'].includes(c.decay)) throw new ConfigError(`decay must be constant, cosine or linear, got '${c.decay}'`);
   if (!['stop', 'skip'].includes(c.nanPolicy)) throw new ConfigError(`nan-policy must be stop or skip, got '${c.nanPolicy}'`);
   if (!['char', 'byte'].includes(c.level)) throw new ConfigError(`level must be char or byte, got '${c.level}'`);

@@ -11,9 +11,9 @@ import { NativeSession } from '../native';
 import { saveSafetensors } from '../io/safetensors';
 import type { TensorData } from '../graph/tensor-data';
 import type { DType } from '../graph/dtype';
-import { assembleTraining, type TrainingArtifacts } from '../train/assemble';
-import { ademamix, adamw, simplifiedAdemamix, type OptimizerSpec } from '../train/optimizers';
-import { lrSchedule, validateConfig, type TrainConfig } from './config';
+import { assembleTraining, exportedParams, type TrainingArtifacts } from '../train/assemble';
+import { getOptimizer, makeSpec, type OptimizerSpec } from '../optim/derive';
+import { configHyper, lrSchedule, validateConfig, type TrainConfig } from './config';
 import { fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
 import { Progress } from './progress';
 import { RunDir, type MetricRecord } from './run-dir';
@@ -42,15 +42,18 @@ export interface RunResult {
   finalLoss?: number; evalLoss?: number; skipped: number; message?: string;
 }
 
+/** The run's optimizer spec from its definition: each hyperparameter from the config (schedule lengths default to
+ * the run length), the lr schedule from the config (without decay for optimizers that must not decay). */
 export function optimizerSpec(c: TrainConfig): OptimizerSpec {
-  const lr = lrSchedule(c);
-  const T = (v: number | undefined): number => v ?? c.steps;
-  const pick = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-  switch (c.optimizer) {
-    case 'ademamix': return ademamix(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2, beta3: c.beta3, alpha: c.alpha, tAlpha: T(c.tAlpha), tBeta3: T(c.tBeta) }));
-    case 'simplified': return simplifiedAdemamix(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2, alpha: c.alpha, tBeta1: T(c.tBeta) }));
-    case 'adamw': return adamw(pick({ lr, weightDecay: c.weightDecay, beta1: c.beta1, beta2: c.beta2 }));
+  const def = getOptimizer(c.optimizer);
+  const sched = lrSchedule(c);
+  const o: Record<string, unknown> = { lr: def.noLrDecay ? { ...sched, decay: 'constant' } : sched };
+  for (const h of def.hyper) {
+    const v = configHyper(c, h.config ?? h.key);
+    if (v !== undefined) o[h.key] = v;
+    else if (h.runLength) o[h.key] = c.steps;
   }
+  return makeSpec(def, o);
 }
 
 const scalar = (t: Tensor | undefined): number => (t ? Number(t.data[0]) : NaN);
@@ -123,7 +126,7 @@ export class Trainer {
   /** Mean loss over batches with the current parameters (eval.onnx; params copied out of the training session). */
   evaluate(batches: Batch[]): number[] {
     if (!this.evalSession) this.evalSession = NativeSession.create(encodeModel(this.artifacts.eval), { intraOpThreads: this.config.threads });
-    this.evalSession.setState(this.session.getState(this.artifacts.params));
+    this.evalSession.setState(this.session.getState(this.artifacts.evalInputs));
     return batches.map((b) => scalar(this.evalSession!.run(b.feeds, ['loss']).loss));
   }
 
@@ -137,8 +140,9 @@ export class Trainer {
 
   /** Final parameters alone (for hand-off, e.g. to PyTorch). */
   saveParams(file: string): void {
-    const st = this.session.getState(this.artifacts.params);
-    const m = new Map<string, TensorData>(Object.entries(st).map(([k, t]) => [k, { dtype: t.type as DType, dims: [...t.dims], data: t.data as Float32Array }]));
+    const st = this.session.getState(this.artifacts.evalInputs);
+    const m = new Map<string, TensorData>(Object.entries(exportedParams(this.artifacts, st))
+      .map(([k, t]) => [k, { dtype: t.type as DType, dims: [...t.dims], data: t.data as Float32Array }]));
     saveSafetensors(file, m, { step: String(this.step), model: this.config.model });
   }
 

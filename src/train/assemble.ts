@@ -4,21 +4,19 @@
 //   eval.onnx   inputs: batch, params → loss
 //   initial state (params, zero states, step = 1) for safetensors
 // Carried pairs (`x.next` → `x`) are listed in the model metadata, so a runner keeps them native between steps.
+import { Tensor as OrtTensor } from 'onnxruntime-common';
 import { gradients } from '../autodiff';
 import type { GraphBuilder } from '../graph/builder';
 import { isFloat } from '../graph/dtype';
 import { toModelProto } from '../graph/serialize';
 import { fromTensorProto, tensorData, type TensorData } from '../graph/tensor-data';
-import type { Value } from '../graph/value';
+import type { Node, Value } from '../graph/value';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { hasOpsLibrary } from '../native/paths';
-import {
-  ademamixStep, ademamixStepMulti, adamwStep, adamwStepMulti, simplifiedStep, simplifiedStepMulti,
-  type StateDtype,
-} from '../optim/nodes';
-import type { OptimizerSpec } from './optimizers';
-import { stateSlots } from './optimizers';
-import { alphaGraph, halfLifeBetaGraph, lrGraph } from './schedule-graph';
+import type { StateDtype } from '../optim/nodes';
+import { activeStates, emitStep, getOptimizer, type OptimizerSpec } from '../optim/derive';
+import type { LrSchedule } from '../optim/schedules';
+import { lrGraph } from './schedule-graph';
 
 export interface TrainingSpec {
   /** The forward graph; trainable parameters are its initializers. It is consumed (parameters become inputs). */
@@ -59,8 +57,32 @@ export interface TrainingArtifacts {
   carry: Record<string, string>;
   batchInputs: string[];
   params: string[];
-  /** Scalar outputs besides the loss: lr, alpha, beta3 (or beta1), grad_norm. */
+  /** Scalar outputs besides the loss: lr, the optimizer's metric scalars (alpha, beta3, …), grad_norm. */
   metrics: string[];
+  /** Inputs of eval.onnx besides the batch: the params, and the states evaluation reads (Schedule-Free: z). */
+  evalInputs: string[];
+  optimizer: OptimizerSpec;
+  manifest: OptimizerManifest;
+}
+
+/** What a loop outside this project needs to feed and carry (manifest.json of exported artifacts). */
+export interface OptimizerManifest {
+  name: string; op: string;
+  hyper: Record<string, unknown>; lr: LrSchedule;
+  /** per-step scalar inputs of the op, computed in-graph from `step` */
+  scalars: string[];
+  bytesPerParam: number;
+  /** each parameter's state inputs (carried like the parameter) */
+  states: Record<string, string[]>;
+  /** optimizer-wide scalar states */
+  globals: string[];
+  /** parameters that receive weight decay */
+  decayed: string[];
+  /** carried output → input */
+  carry: Record<string, string>;
+  /** eval.onnx's inputs besides the batch, and what it evaluates */
+  evalInputs: string[];
+  evalReads: string;
 }
 
 export const NEXT = '.next';
@@ -87,10 +109,43 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   }
   const batchInputs = g.inputs.filter((v) => !params.includes(v)).map((v) => v.name!);
 
-  // eval.onnx: forward + loss only (serialization drops everything the loss does not need)
+  const def = getOptimizer(opt.kind);
+  const slots = activeStates(def, opt);
+  const stateDtype = spec.stateDtype ?? 'float32';
+  const stateInputs = new Map<string, Value>();
+  const stateInput = (p: Value, slot: string): Value => {
+    const name = `${p.name}.${slot}`;
+    if (!stateInputs.has(name)) {
+      const init = def.states.find((s) => s.name === slot)?.init === 'param';
+      const p0 = initialState.get(p.name!)!;
+      if (init && stateDtype !== 'float32') throw new Error(`assembleTraining: ${def.name} keeps its '${slot}' state in float32 only`);
+      initialState.set(name, init ? { ...p0, data: Float32Array.from(p0.data as Float32Array) } : tensorData(stateDtype, p0.dims));
+      stateInputs.set(name, g.input(name, stateDtype, p.shape));
+    }
+    return stateInputs.get(name)!;
+  };
+
+  // eval.onnx: forward + loss only (serialization drops everything the loss does not need). When the optimizer
+  // evaluates another point than the carried parameter (Schedule-Free: x from y and z), the forward nodes read that
+  // point for this serialization only.
   const saved = g.outputs.splice(0);
   g.output(loss, 'loss');
+  const evalInputs = params.map((p) => p.name!);
+  const rewired: [Node, number, Value][] = [];
+  if (def.evalParam) {
+    const ep = def.evalParam;
+    const forwardNodes = [...g.nodes];
+    for (const p of params) {
+      const st = Object.fromEntries(ep.states.map((k) => [k, stateInput(p, k)]));
+      evalInputs.push(...ep.states.map((k) => `${p.name}.${k}`));
+      const x = ep.graph(g, p, st, opt);
+      for (const n of forwardNodes) n.inputs.forEach((v, k) => { if (v === p) { n.inputs[k] = x; rewired.push([n, k, p]); } });
+    }
+    // nodes are emitted in creation order: the x nodes (inputs and constants only) go first
+    g.nodes.unshift(...g.nodes.splice(forwardNodes.length));
+  }
   const evalModel = toModelProto(g, { metadata: { ...spec.metadata, 'ademamix.role': 'eval' } });
+  for (const [n, k, p] of rewired) n.inputs[k] = p;
   g.outputs.splice(0);
   g.outputs.push(...saved.filter((o) => o.name !== 'loss'));
   if (!g.outputs.some((o) => o.name === 'loss')) g.outputs.unshift({ name: 'loss', value: loss });
@@ -126,92 +181,70 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const t = g.cast(step, 'float64');
   const lr = lrGraph(g, t, opt.lr);
   g.output(lr, 'lr'); metrics.push('lr');
+  const scalars: Record<string, Value> = {};
+  for (const sd of def.scalars) {
+    scalars[sd.name] = sd.name === 'lr' ? lr : sd.graph(g, t, opt, lr);
+    if (sd.name !== 'lr' && sd.metric !== false) { g.output(scalars[sd.name], sd.name); metrics.push(sd.name); }
+  }
+  const globals: Record<string, Value> = {};
+  for (const gl of def.globals ?? []) {
+    if (opt[gl.when] !== true) continue;
+    const name = `optimizer.${gl.name}`;
+    globals[gl.name] = g.input(name, 'float32', []);
+    initialState.set(name, tensorData('float32', [], [gl.init]));
+  }
 
-  const slots = stateSlots(opt);
-  const sd = { stateDtype: spec.stateDtype ?? 'float32' } as const;
-  const stateInput = (p: Value, slot: string): Value => {
-    const name = `${p.name}.${slot}`;
-    initialState.set(name, tensorData(sd.stateDtype, initialState.get(p.name!)!.dims));
-    return g.input(name, sd.stateDtype, p.shape);
-  };
   const mask = spec.weightDecayMask ?? defaultWeightDecayMask;
   const wdOf = (p: Value): number => (mask(p.name!, p) ? opt.weightDecay : 0);
-  // multi-tensor: parameter indices grouped by weight decay, in order of first appearance
+  // multi-tensor: parameter indices grouped by weight decay, in order of first appearance; else one node per tensor
   const multi = spec.multiTensor ?? hasOpsLibrary();
-  const groups = [...params.reduce((m, p, i) => m.set(wdOf(p), [...(m.get(wdOf(p)) ?? []), i]), new Map<number, number[]>())];
-  const pick = <T>(xs: T[], idx: number[]): T[] => idx.map((i) => xs[i]);
-
-  if (opt.kind === 'ademamix') {
-    const alpha = alphaGraph(g, t, opt.alpha, opt.tAlpha);
-    const beta3 = halfLifeBetaGraph(g, t, opt.beta1, opt.beta3, opt.tBeta3);
-    g.output(alpha, 'alpha'); g.output(beta3, 'beta3'); metrics.push('alpha', 'beta3');
-    if (multi) {
-      for (const [wd, idx] of groups) {
-        const ps = pick(params, idx);
-        const st = Object.fromEntries(slots.map((k) => [k, ps.map((p) => stateInput(p, k))]));
-        const r = ademamixStepMulti(g, { params: ps, grads: pick(grads, idx), m1: st.m1 ?? null, m2: st.m2, nu: st.nu, step, lr, alpha, beta3 },
-          { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wd }, `ademamix/wd=${wd}`, sd);
-        ps.forEach((p, j) => {
-          carried(r.params[j], p.name!);
-          if (r.m1) carried(r.m1[j], `${p.name}.m1`);
-          carried(r.m2[j], `${p.name}.m2`); carried(r.nu[j], `${p.name}.nu`);
-        });
-      }
-    } else params.forEach((p, i) => {
-      const s = Object.fromEntries(slots.map((k) => [k, stateInput(p, k)]));
-      const r = ademamixStep(g, { param: p, grad: grads[i], m1: s.m1 ?? null, m2: s.m2, nu: s.nu, step, lr, alpha, beta3 },
-        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `ademamix/${p.name}`, sd);
-      carried(r.param, p.name!);
-      if (r.m1) carried(r.m1, `${p.name}.m1`);
-      carried(r.m2, `${p.name}.m2`); carried(r.nu, `${p.name}.nu`);
+  const groups: [number, number[], string][] = multi
+    ? [...params.reduce((m, p, i) => m.set(wdOf(p), [...(m.get(wdOf(p)) ?? []), i]), new Map<number, number[]>())]
+      .map(([wd, idx]) => [wd, idx, `${def.name}/wd=${wd}`])
+    : params.map((p, i) => [wdOf(p), [i], `${def.name}/${p.name}`]);
+  const globalsCarried = new Set<string>();
+  for (const [wd, idx, name] of groups) {
+    const ps = idx.map((i) => params[i]);
+    const states = Object.fromEntries(slots.map((k) => [k, ps.map((p) => stateInput(p, k))]));
+    const r = emitStep(g, def, {
+      params: ps, grads: idx.map((i) => grads[i]), states, globals, step, scalars, weightDecay: wd, multi, name, stateDtype,
+    }, opt);
+    ps.forEach((p, j) => {
+      carried(r.params[j], p.name!);
+      for (const k of slots) carried(r.states[k][j], `${p.name}.${k}`);
     });
-  } else if (opt.kind === 'simplified') {
-    const alpha = g.scalar(opt.alpha, 'float64');
-    const beta1 = halfLifeBetaGraph(g, t, opt.betaMin, opt.beta1, opt.tBeta1);
-    g.output(beta1, 'beta1'); metrics.push('beta1');
-    let s1: Value | null = null;
-    if (opt.biasCorrection1) {
-      s1 = g.input('optimizer.s1', 'float32', []);
-      initialState.set('optimizer.s1', tensorData('float32', [], [0]));
+    // an optimizer-wide state (Simplified's S1) is computed alike by every node: carry the first
+    for (const [k, v] of Object.entries(r.globals)) {
+      if (!globalsCarried.has(k)) { carried(v, `optimizer.${k}`); globalsCarried.add(k); }
     }
-    if (multi) {
-      groups.forEach(([wd, idx], k) => {
-        const ps = pick(params, idx);
-        const r = simplifiedStepMulti(g, {
-          params: ps, grads: pick(grads, idx), m: ps.map((p) => stateInput(p, 'm')), nu: ps.map((p) => stateInput(p, 'nu')),
-          step, lr, alpha, beta1, s1,
-        }, { beta2: opt.beta2, eps: opt.eps, weightDecay: wd, biasCorrection1: opt.biasCorrection1, biasCorrection2: opt.biasCorrection2 },
-        `simplified/wd=${wd}`, sd);
-        ps.forEach((p, j) => { carried(r.params[j], p.name!); carried(r.m[j], `${p.name}.m`); carried(r.nu[j], `${p.name}.nu`); });
-        if (k === 0 && r.s1) carried(r.s1, 'optimizer.s1'); // every node computes the same S1; carry one
-      });
-    } else params.forEach((p, i) => {
-      const m = stateInput(p, 'm'); const nu = stateInput(p, 'nu');
-      const r = simplifiedStep(g, { param: p, grad: grads[i], m, nu, step, lr, alpha, beta1, s1 }, {
-        beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p), biasCorrection1: opt.biasCorrection1, biasCorrection2: opt.biasCorrection2,
-      }, `simplified/${p.name}`, sd);
-      carried(r.param, p.name!); carried(r.m, `${p.name}.m`); carried(r.nu, `${p.name}.nu`);
-      if (i === 0 && r.s1) carried(r.s1, 'optimizer.s1'); // every node computes the same S1; carry one
-    });
-  } else if (multi) {
-    for (const [wd, idx] of groups) {
-      const ps = pick(params, idx);
-      const r = adamwStepMulti(g, {
-        params: ps, grads: pick(grads, idx), m: ps.map((p) => stateInput(p, 'm')), v: ps.map((p) => stateInput(p, 'v')), step, lr,
-      }, { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wd }, `adamw/wd=${wd}`, sd);
-      ps.forEach((p, j) => { carried(r.params[j], p.name!); carried(r.m[j], `${p.name}.m`); carried(r.v[j], `${p.name}.v`); });
-    }
-  } else {
-    params.forEach((p, i) => {
-      const m = stateInput(p, 'm'); const v = stateInput(p, 'v');
-      const r = adamwStep(g, { param: p, grad: grads[i], m, v, step, lr },
-        { beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: wdOf(p) }, `adamw/${p.name}`, sd);
-      carried(r.param, p.name!); carried(r.m, `${p.name}.m`); carried(r.v, `${p.name}.v`);
-    });
   }
+  const manifest: OptimizerManifest = {
+    name: def.name, op: def.op, hyper: Object.fromEntries(def.hyper.map((h) => [h.key, opt[h.key] ?? null])), lr: opt.lr,
+    scalars: def.scalars.map((x) => x.name), bytesPerParam: def.bytesPerParam(opt),
+    states: Object.fromEntries(params.map((p) => [p.name!, slots.map((k) => `${p.name}.${k}`)])),
+    globals: Object.keys(globals).map((k) => `optimizer.${k}`),
+    decayed: params.filter((p) => wdOf(p) !== 0).map((p) => p.name!),
+    carry, evalInputs, evalReads: def.evalParam ? `x = f(param, ${def.evalParam.states.join(', ')}) (computed inside eval.onnx)` : 'param',
+  };
 
   const train = toModelProto(g, {
     metadata: { ...spec.metadata, 'ademamix.role': 'train', [CARRY_METADATA_KEY]: JSON.stringify(carry), 'ademamix.optimizer': JSON.stringify(opt) },
   });
-  return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics };
+  return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics, evalInputs, optimizer: opt, manifest };
+}
+
+/**
+ * The weights to hand off (params.safetensors, a PyTorch state_dict): the carried parameters, or what the optimizer
+ * evaluates instead (Schedule-Free: x), computed exactly as eval.onnx computes it. `state` holds evalInputs.
+ */
+export function exportedParams(art: TrainingArtifacts, state: Record<string, OrtTensor>): Record<string, OrtTensor> {
+  const ep = getOptimizer(art.optimizer.kind).evalParam;
+  const out: Record<string, OrtTensor> = {};
+  for (const p of art.params) {
+    const y = state[p];
+    if (!ep) { out[p] = y; continue; }
+    const st = Object.fromEntries(ep.states.map((k) => [k, state[`${p}.${k}`].data as Float32Array]));
+    out[p] = new OrtTensor('float32', ep.host(y.data as Float32Array, st, art.optimizer), y.dims);
+  }
+  return out;
 }

@@ -37,6 +37,11 @@ int ademamix_cuda_simplified(const ademamix::SimplifiedHyper* h, const ademamix_
                              int bf16_states, float* s1_out, float s1_value, void* stream);
 int ademamix_cuda_adamw(const ademamix::AdamWHyper* h, const ademamix_cuda_tensor* tensors, size_t count,
                         int bf16_states, void* stream);
+// A generic op (schemas.gen.h: schema::kOps[op_index], its functor in kernels.h) over a list of float32 tensors.
+// Functors with a norm pass run it first (per-block partial sums reduced per tensor in a fixed order, so results do
+// not depend on scheduling), with scratch from cudaMallocAsync on the same stream.
+int ademamix_cuda_generic(int op_index, const ademamix::GenericHyper* h, const ademamix_cuda_tensor* tensors,
+                          size_t count, void* stream);
 // Device-to-device copy on `stream` (AdEMAMix with beta1 = 0 that still names m1_out: m1_out = grad).
 int ademamix_cuda_copy(void* dst, const void* src, size_t bytes, void* stream);
 const char* ademamix_cuda_error_string(int code);

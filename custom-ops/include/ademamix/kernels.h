@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include "ademamix/schemas.gen.h"
 
 #if defined(__CUDACC__)
 #define ADEMAMIX_HD __host__ __device__ __forceinline__
@@ -107,6 +108,8 @@ struct AdamWHyper { double beta1, beta2, eps, weight_decay, lr; int64_t step; };
 template <bool HasM1>
 struct AdemamixOp {
   static constexpr int kStates = HasM1 ? 3 : 2;
+  static constexpr bool kNormPass = false;  // no per-tensor norm pass (see MarsOp)
+  float denom = 1.0f;
   float omb1, omb2, omb3, inv_bc1, inv_sqrt_bc2, alpha, lr, eps, lr_wd;
   explicit AdemamixOp(const AdemamixHyper& h) {
     const double t = static_cast<double>(h.step);
@@ -132,6 +135,8 @@ struct AdemamixOp {
 // the 1/S1 factor (bias_correction1) folds into the step size.
 struct SimplifiedOp {
   static constexpr int kStates = 2;
+  static constexpr bool kNormPass = false;  // no per-tensor norm pass (see MarsOp)
+  float denom = 1.0f;
   float b1, omb2, alpha, k_nu, k_eps, lr_u, lr_wd;
   explicit SimplifiedOp(const SimplifiedHyper& h) {
     const double s2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
@@ -152,6 +157,8 @@ struct SimplifiedOp {
 // AdamW (torch.optim.AdamW): states (m, v); decoupled decay θ·(1 − lr·λ) first.
 struct AdamWOp {
   static constexpr int kStates = 2;
+  static constexpr bool kNormPass = false;  // no per-tensor norm pass (see MarsOp)
+  float denom = 1.0f;
   float omb1, omb2, step_size, inv_sqrt_bc2, eps, decay;
   explicit AdamWOp(const AdamWHyper& h) {
     const double t = static_cast<double>(h.step);
@@ -168,7 +175,125 @@ struct AdamWOp {
   }
 };
 
+// ---- the generic ops (definitions in src/optim/defs/; schemas in schemas.gen.h) ---------------------------------
+// A functor's constructor reads the attributes and scalars by their generated index (schema::k<Op>_<name>) and
+// precomputes everything per launch in double. `kNormPass` functors (MARS) also give `pre(g, s)`, the value whose
+// per-tensor L2 norm the skeleton computes first; `denom` = max(‖pre‖₂, 1) is then set per tensor before `update`.
+struct GenericHyper {
+  double attr[schema::kMaxAttrs];
+  double scalar[schema::kMaxScalars];
+  int64_t step;
+};
+
+// Lion: state m. c = β1·m + (1−β1)·g; θ ← θ − lr·(sign(c) + λθ); m ← β2·m + (1−β2)·g. sign(0) = 0.
+struct LionOp {
+  static constexpr int kStates = 1;
+  static constexpr bool kNormPass = false;
+  float omb1, omb2, lr, lr_wd, denom = 1.0f;
+  bool b1_zero;
+  explicit LionOp(const GenericHyper& h) {
+    using namespace schema;
+    b1_zero = h.attr[kLion_beta1] == 0.0;  // c = g exactly (the EMA form would round)
+    omb1 = float(1.0 - h.attr[kLion_beta1]); omb2 = float(1.0 - h.attr[kLion_beta2]);
+    lr = float(h.scalar[kLion_scalar_lr]); lr_wd = float(h.scalar[kLion_scalar_lr] * h.attr[kLion_weight_decay]);
+  }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    const float c = b1_zero ? g : ema(s[0], g, omb1);
+    const float sg = float(c > 0.0f) - float(c < 0.0f);
+    s[0] = ema(s[0], g, omb2);
+    return p - lr * sg - lr_wd * p;
+  }
+};
+
+// Schedule-Free AdamW: param y, states (z, ν). x = (y − (1−β1)z)/β1 is derived; c = the step's sf_c weight.
+struct SfAdamwOp {
+  static constexpr int kStates = 2;
+  static constexpr bool kNormPass = false;
+  float b1, omb1, omb2, inv_sqrt_bc2, eps, wd, lr, c, denom = 1.0f;
+  explicit SfAdamwOp(const GenericHyper& h) {
+    using namespace schema;
+    const double t = static_cast<double>(h.step);
+    b1 = float(h.attr[kScheduleFreeAdamW_beta1]); omb1 = float(1.0 - h.attr[kScheduleFreeAdamW_beta1]);
+    omb2 = float(1.0 - h.attr[kScheduleFreeAdamW_beta2]);
+    inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(h.attr[kScheduleFreeAdamW_beta2], t)));
+    eps = float(h.attr[kScheduleFreeAdamW_eps]); wd = float(h.attr[kScheduleFreeAdamW_weight_decay]);
+    lr = float(h.scalar[kScheduleFreeAdamW_scalar_lr]); c = float(h.scalar[kScheduleFreeAdamW_scalar_sf_c]);
+  }
+  ADEMAMIX_HD float update(float y, float g, float* s) const {
+    const float nu = ema(s[1], g * g, omb2);
+    const float u = g / (sqrtf(nu) * inv_sqrt_bc2 + eps) + wd * y;
+    float x = (y - omb1 * s[0]) / b1;  // with the old z
+    const float z = s[0] - lr * u;
+    x = x + c * (z - x);
+    s[0] = z; s[1] = nu;
+    // the same b1, omb1 as x's formula above (float(β1) + float(1−β1) need not be 1): y → x → y round-trips, so no
+    // drift of (1−omb1)/b1 per step
+    return b1 * x + omb1 * z;
+  }
+};
+
+// LAProp: states (m, ν). ν first, then m averages the normalized gradient; θ ← θ − lr·(m/(1−β1^t) + λθ).
+struct LapropOp {
+  static constexpr int kStates = 2;
+  static constexpr bool kNormPass = false;
+  float omb1, omb2, inv_sqrt_bc2, eps, step_size, lr_wd, denom = 1.0f;
+  bool b1_zero;
+  explicit LapropOp(const GenericHyper& h) {
+    using namespace schema;
+    const double t = static_cast<double>(h.step);
+    const double b1 = h.attr[kLAProp_beta1], b2 = h.attr[kLAProp_beta2], lr = h.scalar[kLAProp_scalar_lr];
+    b1_zero = b1 == 0.0;
+    omb1 = float(1.0 - b1); omb2 = float(1.0 - b2);
+    inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(b2, t)));
+    eps = float(h.attr[kLAProp_eps]);
+    step_size = float(lr / (1.0 - std::pow(b1, t))); lr_wd = float(lr * h.attr[kLAProp_weight_decay]);
+  }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    const float nu = ema(s[1], g * g, omb2);
+    const float n = g / (sqrtf(nu) * inv_sqrt_bc2 + eps);
+    const float m = b1_zero ? n : ema(s[0], n, omb1);
+    s[0] = m; s[1] = nu;
+    return p - step_size * m - lr_wd * p;
+  }
+};
+
+// MARS-AdamW (approx): states (g_prev, m, ν). pre = g + γβ1/(1−β1)·(g − g_prev) (k = 0 on step 1), divided by
+// denom = max(‖pre‖₂, 1) of its tensor, then AdamW-style moments.
+struct MarsOp {
+  static constexpr int kStates = 3;
+  static constexpr bool kNormPass = true;
+  float k, omb1, omb2, inv_sqrt_bc2, eps, step_size, lr_wd, denom = 1.0f;
+  bool b1_zero;
+  explicit MarsOp(const GenericHyper& h) {
+    using namespace schema;
+    const double t = static_cast<double>(h.step);
+    const double b1 = h.attr[kMARS_beta1], b2 = h.attr[kMARS_beta2], lr = h.scalar[kMARS_scalar_lr];
+    k = h.step == 1 ? 0.0f : float(h.attr[kMARS_gamma] * b1 / (1.0 - b1));
+    b1_zero = b1 == 0.0;
+    omb1 = float(1.0 - b1); omb2 = float(1.0 - b2);
+    inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(b2, t)));
+    eps = float(h.attr[kMARS_eps]);
+    step_size = float(lr / (1.0 - std::pow(b1, t))); lr_wd = float(lr * h.attr[kMARS_weight_decay]);
+  }
+  ADEMAMIX_HD float pre(float g, const float* s) const { return g + k * (g - s[0]); }
+  ADEMAMIX_HD float update(float p, float g, float* s) const {
+    const float c = pre(g, s) / denom;
+    const float m = b1_zero ? c : ema(s[1], c, omb1);
+    const float nu = ema(s[2], c * c, omb2);
+    s[0] = g; s[1] = m; s[2] = nu;
+    return p - step_size * m / (sqrtf(nu) * inv_sqrt_bc2 + eps) - lr_wd * p;
+  }
+};
+
 namespace cpu {
+// The generic ops' CPU entry points: `<Functor>_range` updates [begin, end) of one tensor with `denom` set (1 unless
+// the functor has a norm pass); `<Functor>_sumsq` is the norm pass: Σ pre(g, s)² over the range, in double.
+#define ADEMAMIX_DECLARE_GENERIC(IDX, OP, FUNCTOR)                                                       \
+  void FUNCTOR##_range(const GenericHyper& h, float denom, const Streams& x, size_t begin, size_t end); \
+  double FUNCTOR##_sumsq(const GenericHyper& h, const Streams& x, size_t begin, size_t end);
+ADEMAMIX_GENERIC_OPS(ADEMAMIX_DECLARE_GENERIC)
+#undef ADEMAMIX_DECLARE_GENERIC
+
 // One optimizer step over elements [begin, end) of one tensor (any sub-range: callers split tensors across
 // threads). Plain C++ entry points, callable without ORT (tests, benchmarks). For AdEMAMix, beta1 = 0 selects the
 // two-state form: x.state = {m2, nu}; otherwise {m1, m2, nu}. Simplified: {m, nu} (h.s1 is S1 after this step's
