@@ -56,7 +56,7 @@ test('usage errors name the bad option or value', () => {
   expect(r.stderr).toMatch(/unknown option --stepz/);
   r = cli(['train', '--optimizer', 'sgd', '--steps', '5']);
   expect(r.status).toBe(1);
-  expect(r.stderr).toMatch(/optimizer must be one of ademamix, simplified, adamw, lion, sf-adamw, laprop, mars, got 'sgd'/);
+  expect(r.stderr).toMatch(/optimizer must be one of ademamix, simplified, adamw, .*, got 'sgd'/);
   r = cli(['train', '--model', 'gpt-huge']);
   expect(r.stderr).toMatch(/unknown GPT preset 'gpt-huge'/);
   r = cli(['frobnicate']);

@@ -568,7 +568,7 @@ class OptimizerKernel : public Kernel {
 };
 
 // ---------------------------------------------------------------------------------------------------------------
-// The generic ops (the definitions without hand-written nodes: Lion, Schedule-Free AdamW, LAProp, MARS, …): one
+// The generic ops (the definitions without hand-written nodes; ADEMAMIX_GENERIC_OPS in schemas.gen.h): one
 // kernel for all, driven by the generated schema. Inputs step, the scalars, then N params, N grads and N of each
 // state; outputs N params_out, then N of each state's out. The per-element math is the op's functor (kernels.h).
 class GenericKernel : public Kernel {

@@ -4,6 +4,7 @@
 // both loss curves, the worst relative loss difference and the time per step. Exit 1 when the curves differ by more
 // than --tol (float32: different reduction orders on the two devices) or the loss does not fall.
 //   node scripts/gpu/ep-train.js --provider <libonnxruntime_providers_cuda.so> [--text file] [--steps 200] [--tol 2e-3]
+//                                [--optimizer NAME] (any of src/optim/defs/, with its defaults; default ademamix)
 // Without --provider it runs the CPU side alone (a dry run of the script on any machine).
 'use strict';
 const fs = require('node:fs');
@@ -14,7 +15,7 @@ const lib = require(path.join(root, 'dist/index.js'));
 const { Tensor } = require('onnxruntime-common');
 
 function args(argv) {
-  const o = { steps: 200, tol: 2e-3, batch: 16, seq: 64, text: '', provider: '' };
+  const o = { steps: 200, tol: 2e-3, batch: 16, seq: 64, text: '', provider: '', optimizer: 'ademamix' };
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
     if (!(k in o)) throw new Error(`ep-train: unknown option --${k}`);
@@ -61,11 +62,13 @@ function main() {
   const m = lib.buildGpt(lib.gptConfig('gpt-tiny', { vocabSize: data.vocab }), 3);
   const art = lib.assembleTraining({
     forward: m.g, loss: m.loss,
-    optimizer: lib.ademamix({ lr: 3e-3, alpha: 5, beta3: 0.999, tAlpha: o.steps, tBeta3: o.steps, weightDecay: 0.1 }),
+    optimizer: o.optimizer === 'ademamix'
+      ? lib.ademamix({ lr: 3e-3, alpha: 5, beta3: 0.999, tAlpha: o.steps, tBeta3: o.steps, weightDecay: 0.1 })
+      : lib.makeSpec(lib.getOptimizer(o.optimizer), { lr: o.optimizer === 'lion' ? 3e-4 : 3e-3, weightDecay: 0.1 }),
   });
   const bytes = lib.encodeModel(art.train);
   const cpu = train(bytes, art, data.feeds, 'cpu');
-  const res = { steps: o.steps, batch: o.batch, seq: o.seq, cpu_step_ms: +cpu.stepMs.toFixed(3), cpu_first: cpu.losses[0], cpu_last: cpu.losses.at(-1) };
+  const res = { optimizer: o.optimizer, steps: o.steps, batch: o.batch, seq: o.seq, cpu_step_ms: +cpu.stepMs.toFixed(3), cpu_first: cpu.losses[0], cpu_last: cpu.losses.at(-1) };
   let ok = cpu.losses.at(-1) < 0.8 * cpu.losses[0];
   if (o.provider) {
     let gpu;

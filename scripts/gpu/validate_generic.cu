@@ -1,7 +1,7 @@
-// The generic ops' CUDA kernels (every X of ADEMAMIX_GENERIC_OPS: Lion, Schedule-Free AdamW, LAProp, MARS, …) step by
+// The generic ops' CUDA kernels (every entry of ADEMAMIX_GENERIC_OPS in schemas.gen.h) step by
 // step against their CPU kernels: lists of 1, 5 and 40 tensors (40 > one grid's kAdemamixCudaMaxTensors), sizes 1 …
 // 2²⁰+3 with odd tails, pointers offset by 0–3 elements, separate and in-place outputs, 12 steps each. The norm pass
-// (MARS) is summed on the host in the op library's order. Each step's outputs must agree within 1e-6 of the tensor's
+// (functors with kNormPass) is summed on the host in the op library's order. Each step's outputs must agree within 1e-6 of the tensor's
 // scale; the GPU's values then feed both sides, so a mismatch never compounds. Guard elements after each buffer must
 // stay untouched. Last line: `validate_generic: N cases, M failed`; exit 1 on any failure.
 #include <algorithm>
@@ -68,7 +68,7 @@ int Case(int op, const std::vector<size_t>& sizes, bool inplace, uint32_t seed, 
     GenericHyper h{};
     for (int k = 0; k < s.n_attrs; k++) h.attr[k] = std::strcmp(s.attrs[k].name, "weight_decay") == 0 ? 0.1 : s.attrs[k].dflt;
     h.scalar[0] = 1e-2 * (1.0 + 0.5 * std::cos(t / 3.0));  // lr
-    for (int k = 1; k < s.n_scalars; k++) h.scalar[k] = 1.0 / t;  // e.g. Schedule-Free's c_t at a constant lr
+    for (int k = 1; k < s.n_scalars; k++) h.scalar[k] = 1.0 / t;  // further scalars: 1/t (a running weight)
     h.step = t;
     std::vector<ademamix_cuda_tensor> list(ts.size());
     for (size_t i = 0; i < ts.size(); i++) {

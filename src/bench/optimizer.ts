@@ -10,7 +10,7 @@ import { definedStepModel } from '../optim/step-model';
 
 export interface OptimizerBenchOptions { op: string; params: number; reps: number; threads: number; fallback: boolean }
 
-/** The definition an `--op` names: its CLI name (lion) or its op name (Lion). */
+/** The definition an `--op` names: its CLI name or its op name. */
 export function benchDef(op: string) {
   return OPTIMIZERS.find((d) => d.op === op) ?? getOptimizer(op);
 }

@@ -6,7 +6,9 @@ import { toFunctionProto } from '../graph/serialize';
 import { attr, fmtShape, type Attr, type AttrType, type Value } from '../graph/value';
 import { defineOp, OpError, type InferCtx, type OutType } from '../ops/registry';
 import { sameDim } from '../ops/shape';
-import { OPS_DOMAIN } from '../ops/optimizers';
+import { check, like } from '../ops/optimizers';
+import type { DType } from '../graph/dtype';
+import { attrOf, multiScalars, OPS_DOMAIN, perTensorInputs } from './defs/layout';
 import { OPTIMIZERS } from './defs';
 import type { EmitArgs, EmitResult, HyperDef, OptimizerDef, OptimizerSpec } from './defs/types';
 
@@ -120,7 +122,69 @@ function defineFused(def: OptimizerDef): void {
     },
   });
 }
-for (const d of OPTIMIZERS) if (!d.emit) defineFused(d);
+// ---- the original ops (definitions with `emit`): per-tensor, Bf16, Multi and MultiBf16 forms ----------------------
+
+function defineOriginal(def: OptimizerDef): void {
+  const K = def.states.length; const S = def.scalars.length;
+  const names = perTensorInputs(def);
+  const drops = def.states.map((st, k) => ({ k, name: st.name, a: st.dropWhenZero ? attrOf(def, st.dropWhenZero) : null }));
+  const globals = (def.globals ?? []).map((gl) => ({ name: gl.name, a: attrOf(def, gl.when) }));
+  const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
+  for (const bf of [false, true]) {
+    const sd: DType = bf ? 'bfloat16' : 'float32';
+    const suffix = bf ? 'Bf16' : '';
+    const likeDtype = (ctx: InferCtx, i: number): OutType => ({ ...like(ctx, i), dtype: sd });
+    defineOp({
+      opType: `${def.op}${suffix}`, domain: OPS_DOMAIN, attrTypes: attrTypes(def),
+      infer: (ctx: InferCtx) => {
+        check(ctx, names, range(1, 1 + K), 2 + K, range(3 + K, S), bf ? range(2, K) : [], sd);
+        for (const d of drops) {
+          if (d.a && !ctx.has(2 + d.k) && ctx.float(d.a.name, d.a.dflt) !== 0) ctx.fail(`input '${d.name}' may only be absent when ${d.a.name} = 0`);
+        }
+        globals.forEach((gl, j) => {
+          if (ctx.int(gl.a.name, gl.a.dflt) && !ctx.has(3 + K + S + j)) ctx.fail(`${gl.a.name} needs the scalar state input '${gl.name}'`);
+        });
+        return [like(ctx, 0), ...range(2, K).map((i) => likeDtype(ctx, i)), ...globals.map(() => ({ dtype: 'float32' as const, shape: [] }))];
+      },
+    });
+    defineOp({
+      opType: `${def.op}Multi${suffix}`, domain: OPS_DOMAIN, attrTypes: attrTypes(def),
+      infer: (ctx: InferCtx) => {
+        const scal = multiScalars(def);
+        const states = drops.filter((d) => !d.a || ctx.float(d.a.name, d.a.dflt) !== 0).map((d) => d.name);
+        const per = 2 + states.length;
+        const tensors = ctx.inputs.length - scal.length;
+        if (tensors <= 0 || tensors % per !== 0) {
+          ctx.fail(`expects ${scal.join(', ')}, then N tensors of each of (params, grads, ${states.join(', ')}): a multiple of ` +
+            `${per} tensor inputs, got ${Math.max(tensors, 0)}`);
+        }
+        const n = tensors / per;
+        globals.forEach((gl, j) => {
+          if (ctx.int(gl.a.name, gl.a.dflt) && !ctx.has(1 + S + j)) ctx.fail(`${gl.a.name} needs the scalar state input '${gl.name}'`);
+        });
+        const groups = ['param', 'grad', ...states];
+        const listNames = [...scal, ...groups.flatMap((gname) => Array.from({ length: n }, (_, i) => `${gname}[${i}]`))];
+        const outs: OutType[] = globals.map(() => ({ dtype: 'float32' as const, shape: [] }));
+        const paramOuts: OutType[] = []; const stateOuts: OutType[] = [];
+        for (let i = 0; i < n; i++) {
+          const at = (k: number): number => scal.length + k * n + i;
+          const stateIdx = states.map((_, k) => at(2 + k));
+          check(ctx, listNames, [at(1), ...stateIdx], 0, range(1, S), stateIdx, sd, at(0));
+          paramOuts.push({ dtype: 'float32', shape: ctx.input(at(0)).shape });
+        }
+        for (let k = 0; k < states.length; k++) {
+          for (let i = 0; i < n; i++) stateOuts.push({ dtype: sd, shape: ctx.input(scal.length + i).shape });
+        }
+        return [...outs, ...paramOuts, ...stateOuts];
+      },
+    });
+  }
+}
+
+for (const d of OPTIMIZERS) {
+  if (d.emit) defineOriginal(d);
+  else defineFused(d);
+}
 
 /** The function body over n tensors (overload `n<N>`). */
 export function fusedFunction(def: OptimizerDef, n: number) {

@@ -10,10 +10,8 @@ import {
   AttributeProtoSchema, create, FunctionProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema,
   type AttributeProto, type FunctionProto, type NodeProto,
 } from '../onnx/proto';
-import {
-  ADAMW_INPUTS, ADAMW_OUTPUTS, ADEMAMIX_INPUTS, ADEMAMIX_OUTPUTS, MULTI_SCALARS, multiStates, OPS_DOMAIN,
-  SIMPLIFIED_INPUTS, SIMPLIFIED_OUTPUTS,
-} from '../ops/optimizers';
+import { multiScalars, OPS_DOMAIN, perTensorInputs, perTensorOutputs } from './defs/layout';
+import type { OptimizerDef } from './defs/types';
 
 /** The value of the calling node's float attribute `name`, as a float32 scalar. */
 const fattr = (g: GraphBuilder, name: string): Value => g.op('Constant', [], { value_float: attr.ref(name, 'float') });
@@ -46,7 +44,7 @@ function secondMoment(g: GraphBuilder, nu: Value, grad: Value, b2: Value): Value
 
 export function ademamixFunction(hasM1: boolean): FunctionProto {
   const g = new GraphBuilder();
-  const x = formals(g, ADEMAMIX_INPUTS);
+  const x = formals(g, perTensorInputs(defOf('AdEMAMix')));
   const b1 = fattr(g, 'beta1'); const b2 = fattr(g, 'beta2');
   const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
   const lr = g.cast(x.lr, 'float32'); const alpha = g.cast(x.alpha, 'float32');
@@ -65,14 +63,14 @@ export function ademamixFunction(hasM1: boolean): FunctionProto {
   g.output(nu, 'nu_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdEMAMix',
-    docString: `AdEMAMix step as standard ops (${hasM1 ? 'with m1' : 'beta1 = 0: m1 = grad'}). Outputs: ${ADEMAMIX_OUTPUTS.join(', ')}.`,
+    docString: `AdEMAMix step as standard ops (${hasM1 ? 'with m1' : 'beta1 = 0: m1 = grad'}). Outputs: ${perTensorOutputs(defOf('AdEMAMix')).join(', ')}.`,
     attributes: ATTRS('AdEMAMix'),
   });
 }
 
 export function simplifiedFunction(hasS1: boolean): FunctionProto {
   const g = new GraphBuilder();
-  const x = formals(g, SIMPLIFIED_INPUTS);
+  const x = formals(g, perTensorInputs(defOf('SimplifiedAdEMAMix')));
   const b2 = fattr(g, 'beta2'); const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
   const lr = g.cast(x.lr, 'float32'); const alpha = g.cast(x.alpha, 'float32');
   const b1 = g.cast(x.beta1, 'float32');
@@ -99,14 +97,14 @@ export function simplifiedFunction(hasS1: boolean): FunctionProto {
   g.output(s1, 's1_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'SimplifiedAdEMAMix',
-    docString: `Simplified-AdEMAMix step as standard ops (${hasS1 ? 'with' : 'without'} the s1 state). Outputs: ${SIMPLIFIED_OUTPUTS.join(', ')}.`,
+    docString: `Simplified-AdEMAMix step as standard ops (${hasS1 ? 'with' : 'without'} the s1 state). Outputs: ${perTensorOutputs(defOf('SimplifiedAdEMAMix')).join(', ')}.`,
     attributes: ATTRS('SimplifiedAdEMAMix'),
   });
 }
 
 export function adamwFunction(): FunctionProto {
   const g = new GraphBuilder();
-  const x = formals(g, ADAMW_INPUTS);
+  const x = formals(g, perTensorInputs(defOf('AdamW')));
   const b1 = fattr(g, 'beta1'); const b2 = fattr(g, 'beta2');
   const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
   const lr = g.cast(x.lr, 'float32');
@@ -119,7 +117,7 @@ export function adamwFunction(): FunctionProto {
   g.output(v, 'v_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdamW',
-    docString: `AdamW step (torch.optim.AdamW semantics) as standard ops. Outputs: ${ADAMW_OUTPUTS.join(', ')}.`,
+    docString: `AdamW step (torch.optim.AdamW semantics) as standard ops. Outputs: ${perTensorOutputs(defOf('AdamW')).join(', ')}.`,
     attributes: ATTRS('AdamW'),
   });
 }
@@ -135,9 +133,13 @@ export interface BodyVariant { hasM1?: boolean; hasS1?: boolean }
 
 /** The op's attributes with their defaults, from its definition (src/optim/defs/). Looked up on use: the
  * definitions import the node builders, which import this module. */
-function ATTRS(base: OptimizerBase): Record<string, Attr> {
+function defOf(base: OptimizerBase): OptimizerDef {
   const def = OPTIMIZERS.find((d) => d.op === base);
   if (!def) throw new Error(`no optimizer definition has the op ${base}`);
+  return def;
+}
+function ATTRS(base: OptimizerBase): Record<string, Attr> {
+  const def = defOf(base);
   return Object.fromEntries(def.hyper.filter((h) => h.attr)
     .map((h) => [h.attr!, h.type === 'bool' ? attr.i(h.default ? 1 : 0) : attr.f(h.default as number)]));
 }
@@ -169,23 +171,27 @@ function wrapper(name: string, overload: string, base: OptimizerBase, input: str
   });
 }
 
-/** Per-tensor inputs/outputs and state slots of each base op, in its formal order. */
-const PER_TENSOR: Record<OptimizerBase, { inputs: string[]; outputs: string[]; states: string[] }> = {
-  AdEMAMix: { inputs: ADEMAMIX_INPUTS, outputs: ADEMAMIX_OUTPUTS, states: ['m1', 'm2', 'nu'] },
-  SimplifiedAdEMAMix: { inputs: SIMPLIFIED_INPUTS, outputs: SIMPLIFIED_OUTPUTS, states: ['m', 'nu'] },
-  AdamW: { inputs: ADAMW_INPUTS, outputs: ADAMW_OUTPUTS, states: ['m', 'v'] },
-};
+/** Per-tensor inputs/outputs and state slots of each base op, in its formal order (from its definition). */
+function perTensor(base: OptimizerBase): { inputs: string[]; outputs: string[]; states: string[] } {
+  const d = defOf(base);
+  return { inputs: perTensorInputs(d), outputs: perTensorOutputs(d), states: d.states.map((s) => s.name) };
+}
 
-/** Whether a per-tensor input slot is left empty by the variant (m1 when beta1 = 0, s1 without bias_correction1). */
-const dropped = (base: OptimizerBase, slot: string, v: BodyVariant): boolean =>
-  (base === 'AdEMAMix' && slot === 'm1' && !v.hasM1) || (base === 'SimplifiedAdEMAMix' && slot === 's1' && !v.hasS1);
+/** Whether a per-tensor input slot is left empty by the variant: the definition's droppable state when its
+ * hyperparameter is 0 (hasM1 false), or its scalar state when off (hasS1 false). */
+function dropped(base: OptimizerBase, slot: string, v: BodyVariant): boolean {
+  const d = defOf(base);
+  if (d.states.some((s) => s.name === slot && s.dropWhenZero)) return !v.hasM1;
+  if ((d.globals ?? []).some((gl) => gl.name === slot)) return !v.hasS1;
+  return false;
+}
 
 /**
  * `<base>Bf16`: widen the bf16 states to float32, run the float32 per-tensor op, round its new states to bf16 (Cast to
  * bfloat16 rounds to nearest even, like the kernels' stores).
  */
 export function bf16Function(base: OptimizerBase, v: BodyVariant): FunctionProto {
-  const { inputs, outputs, states } = PER_TENSOR[base];
+  const { inputs, outputs, states } = perTensor(base);
   const nodes: NodeProto[] = [];
   const callIn = inputs.map((x) => {
     if (dropped(base, x, v)) return '';
@@ -212,18 +218,20 @@ export function multiOverload(base: OptimizerBase, n: number, v: BodyVariant): s
  * Simplified's s1_out is taken from tensor 0's call (every call computes the same S1).
  */
 export function multiFunction(base: OptimizerBase, n: number, v: BodyVariant, bf16: boolean): FunctionProto {
-  const scal = MULTI_SCALARS[base];
-  const states = multiStates(base, base === 'AdEMAMix' && !v.hasM1 ? 0 : 0.9);
+  const scal = multiScalars(defOf(base));
+  const states = defOf(base).states.filter((s) => !s.dropWhenZero || v.hasM1).map((s) => s.name);
   const list = (gname: string): string[] => Array.from({ length: n }, (_, i) => `${gname}_${i}`);
   const input = [...scal, ...list('param'), ...list('grad'), ...states.flatMap(list)];
-  const output = [...(base === 'SimplifiedAdEMAMix' ? ['s1_out'] : []), ...list('param_out'), ...states.flatMap((st) => list(`${st}_out`))];
-  const { inputs: perIn, outputs: perOut } = PER_TENSOR[base];
+  const globalOuts = (defOf(base).globals ?? []).map((gl) => `${gl.name}_out`);
+  const droppedOuts = defOf(base).states.filter((st) => st.dropWhenZero && !v.hasM1).map((st) => `${st.name}_out`);
+  const output = [...globalOuts, ...list('param_out'), ...states.flatMap((st) => list(`${st}_out`))];
+  const { inputs: perIn, outputs: perOut } = perTensor(base);
   const nodes: NodeProto[] = [];
   for (let i = 0; i < n; i++) {
     const callIn = perIn.map((x) => (dropped(base, x, v) ? '' : scal.includes(x) ? x : `${x}_${i}`));
     const callOut = perOut.map((o) => {
-      if (o === 's1_out') return i === 0 ? 's1_out' : '';
-      if (o === 'm1_out' && !v.hasM1) return '';
+      if (globalOuts.includes(o)) return i === 0 ? o : ''; // every call computes the same scalar state
+      if (droppedOuts.includes(o)) return '';
       return `${o.replace(/_out$/, '')}_out_${i}`;
     });
     nodes.push(node(bf16 ? `${base}Bf16` : base, callIn, callOut, OPS_DOMAIN, forwarded(base)));

@@ -3,7 +3,8 @@
 import type { GraphBuilder } from '../graph/builder';
 import type { Value } from '../graph/value';
 import { OpError } from '../ops/registry';
-import { OPS_DOMAIN } from '../ops/optimizers';
+import { OPS_DOMAIN } from './defs/layout';
+import './derive'; // registers the ops' inference rules (from the definitions)
 import {
   ademamixFunction, adamwFunction, bf16Function, multiFunction, simplifiedFunction,
   type BodyVariant, type OptimizerBase,

@@ -26,7 +26,7 @@ export interface TrainConfig {
   beta1?: number; beta2?: number; beta3?: number; alpha?: number;
   /** Warmup lengths of α and β3 (Simplified: β1); default: the run length, as in the paper. */
   tAlpha?: number; tBeta?: number;
-  /** Hyperparameters of the chosen optimizer that have no field above (eps, MARS's gamma, …), by definition key. */
+  /** Hyperparameters of the chosen optimizer that have no field above (eps and the like), by definition key. */
   hyper?: Record<string, number>;
   gradClip?: number;
   steps: number;
