@@ -12,7 +12,8 @@ import { exportTrainingFromOnnx, type OnnxTrainingResult } from '../src/interop/
 import { UntrainedError } from '../src/interop/params';
 import { loadSafetensors } from '../src/io/safetensors';
 import { encodeModel } from '../src/onnx/io';
-import { adamw } from '../src/train/optimizers';
+import { adamw, optimizer } from '../src/train/optimizers';
+import { NativeSession } from '../src/native';
 import { runPython } from './support/python';
 
 interface Case { case: string; model: string; exporter: string; kind: string; params: string[][]; state_keys: string[] }
@@ -133,6 +134,33 @@ describe('torch.onnx.export defaults: every parameter trains with torch\'s gradi
     let err: unknown;
     try { exportTrainingFromOnnx({ onnx: path.join(dir, 'prod-dynamo.onnx'), loss: 'ce:labels@logits', optimizer: adamw() }); } catch (e) { err = e; }
     expect((err as Error).message).toMatch(/no gradient rule for 1 node\(s\) between the parameters and the loss: ReduceProd node '[^']+' \(op ReduceProd, from \S*torch_defaults\.py:\d+\)/);
+  });
+
+  test('Schedule-Free: the state_dict handed back holds x = (y − (1−β1)·z)/β1, the point evaluation reads', () => {
+    const out = path.join(dir, 'sf-art');
+    const r = exportTrainingFromOnnx({ onnx: path.join(dir, 'mixer-dynamo.onnx'), loss: 'ce:labels@logits', optimizer: optimizer('sf-adamw', { lr: 1e-2, beta1: 0.9 }), out });
+    const batch = loadSafetensors(path.join(dir, 'mixer-batch.safetensors')).tensors;
+    const s = NativeSession.create(path.join(out, 'train.onnx'), { intraOpThreads: 1 });
+    try {
+      s.carry(r.artifacts.carry);
+      s.setState(Object.fromEntries([...r.artifacts.initialState].map(([k, v]) => [k, toTensor(v)])));
+      for (let i = 0; i < 3; i++) s.run({ x: toTensor(batch.get('x')!), labels: toTensor(batch.get('labels')!) }, ['loss']);
+      const st = s.getState();
+      const state = new Map(Object.entries(st).map(([k, t]) => [k, { dtype: t.type as 'float32', dims: [...t.dims], data: t.data as Float32Array }]));
+      const sd = exportTorchCheckpoint(out, state, path.join(dir, 'sf-sd.safetensors'));
+      let worst = 0;
+      for (const p of r.manifest.params) {
+        const y = st[p].data as Float32Array; const z = st[`${p}.z`].data as Float32Array;
+        const got = sd.tensors.get(p)!.data as Float32Array;
+        for (let i = 0; i < y.length; i++) {
+          const x = (y[i] - 0.1 * z[i]) / 0.9; // float64, from the definition
+          worst = Math.max(worst, Math.abs(got[i] - x) / Math.max(Math.abs(x), 1e-3));
+        }
+      }
+      expect(sd.tensors.get(r.manifest.params[0])!.data).not.toEqual(st[r.manifest.params[0]].data); // x ≠ y after 3 steps
+      console.log(`Schedule-Free hand-back: x vs float64 (y − (1−β1)z)/β1, worst relative ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(1e-6); // measured 1.3e-7 (float32 rounding of the same formula)
+    } finally { s.release(); }
   });
 
   test('the state_dicts load into the torch models with strict=True and equal the originals', () => {

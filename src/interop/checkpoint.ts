@@ -1,12 +1,14 @@
 // Trained parameters → a PyTorch state_dict (safetensors), for `model.load_state_dict(safetensors.torch.load_file(f))`.
 // Initializer names can differ from state_dict keys (a tie has two keys, a folded `weight.T` is stored transposed),
 // so the map graphs/export_torch.py wrote (kept in manifest.json) names them; buffers and frozen parameters come
-// from frozen.safetensors. Without a map, the keys are the initializer names.
+// from frozen.safetensors. Without a map, the keys are the initializer names. For Schedule-Free, a state that holds z
+// (a checkpoint of carried state) hands back x, the point evaluation reads; parameters alone are taken as they are.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TensorData } from '../graph/tensor-data';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { OnnxManifest } from './export';
+import { getOptimizer } from '../optim/derive';
 
 type State = Map<string, TensorData> | Record<string, TensorData>;
 
@@ -28,9 +30,18 @@ export interface TorchStateDict {
 /** The state_dict of trained `state` (initializer name → tensor), given the artifacts' manifest and frozen tensors. */
 export function torchStateDict(manifest: OnnxManifest, state: State, frozen: State = new Map()): TorchStateDict {
   const get = (m: State, k: string): TensorData | undefined => (m instanceof Map ? m.get(k) : m[k]);
+  // what evaluation reads: Schedule-Free's x from the carried y and its z, when the state holds the optimizer's states
+  const ep = manifest.optimizer ? getOptimizer(manifest.optimizer.kind).evalParam : undefined;
   const value = (name: string): TensorData => {
     const t = get(state, name) ?? get(frozen, name);
     if (!t) throw new Error(`torchStateDict: no value for '${name}' in the trained state or frozen.safetensors`);
+    if (ep && manifest.params.includes(name)) {
+      const st = ep.states.map((k) => get(state, `${name}.${k}`));
+      if (st.every((x) => x)) {
+        const states = Object.fromEntries(ep.states.map((k, i) => [k, st[i]!.data as Float32Array]));
+        return { dtype: t.dtype, dims: t.dims, data: ep.host(t.data as Float32Array, states, manifest.optimizer) };
+      }
+    }
     return t;
   };
   const tensors = new Map<string, TensorData>();
