@@ -2,11 +2,11 @@
 import { benchDef, benchOptimizer } from './bench/optimizer';
 import { OPTIMIZER_NAMES } from './optim/derive';
 import { benchRunner } from './bench/runner';
-import { parseArgs, num, str, UsageError, type Args } from './cli/args';
-import { EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
+import { parseCommandArgs, num, str, UsageError, type Args, type OptionKinds } from './cli/args';
+import { EXPORT_ONNX_OPTIONS, EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
 import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleCommand } from './cli/infer';
-import { evalCommand, exportPresetCommand, trainCommand, TRAIN_USAGE } from './cli/train';
-import { EXPERIMENT_USAGE, experimentCommand } from './experiments';
+import { EVAL_OPTIONS, evalCommand, EXPORT_PRESET_OPTIONS, exportPresetCommand, TRAIN_OPTIONS, trainCommand, TRAIN_USAGE } from './cli/train';
+import { EXPERIMENT_OPTIONS, EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
 
 const USAGE = `usage: ademamix <command> [options]
@@ -69,20 +69,43 @@ async function bench(args: Args): Promise<void> {
   throw new UsageError(`bench: unknown benchmark '${what ?? ''}' (have: optimizer, train-step, runner)`);
 }
 
+const BENCH_OPTIONS: OptionKinds = {
+  op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
+  seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean',
+};
+
+/** The options each command takes (sample, predict and export --inference parse their own). */
+function optionsOf(cmd: string | undefined, argv: string[]): OptionKinds {
+  switch (cmd) {
+    case 'train': return TRAIN_OPTIONS();
+    case 'eval': return EVAL_OPTIONS;
+    case 'export': return argv.includes('--onnx') ? { ...EXPORT_PRESET_OPTIONS(), ...EXPORT_ONNX_OPTIONS } : EXPORT_PRESET_OPTIONS();
+    case 'experiment': return EXPERIMENT_OPTIONS;
+    case 'bench': return BENCH_OPTIONS;
+    default: return {};
+  }
+}
+
+/** The arguments of a command line (`train --lr 0.1 …`) as its command parses them; usage errors as UsageError. */
+export function parseCli(argv: string[]): Args {
+  const cmd = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
+  return parseCommandArgs(cmd ?? 'ademamix', argv, optionsOf(cmd, argv));
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
-  const cmd = args._[0];
-  // commands with their own --help answer it themselves
-  const ownHelp = cmd === 'sample' || cmd === 'predict' || (cmd === 'export' && args.inference !== undefined);
-  if ((args.help === true || args.h === true) && !ownHelp) { process.stdout.write(helpFor(cmd)); return 0; }
+  const cmd = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : undefined;
+  // commands with their own parser (and --help) take the words after their name as they are
+  const own = cmd === 'sample' || cmd === 'predict' || (cmd === 'export' && argv.includes('--inference'));
   try {
+    const args: Args = own ? { _: [cmd!] } : parseCli(argv);
+    if (args.help === true && !own) { process.stdout.write(helpFor(cmd)); return 0; }
     switch (cmd) {
       case 'train': return await trainCommand(args);
       case 'eval': return await evalCommand(args);
       case 'sample': return await sampleCommand(argv.slice(1));
       case 'predict': return await predictCommand(argv.slice(1));
       case 'export':
-        if (args.inference !== undefined) return await exportInferenceCommand(argv.slice(1));
+        if (own) return await exportInferenceCommand(argv.slice(1));
         if (args.onnx !== undefined) {
           await exportOnnxCommand(args);
           return 0;
@@ -96,7 +119,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof HelpShown) return 0;
-    if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n(ademamix --help lists every command and option)\n`); return 2; }
+    if (e instanceof UsageError) { process.stderr.write(`ademamix: ${e.message}\n`); return 2; }
     process.stderr.write(`ademamix ${cmd}: ${(e as Error).message}\n`);
     if (process.env.ADEMAMIX_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-common';
 import { exportOnnxCommand } from '../src/cli/export-onnx';
-import { parseArgs } from '../src/cli/args';
+import { parseCli as parseArgs } from '../src/cli';
 import { toModelProto, typeProto } from '../src/graph/serialize';
 import { tensorData, toTensorProto, type TensorData } from '../src/graph/tensor-data';
 import { exportTorchCheckpoint, torchStateDict } from '../src/interop/checkpoint';

@@ -21,7 +21,7 @@ import { buildTask } from '../src/runner/task';
 import { assembleTraining, defaultWeightDecayMask, exportedParams } from '../src/train/assemble';
 import { python } from './support/python';
 import { benchOptimizer } from '../src/bench/optimizer';
-import { parseArgs } from '../src/cli/args';
+import { parseCli as parseArgs } from '../src/cli';
 import { exportOnnxCommand } from '../src/cli/export-onnx';
 import { exportPresetCommand } from '../src/cli/train';
 import { GraphBuilder } from '../src/graph/builder';

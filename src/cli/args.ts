@@ -1,21 +1,31 @@
-// A tiny argument parser: positional words, `--key value`, `--flag`, `--no-flag`.
+// Command-line arguments: node:util's parseArgs over each command's declared options.
+import { parseArgs as nodeParseArgs } from 'node:util';
 export interface Args { _: string[]; [k: string]: string | boolean | string[] }
 
-export function parseArgs(argv: string[]): Args {
-  const out: Args = { _: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') { out._.push(...argv.slice(i + 1)); break; }
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      if (eq > 0) { out[a.slice(2, eq)] = a.slice(eq + 1); continue; }
-      const key = a.slice(2);
-      if (key.startsWith('no-')) { out[key.slice(3)] = false; continue; }
-      const next = argv[i + 1];
-      if (next !== undefined && !next.startsWith('--')) { out[key] = next; i++; } else out[key] = true;
-    } else out._.push(a);
+/** The options a command takes: a value (`--lr 0.1`, `--lr=0.1`) or a switch (`--quiet`; `--no-reuse` turns one off). */
+export type OptionKinds = Record<string, 'string' | 'boolean'>;
+
+/**
+ * A command's arguments through node:util's parseArgs, strict: an option the command does not take, or a value
+ * missing, is one UsageError naming it. `_` holds the positional words (the command first).
+ */
+export function parseCommandArgs(cmd: string, argv: string[], kinds: OptionKinds): Args {
+  const negated: Record<string, false> = {};
+  const rest = argv.filter((a) => {
+    const m = /^--no-([\w-]+)$/.exec(a);
+    if (m && kinds[m[1]] === 'boolean') { negated[m[1]] = false; return false; }
+    return true;
+  });
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [k, t] of Object.entries(kinds)) options[k] = { type: t };
+  try {
+    const r = nodeParseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    return { _: r.positionals, ...(r.values as Record<string, string | boolean>), ...negated };
+  } catch (e) {
+    const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '')
+      .replace(/^Unknown option '([^']*)'$/, 'unknown option $1').replace(/^Option '([^']*)' argument missing$/, '$1 needs a value');
+    throw new UsageError(`${cmd}: ${msg} (see ademamix ${cmd} --help)`);
   }
-  return out;
 }
 
 export class UsageError extends Error {

@@ -5,11 +5,15 @@ import * as path from 'node:path';
 import { exportTrainingFromOnnx } from '../interop/export';
 import { validateConfig } from '../runner/config';
 import { optimizerSpec } from '../runner/trainer';
-import { UsageError, type Args } from './args';
+import { UsageError, type Args, type OptionKinds } from './args';
 import { configFromArgs, OPTIMIZER_FLAGS as HYPER_FLAGS } from './train';
 import { OPTIMIZER_NAMES } from '../optim/derive';
 
 const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'quiet', 'allow-untrained', 'verbose', 'torch-state']);
+export const EXPORT_ONNX_OPTIONS: OptionKinds = {
+  onnx: 'string', loss: 'string', out: 'string', params: 'string', freeze: 'string', 'torch-state': 'string',
+  grads: 'boolean', quiet: 'boolean', 'allow-untrained': 'boolean', verbose: 'boolean',
+};
 // the optimizer and schedule flags of `train` (their defaults too; --steps sets the schedules' length)
 const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip', 'steps', ...HYPER_FLAGS.keys()]);
 

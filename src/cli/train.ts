@@ -10,7 +10,7 @@ import { buildTask } from '../runner/task';
 import { assembleTraining } from '../train/assemble';
 import { saveModel } from '../onnx/io';
 import { saveSafetensors } from '../io/safetensors';
-import { UsageError, type Args } from './args';
+import { UsageError, type Args, type OptionKinds } from './args';
 
 // flag → config key, and how to parse it (the optimizers' own flags come from their definitions: OPTIMIZER_FLAGS)
 const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
@@ -23,6 +23,12 @@ const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
   'track-batches': ['trackBatches', 'num'], 'track-every': ['trackEvery', 'num'],
 };
 const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override']);
+
+/** What each command takes (node:util parseArgs declarations; src/cli/args.ts). */
+const CONFIG_OPTIONS = (): OptionKinds => Object.fromEntries([...Object.keys(FLAGS), ...OPTIMIZER_FLAGS.keys(), 'config', 'override'].map((k) => [k, 'string' as const]));
+export const TRAIN_OPTIONS = (): OptionKinds => ({ ...CONFIG_OPTIONS(), out: 'string', resume: 'string', 'stop-after': 'string', quiet: 'boolean' });
+export const EVAL_OPTIONS: OptionKinds = { run: 'string', 'eval-batches': 'string', json: 'boolean' };
+export const EXPORT_PRESET_OPTIONS = (): OptionKinds => ({ ...CONFIG_OPTIONS(), out: 'string', grads: 'boolean' });
 
 /** Every optimizer hyperparameter flag: flag → its config key, and the optimizers that take it. */
 export const OPTIMIZER_FLAGS = new Map<string, { config: string; key: string; optimizers: string[] }>();

@@ -4,7 +4,7 @@
 // Results (JSON, markdown, SVG) go to --out; docs/results.md holds the numbers measured for this project.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { num, str, UsageError, type Args } from '../cli/args';
+import { num, str, UsageError, type Args, type OptionKinds } from '../cli/args';
 import { compareCommand } from './compare';
 import type { TaskName } from './plans';
 import { workerLoop } from './pool';
@@ -41,6 +41,11 @@ const positiveInt = (args: Args, key: string, dflt: number): number => {
   const v = num(args, key, dflt);
   if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${key} must be a positive integer, got ${v}`);
   return v;
+};
+
+export const EXPERIMENT_OPTIONS: OptionKinds = {
+  task: 'string', variants: 'string', out: 'string', seeds: 'string', steps: 'string', 'sweep-steps': 'string', jobs: 'string',
+  threads: 'string', lr: 'string', sweep: 'boolean', reuse: 'boolean',
 };
 
 export async function experimentCommand(args: Args): Promise<number> {
