@@ -68,6 +68,11 @@ test('a GPT run\'s report: metrics, loss/schedules/grad-norm/forgetting inline, 
   expect(r.text).toMatch(/validation loss\t\d\.\d+ \(step 120\)\t\d\.\d+ \(step \d+\)/);
   expect(r.text).toMatch(/tokens\/s: median [\d.e+]+ .* step time ≈ [\d.]+ ms at 128 tokens a step/);
   expect(r.text).toMatch(/A sample from the model \(step 120\)/);
+  const share = /8 steps of this configuration under ORT's profiler: median step [\d.]+ ms; the optimizer's nodes take (\d+\.\d\d) % of the kernel time/.exec(r.text);
+  expect(share).not.toBeNull();
+  console.log(`report: optimizer share ${share![1]} %`);
+  expect(Number(share![1])).toBeGreaterThan(0); // the fused optimizer nodes were found in the profile
+  expect(Number(share![1])).toBeLessThan(50);
   expect(r.text).toMatch(/optimizer\tademamix/);
   const { inked, colours } = ink(r.shot);
   expect(inked).toBeGreaterThan(0.02);

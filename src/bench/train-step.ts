@@ -10,13 +10,14 @@ import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../runner/
 import { buildTask } from '../runner/task';
 import { optimizerSpec } from '../runner/trainer';
 import { assembleTraining } from '../train/assemble';
+import { OPTIMIZERS } from '../optim/derive';
 
 export interface TrainStepBenchOptions {
   model: string; batch?: number; seq?: number; steps?: number; threads?: number; optimizer?: string;
 }
 
-// per-tensor and multi-tensor forms, fp32 and bf16 states: every com.ademamix op is optimizer work
-const OPTIMIZER_OPS = new Set(['AdEMAMix', 'SimplifiedAdEMAMix', 'AdamW'].flatMap((op) => [op, `${op}Multi`, `${op}Bf16`, `${op}MultiBf16`]));
+// every com.ademamix op of every definition is optimizer work: per-tensor and multi-tensor forms, fp32 and bf16 states
+const OPTIMIZER_OPS = new Set(OPTIMIZERS.flatMap((d) => [d.op, `${d.op}Multi`, `${d.op}Bf16`, `${d.op}MultiBf16`]));
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
 
 interface ProfileEvent { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string } }
@@ -49,11 +50,15 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
     optimizer: (o.optimizer ?? 'ademamix') as OptimizerName, evalBatches: 1, trackBatches: 0,
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
+  return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3 });
+}
+
+/** Median step time and the optimizer's share of the kernel time (ORT profile) of a run's configuration. */
+export function measureStep(config: TrainConfig, o: { steps: number; threads: number; warm: number }): Record<string, unknown> & { step_ms: number; optimizer_share: number } {
+  const { steps, threads } = o;
   const task = buildTask(config);
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
   const bytes = encodeModel(art.train);
-  const steps = o.steps ?? (small ? 3 : 30);
-  const threads = o.threads ?? 0;
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');
   const init: Record<string, Tensor> = {};
   for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
@@ -73,7 +78,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   let stepMs: number;
   try {
     s.carry(art.carry); s.setState(init);
-    time(s, small ? 1 : 3);
+    time(s, o.warm);
     stepMs = median(time(s, steps));
   } finally { s.release(); }
   // profiled run for the shares
@@ -81,7 +86,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   let shares: ReturnType<typeof profileShares>;
   try {
     p.carry(art.carry); p.setState(init);
-    const warm = small ? 1 : 3;
+    const warm = o.warm;
     time(p, warm + Math.max(2, Math.min(steps, 10)));
     const file = p.endProfiling();
     shares = profileShares(JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileEvent[], warm);
@@ -89,7 +94,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   } finally { p.release(); }
   const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
   return {
-    bench: 'train-step', model: o.model, optimizer: config.optimizer, params, batch: config.batch, seq: config.seq, threads,
+    bench: 'train-step', model: config.model, optimizer: config.optimizer, params, batch: config.batch, seq: config.seq, threads,
     steps, step_ms: +stepMs.toFixed(2), optimizer_ms: +shares.optimizerMs.toFixed(3),
     optimizer_share: +(shares.optimizerMs / shares.kernelMs).toFixed(4), profiled_kernel_ms: +shares.kernelMs.toFixed(2),
     profiled_runs: shares.runs,

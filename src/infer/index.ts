@@ -25,6 +25,7 @@ import type { ReportExtra } from '../runner/report';
 import { RunDir } from '../runner/run-dir';
 import { optimizerSpec } from '../runner/trainer';
 import { getOptimizer } from '../optim/derive';
+import { measureStep } from '../bench/train-step';
 import { Rng } from '../util/rng';
 
 export interface InferenceModel {
@@ -220,9 +221,15 @@ export async function predict(m: InferenceModel, inputs: string[], topK = 3): Pr
 /** What the report shows of the trained model: a text sample (GPT), or held-out accuracy and confusion (ViT). */
 export async function modelSummary(run: string): Promise<ReportExtra> {
   const m = inferenceModel(run);
+  // the optimizer's share of a step, profiled on this configuration (skipped for the big presets: minutes on 2 cores)
+  const big = /^(gpt-small|vit-s)$/.test(m.config.model);
+  const timing = big ? undefined : (() => {
+    const r = measureStep({ ...m.config, trackBatches: 0, evalBatches: 1 }, { steps: 8, threads: m.config.threads, warm: 2 });
+    return { stepMs: r.step_ms, optimizerShare: r.optimizer_share, steps: 8, threads: m.config.threads };
+  })();
   if (m.text) {
     const r = await sample(m, { tokens: 300, temperature: 0.8, seed: 0 });
-    return { sample: { prompt: '', text: r.text, tokensPerSecond: r.tokensPerSecond, step: m.step } };
+    return { timing, sample: { prompt: '', text: r.text, tokensPerSecond: r.tokensPerSecond, step: m.step } };
   }
   const c = m.config;
   const set = c.data === 'mnist' ? loadMnist(0.15, 0).test
@@ -242,7 +249,7 @@ export async function modelSummary(run: string): Promise<ReportExtra> {
     }
   } finally { await s.release(); }
   const right = confusion.reduce((a, row, i) => a + row[i], 0);
-  return { accuracy: { accuracy: right / set.count, count: set.count, classes: m.classes!, confusion, step: m.step } };
+  return { timing, accuracy: { accuracy: right / set.count, count: set.count, classes: m.classes!, confusion, step: m.step } };
 }
 
 /** Adds modelSummary to a finished run's report.html. */

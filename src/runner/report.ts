@@ -4,6 +4,8 @@
 import type { MetricRecord } from './run-dir';
 
 export interface ReportExtra {
+  /** ORT-profiled steps of the run's configuration after training (src/bench/train-step.ts measureStep). */
+  timing?: { stepMs: number; optimizerShare: number; steps: number; threads: number };
   sample?: { prompt: string; text: string; tokensPerSecond: number; step: number };
   accuracy?: { accuracy: number; count: number; classes: string[]; confusion: number[][]; step: number };
 }
@@ -56,8 +58,11 @@ export function reportHtml(r: ReportInput): string {
   const unit = String(c.model).startsWith('vit') ? 'images' : 'tokens';
   const timing = rate.length
     ? `<p>${unit}/s: median ${fmt(median(rate))} (min ${fmt(Math.min(...rate))}, max ${fmt(Math.max(...rate))}) over ${rate.length} logged intervals; ` +
-      `step time ≈ ${fmt((1000 * perStep) / median(rate))} ms at ${perStep} ${unit} a step. The optimizer's share of a step is measured by ` +
-      '<code>ademamix bench train-step</code> (docs/benchmarks.md).</p>' : '<p>no timing logged yet</p>';
+      `step time ≈ ${fmt((1000 * perStep) / median(rate))} ms at ${perStep} ${unit} a step.</p>` : '<p>no timing logged yet</p>';
+  const t = r.extra?.timing;
+  const share = t ? `<p>After training, ${t.steps} steps of this configuration under ORT's profiler: median step ${fmt(t.stepMs)} ms; ` +
+    `the optimizer's nodes take <b>${(100 * t.optimizerShare).toFixed(2)} %</b> of the kernel time.</p>`
+    : '<p>The optimizer\'s share of a step: <code>ademamix bench train-step</code> (docs/benchmarks.md).</p>';
 
   let model = '';
   const e = r.extra;
@@ -84,7 +89,7 @@ export function reportHtml(r: ReportInput): string {
     `<h1>${esc(r.title)}</h1><p>${r.live ? 'running…' : 'finished'}; step ${last?.step ?? 0} of ${esc(String(c.steps ?? '?'))}</p>` +
     `<h2>Metrics</h2><table><tr><th></th><th>final</th><th>best</th></tr>${rows.map((x) => `<tr><td>${x[0]}</td><td>${x[1]}</td><td>${x[2]}</td></tr>`).join('')}</table>` +
     `<h2>Plots</h2>${r.plots.map((p) => `<figure id="${esc(p.name)}">${p.svg.replace(/^<\?xml[^>]*>\s*/, '')}</figure>`).join('')}` +
-    `<h2>Timing</h2>${timing}${model}` +
+    `<h2>Timing</h2>${timing}${share}${model}` +
     `<h2>Configuration</h2><table>${cfgRows}</table>` +
     '<p>Data beside this page: metrics.jsonl, config.json, checkpoints/.</p></body></html>\n';
 }
