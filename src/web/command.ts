@@ -1,0 +1,112 @@
+// `ademamix web`: serves the training page on 127.0.0.1 for a fresh run (the train options' config), a run directory
+// or checkpoint (continued), or an `export --model` directory; `--bench` measures the page's tokens/s in headless
+// Chromium (1 and N WASM threads) against the native session on the same graph and batches.
+import { Tensor } from 'onnxruntime-common';
+import { UsageError, type Args } from '../cli/args';
+import { configFromArgs } from '../cli/train';
+import { TextBatcher } from '../data/text';
+import { decodeSafetensors } from '../io/safetensors';
+import { NativeSession } from '../native';
+import { Rng } from '../util/rng';
+import { webArtifacts, type WebArtifacts } from './artifacts';
+import { startWebServer } from './server';
+
+export const WEB_USAGE = `  web [--run DIR] [--port N] [train options]   train in the browser: serves a page on http://127.0.0.1:N/ (default
+      8808) that trains with onnxruntime-web (WASM), plots loss and schedules, samples, saves checkpoints
+      --run <run dir|checkpoint|export dir>: continue that state (default: a fresh run of the train options' config)
+      --bench [--bench-steps N] [--threads N]: tokens/s in headless Chromium (1 and N threads) vs the native session`;
+
+const TRAIN_FLAGS = ['model', 'data', 'level', 'val-fraction', 'optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'weight-decay',
+  'beta1', 'beta2', 'beta3', 'alpha', 't-alpha', 't-beta', 'grad-clip', 'steps', 'batch', 'seq', 'seed', 'eval-every',
+  'eval-batches', 'nan-policy', 'config', 'override'];
+
+export function webArtifactsFromArgs(args: Args): WebArtifacts {
+  const allowed = new Set(['_', 'run', 'port', 'bench', 'bench-steps', 'threads', ...TRAIN_FLAGS]);
+  const bad = Object.keys(args).filter((k) => !allowed.has(k));
+  if (bad.length) throw new UsageError(`web: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
+  if (args.run !== undefined) {
+    if (typeof args.run !== 'string') throw new UsageError('--run needs a run directory, a checkpoint file or an export directory');
+    const given = TRAIN_FLAGS.filter((k) => args[k] !== undefined);
+    if (given.length) throw new UsageError(`web --run: the run's own config is used; drop ${given.map((k) => `--${k}`).join(', ')}`);
+    return webArtifacts({ run: args.run });
+  }
+  return webArtifacts({ config: configFromArgs(args).config });
+}
+
+export async function webCommand(args: Args): Promise<number> {
+  const artifacts = webArtifactsFromArgs(args);
+  if (args.bench === true) {
+    const r = await benchWeb(artifacts, { steps: args['bench-steps'] === undefined ? 30 : Number(args['bench-steps']), threads: args.threads === undefined ? 2 : Number(args.threads) });
+    console.log(JSON.stringify(r));
+    return 0;
+  }
+  const port = args.port === undefined ? 8808 : Number(args.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port needs a port number, got '${String(args.port)}'`);
+  let server;
+  try { server = await startWebServer({ artifacts, port }); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`port ${port} is in use: pick another with --port N (0: any free port)`);
+    throw e;
+  }
+  const m = artifacts.manifest;
+  console.log(`training page for ${m.describe}\n  state: ${m.source === 'initial' ? 'initial' : `${m.source} (step ${m.step})`}\n` +
+    `  open ${server.url} (Ctrl-C stops the server; the page saves checkpoints as downloads: ` +
+    `npx ademamix train --resume <file> [--out <run dir>] continues one)`);
+  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  await server.close();
+  return 0;
+}
+
+export interface WebBench {
+  model: string; batch: number; seq: number; steps: number; warmup: number;
+  browser_1t_tokens_s: number; browser_nt_tokens_s: number; threads: number; isolated: boolean;
+  native_function_body_tokens_s: number; native_function_body_1t_tokens_s: number; native_ops_tokens_s: number | null;
+}
+
+/** Median-free simple throughput: all steps after `warmup` warm-up steps, in the page and natively. */
+export async function benchWeb(a: WebArtifacts, o: { steps: number; threads: number }): Promise<WebBench> {
+  const { launchChromium, openPage, trainInPage, tokensPerSecond } = await import('./browser');
+  const warmup = 5; const total = warmup + o.steps;
+  const c = a.manifest.config; const tokens = c.batch * c.seq;
+  const server = await startWebServer({ artifacts: a, port: 0 });
+  const chromium = await launchChromium();
+  const browser: Record<number, { tps: number; isolated: boolean }> = {};
+  try {
+    for (const threads of [1, o.threads]) {
+      const { page } = await openPage(chromium.context, `${server.url}?threads=${threads}&stop=${a.manifest.step + total}&sample=8`);
+      const run = await trainInPage(page, 600_000);
+      browser[threads] = { tps: tokensPerSecond(run.records, warmup), isolated: run.isolated };
+      await page.close();
+    }
+  } finally { await chromium.close(); await server.close(); }
+  const native = (opsLibrary: false | undefined, threads: number): number => {
+    const s = NativeSession.create(a.train, { opsLibrary, intraOpThreads: threads });
+    try {
+      s.carry(a.manifest.carry);
+      const st = decodeSafetensors(a.state).tensors;
+      s.setState(Object.fromEntries([...st].map(([k, t]) => [k, new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)])));
+      const b = new TextBatcher(idsOf(a), c.batch, c.seq, new Rng(c.seed)); b.seek(a.manifest.dataPosition);
+      let ms = 0;
+      for (let i = 0; i < total; i++) {
+        const x = b.next();
+        const t0 = performance.now();
+        s.run({ tokens: new Tensor('int64', x.tokens, [c.batch, c.seq]), targets: new Tensor('int64', x.targets, [c.batch, c.seq]) }, ['loss']);
+        if (i >= warmup) ms += performance.now() - t0;
+      }
+      return (o.steps * tokens) / (ms / 1000);
+    } finally { s.release(); }
+  };
+  let ops: number | null = null;
+  try { ops = native(undefined, o.threads); } catch { ops = null; }
+  return {
+    model: c.model, batch: c.batch, seq: c.seq, steps: o.steps, warmup,
+    browser_1t_tokens_s: browser[1].tps, browser_nt_tokens_s: browser[o.threads].tps, threads: o.threads, isolated: browser[o.threads].isolated,
+    native_function_body_tokens_s: native(false, o.threads), native_function_body_1t_tokens_s: native(false, 1), native_ops_tokens_s: ops,
+  };
+}
+
+/** The served training ids as Int32 (what TextBatcher takes). */
+export function idsOf(a: WebArtifacts): Int32Array {
+  const b = a.trainIds;
+  return a.manifest.idsType === 'uint16' ? Int32Array.from(new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2))
+    : new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
