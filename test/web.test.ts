@@ -15,9 +15,11 @@ import { loadCheckpoint } from '../src/runner/checkpoint';
 import { DEFAULT_CONFIG } from '../src/runner/config';
 import { Trainer } from '../src/runner/trainer';
 import { Rng } from '../src/util/rng';
-import { webArtifacts, type WebArtifacts } from '../src/web/artifacts';
+import { webArtifacts, WebError, type WebArtifacts } from '../src/web/artifacts';
 import { launchChromium, openPage, trainInPage, type Chromium } from '../src/web/browser';
-import { idsOf } from '../src/web/command';
+import { idsOf, webArtifactsFromArgs } from '../src/web/command';
+import { parseArgs, UsageError } from '../src/cli/args';
+import { exportPresetCommand } from '../src/cli/train';
 import { startWebServer, type WebServer } from '../src/web/server';
 
 const STEPS = 20;
@@ -199,5 +201,52 @@ describe('the web server', () => {
     const m = JSON.parse((await get('/api/manifest.json')).body.toString('utf8'));
     expect(m.carry['step.next']).toBe('step');
     expect(m.metrics).toEqual(expect.arrayContaining(['lr', 'alpha', 'beta3', 'grad_norm']));
+  });
+});
+
+describe('what the page starts from', () => {
+  test('a run directory: the newest checkpoint (state, step, data position); the page continues it like the native session', async () => {
+    const run = path.join(tmp, 'run');
+    const trainer = Trainer.create({ ...DEFAULT_CONFIG }, { outDir: run, quiet: true });
+    try { await trainer.train(3); } finally { trainer.release(); }
+    const ck = loadCheckpoint(path.join(run, 'checkpoints', 'step-0000003.safetensors'));
+    const a = webArtifacts({ run });
+    expect(a.manifest.step).toBe(3);
+    expect(a.manifest.source).toBe(ck.file);
+    expect(a.manifest.dataPosition).toEqual(ck.info.dataPosition);
+    expect(a.manifest.fingerprint).toBe(ck.info.fingerprint);
+    const st = decodeSafetensors(a.state).tensors;
+    expect([...st.keys()].sort()).toEqual(Object.keys(ck.state).sort());
+    expect(Array.from(st.get('h.0.attn.qkv.weight.m2')!.data as Float32Array)).toEqual(Array.from(ck.state['h.0.attn.qkv.weight.m2'].data as Float32Array));
+    expect(Buffer.compare(Buffer.from(webArtifacts({ run: ck.file }).state), Buffer.from(a.state))).toBe(0); // the file itself
+
+    const native = nativeRun(a, 3, 0);
+    const srv = await startWebServer({ artifacts: a, port: 0, bundleDir: path.join(tmp, 'bundle') });
+    try {
+      const { page, problems } = await openPage(chromium.context, `${srv.url}?threads=1&stop=6&sample=4`);
+      const r = await trainInPage(page);
+      expect(r.records.map((x) => x.step)).toEqual([4, 5, 6]);
+      expect(maxRel(r.records.map((x) => x.loss), native.losses)).toBeLessThan(LOSS_RTOL);
+      expect(problems.console).toEqual([]);
+      await page.close();
+    } finally { await srv.close(); }
+  }, 120_000);
+
+  test('an export directory: its own train.onnx, manifest wiring and initial state', async () => {
+    const out = path.join(tmp, 'art');
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    try { expect(await exportPresetCommand(parseArgs(['export', '--model', 'gpt-tiny', '--out', out]))).toBe(0); } finally { log.mockRestore(); }
+    const a = webArtifacts({ run: out });
+    expect(Buffer.compare(Buffer.from(a.train), fs.readFileSync(path.join(out, 'train.onnx')))).toBe(0);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(a.manifest.carry).toEqual(m.carry);
+    expect(a.manifest.step).toBe(0);
+    expect(a.manifest.fingerprint).toBe(art.manifest.fingerprint);
+  });
+
+  test('options: unknown ones, train options with --run, and vision presets are refused', () => {
+    expect(() => webArtifactsFromArgs(parseArgs(['web', '--bogus', '1']))).toThrow(UsageError);
+    expect(() => webArtifactsFromArgs(parseArgs(['web', '--run', tmp, '--lr', '1e-3']))).toThrow(/drop --lr/);
+    expect(() => webArtifactsFromArgs(parseArgs(['web', '--model', 'vit-tiny']))).toThrow(WebError);
   });
 });

@@ -8,7 +8,7 @@ import type { StepRecord } from './page/trainer';
 
 /** Headless, no sandbox (root in CI), no GPU, and nothing that reaches the network on its own. */
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-default-apps', '--disable-extensions', '--no-default-browser-check'];
+  '--disable-sync', '--no-first-run', '--disable-dev-shm-usage', '--disable-default-apps', '--disable-extensions', '--no-default-browser-check'];
 
 /** $CHROMIUM_PATH, else Debian's /usr/bin/chromium; an error naming the install command when neither exists. */
 export function chromiumPath(): string {
