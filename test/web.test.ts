@@ -160,12 +160,27 @@ describe('training in Chromium with onnxruntime-web', () => {
     await page.close();
   }, 180_000);
 
-  test(`${STEPS} steps, 2 WASM threads (cross-origin isolated): losses match too`, async () => {
+  test(`${STEPS} steps, 2 WASM threads (cross-origin isolated): losses match too; a save while training holds a consistent step`, async () => {
     const { page, problems } = await openPage(chromium.context, `${server.url}?threads=2&stop=${STEPS}&sample=8`);
-    const run = await trainInPage(page);
+    const finished = trainInPage(page);
+    await page.waitForFunction(() => window.ademamix.step >= 5, undefined, { polling: 20 });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#save')]);
+    const run = await finished;
     expect(run.threads).toBe(2);
     expect(run.isolated).toBe(true);
     expect(maxRel(run.records.map((r) => r.loss), native1.losses.slice(0, STEPS))).toBeLessThan(LOSS_RTOL);
+    // the mid-run checkpoint: state, step and data position of one completed step
+    const file = path.join(tmp, `mid-${download.suggestedFilename()}`);
+    await download.saveAs(file);
+    const ck = loadCheckpoint(file);
+    const k = ck.info.step;
+    expect(k).toBeGreaterThanOrEqual(5);
+    expect(k).toBeLessThan(STEPS);
+    expect(Number(ck.state.step.data[0])).toBe(k + 1);
+    const c = art.manifest.config;
+    const b = new TextBatcher(idsOf(art), c.batch, c.seq, new Rng(c.seed));
+    for (let i = 0; i < k; i++) b.next();
+    expect(ck.info.dataPosition).toEqual(b.position());
     expect(problems.console).toEqual([]);
     await page.close();
   }, 180_000);

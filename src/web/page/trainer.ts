@@ -47,6 +47,8 @@ export class BrowserTrainer {
   /** Completed steps. */
   step: number;
   counters: Record<string, number>;
+  /** The data position after the last completed step's batch (the batcher may be ahead while a step runs). */
+  private position: number[];
   private evalSession?: ort.InferenceSession;
   private forwardSession?: ort.InferenceSession;
   private lock: Promise<unknown> = Promise.resolve();
@@ -60,6 +62,7 @@ export class BrowserTrainer {
   ) {
     this.step = manifest.step;
     this.counters = { ...manifest.counters };
+    this.position = [...manifest.dataPosition];
   }
 
   /** Loads the manifest, graphs, state and data from the server (`base`: the /api/ folder URL). */
@@ -116,7 +119,7 @@ export class BrowserTrainer {
           `${metrics.grad_norm}) at step ${t}; stopped with the state of step ${this.step} kept (policy 'stop')`);
       }
       for (const [o, i] of Object.entries(m.carry)) this.state[i] = out[o];
-      this.step = t;
+      this.step = t; this.position = this.batcher.position();
       if (skipped) this.counters.skipped = (this.counters.skipped ?? 0) + 1;
       return { step: t, loss, metrics, ms: performance.now() - t0, tokens: c.batch * c.seq, skipped };
     });
@@ -162,6 +165,8 @@ export class BrowserTrainer {
   /**
    * The carried state as an ademamix checkpoint (the runner's format: every carried tensor, and in the metadata the
    * step, config, data position, fingerprint and counters), so `ademamix train --resume <file>` continues from it.
+   * State, step and data position change together when a step completes, so a save during a running step holds the
+   * previous step's consistent triple.
    */
   checkpoint(): Uint8Array {
     const tensors = new Map<string, TensorData>();
@@ -172,7 +177,7 @@ export class BrowserTrainer {
     const m = this.manifest;
     return encodeSafetensors(tensors, {
       format: CHECKPOINT_FORMAT, step: String(this.step), config: JSON.stringify(m.config),
-      data_position: JSON.stringify(this.batcher.position()), fingerprint: m.fingerprint, counters: JSON.stringify(this.counters),
+      data_position: JSON.stringify(this.position), fingerprint: m.fingerprint, counters: JSON.stringify(this.counters),
     });
   }
 
