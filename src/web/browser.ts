@@ -73,9 +73,3 @@ export async function trainInPage(page: Page, timeoutMs = 120_000): Promise<Page
   if (run.error) throw new Error(`training in the page failed: ${run.error}`);
   return run;
 }
-
-/** Tokens per second over the records after `skip` warm-up steps. */
-export function tokensPerSecond(records: StepRecord[], skip: number): number {
-  const r = records.slice(skip);
-  return r.reduce((a, x) => a + x.tokens, 0) / (r.reduce((a, x) => a + x.ms, 0) / 1000);
-}

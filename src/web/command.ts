@@ -1,12 +1,14 @@
 // `ademamix web`: serves the training page on 127.0.0.1 for a fresh run (the train options' config), a run directory
 // or checkpoint (continued), or an `export --model` directory; `--bench` measures the page's tokens/s in headless
 // Chromium (1 and N WASM threads) against the native session on the same graph and batches.
+import * as os from 'node:os';
 import { Tensor } from 'onnxruntime-common';
 import { UsageError, type Args } from '../cli/args';
 import { configFromArgs } from '../cli/train';
 import { TextBatcher } from '../data/text';
 import { decodeSafetensors } from '../io/safetensors';
 import { NativeSession } from '../native';
+import { hasOpsLibrary, opsLibraryPath } from '../native/paths';
 import { Rng } from '../util/rng';
 import { webArtifacts, type WebArtifacts } from './artifacts';
 import { startWebServer } from './server';
@@ -56,51 +58,68 @@ export async function webCommand(args: Args): Promise<number> {
   return 0;
 }
 
+/** Throughput of one configuration: tokens over the summed step times, and at the median step time. */
+export interface Throughput { tokens_s: number; median_tokens_s: number }
+
 export interface WebBench {
-  model: string; batch: number; seq: number; steps: number; warmup: number;
-  browser_1t_tokens_s: number; browser_nt_tokens_s: number; threads: number; isolated: boolean;
-  native_function_body_tokens_s: number; native_function_body_1t_tokens_s: number; native_ops_tokens_s: number | null;
+  model: string; batch: number; seq: number; steps: number; warmup: number; threads: number; isolated: boolean;
+  /** 1-minute load average when the benchmark started (the machine may be shared). */
+  load: number;
+  browser_1t: Throughput; browser_nt: Throughput;
+  native_function_body_1t: Throughput; native_function_body_nt: Throughput;
+  /** With the op library's fused kernel (null when it is not built). */
+  native_ops_nt: Throughput | null;
 }
 
-/** Median-free simple throughput: all steps after `warmup` warm-up steps, in the page and natively. */
+function throughput(ms: number[], tokens: number): Throughput {
+  const sorted = [...ms].sort((x, y) => x - y);
+  const med = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+  return { tokens_s: Math.round((ms.length * tokens) / (ms.reduce((x, y) => x + y, 0) / 1000)), median_tokens_s: Math.round(tokens / (med / 1000)) };
+}
+
+/**
+ * The page's steps (batch, run, carry through JS) in headless Chromium with 1 and N WASM threads, and the native
+ * session's runs (state carried natively) on the same train.onnx and batches, after `warmup` warm-up steps each.
+ */
 export async function benchWeb(a: WebArtifacts, o: { steps: number; threads: number }): Promise<WebBench> {
-  const { launchChromium, openPage, trainInPage, tokensPerSecond } = await import('./browser');
+  const { launchChromium, openPage, trainInPage } = await import('./browser');
   const warmup = 5; const total = warmup + o.steps;
   const c = a.manifest.config; const tokens = c.batch * c.seq;
+  const load = os.loadavg()[0];
   const server = await startWebServer({ artifacts: a, port: 0 });
   const chromium = await launchChromium();
-  const browser: Record<number, { tps: number; isolated: boolean }> = {};
+  const browser: Record<number, Throughput> = {}; let isolated = false;
   try {
     for (const threads of [1, o.threads]) {
       const { page } = await openPage(chromium.context, `${server.url}?threads=${threads}&stop=${a.manifest.step + total}&sample=8`);
       const run = await trainInPage(page, 600_000);
-      browser[threads] = { tps: tokensPerSecond(run.records, warmup), isolated: run.isolated };
+      browser[threads] = throughput(run.records.slice(warmup).map((r) => r.ms), tokens);
+      isolated = run.isolated;
       await page.close();
     }
   } finally { await chromium.close(); await server.close(); }
-  const native = (opsLibrary: false | undefined, threads: number): number => {
+  const native = (opsLibrary: string | false, threads: number): Throughput => {
     const s = NativeSession.create(a.train, { opsLibrary, intraOpThreads: threads });
     try {
       s.carry(a.manifest.carry);
       const st = decodeSafetensors(a.state).tensors;
       s.setState(Object.fromEntries([...st].map(([k, t]) => [k, new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)])));
       const b = new TextBatcher(idsOf(a), c.batch, c.seq, new Rng(c.seed)); b.seek(a.manifest.dataPosition);
-      let ms = 0;
+      const ms: number[] = [];
       for (let i = 0; i < total; i++) {
-        const x = b.next();
         const t0 = performance.now();
+        const x = b.next();
         s.run({ tokens: new Tensor('int64', x.tokens, [c.batch, c.seq]), targets: new Tensor('int64', x.targets, [c.batch, c.seq]) }, ['loss']);
-        if (i >= warmup) ms += performance.now() - t0;
+        if (i >= warmup) ms.push(performance.now() - t0);
       }
-      return (o.steps * tokens) / (ms / 1000);
+      return throughput(ms, tokens);
     } finally { s.release(); }
   };
-  let ops: number | null = null;
-  try { ops = native(undefined, o.threads); } catch { ops = null; }
+  const ops = hasOpsLibrary() ? native(opsLibraryPath(), o.threads) : null;
   return {
-    model: c.model, batch: c.batch, seq: c.seq, steps: o.steps, warmup,
-    browser_1t_tokens_s: browser[1].tps, browser_nt_tokens_s: browser[o.threads].tps, threads: o.threads, isolated: browser[o.threads].isolated,
-    native_function_body_tokens_s: native(false, o.threads), native_function_body_1t_tokens_s: native(false, 1), native_ops_tokens_s: ops,
+    model: c.model, batch: c.batch, seq: c.seq, steps: o.steps, warmup, threads: o.threads, isolated, load: Number(load.toFixed(2)),
+    browser_1t: browser[1], browser_nt: browser[o.threads],
+    native_function_body_1t: native(false, 1), native_function_body_nt: native(false, o.threads), native_ops_nt: ops,
   };
 }
 
