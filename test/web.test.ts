@@ -230,6 +230,7 @@ describe('what the page starts from', () => {
     expect(a.manifest.source).toBe(ck.file);
     expect(a.manifest.dataPosition).toEqual(ck.info.dataPosition);
     expect(a.manifest.fingerprint).toBe(ck.info.fingerprint);
+    expect(a.manifest.history.map((r) => r.step)).toEqual([3]); // the run's metrics.jsonl, for the plot
     const st = decodeSafetensors(a.state).tensors;
     expect([...st.keys()].sort()).toEqual(Object.keys(ck.state).sort());
     expect(Array.from(st.get('h.0.attn.qkv.weight.m2')!.data as Float32Array)).toEqual(Array.from(ck.state['h.0.attn.qkv.weight.m2'].data as Float32Array));

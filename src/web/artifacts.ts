@@ -13,6 +13,7 @@ import { loadText } from '../data/text';
 import { encodeSafetensors, loadSafetensors } from '../io/safetensors';
 import { fingerprint, loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { isVision, validateConfig, type TrainConfig } from '../runner/config';
+import type { MetricRecord } from '../runner/run-dir';
 import { buildTask } from '../runner/task';
 import { optimizerSpec } from '../runner/trainer';
 import { assembleTraining } from '../train/assemble';
@@ -51,6 +52,8 @@ export interface WebManifest {
   /** The schedules over the whole run from the float64 references (the graph computes them in-graph from `step`):
    *  metric name → [step, value] points. */
   planned: Record<string, [number, number][]>;
+  /** The run's logged records up to the served step (metrics.jsonl of a run directory), plotted as the run's past. */
+  history: MetricRecord[];
 }
 
 export interface WebArtifacts {
@@ -76,7 +79,7 @@ export class WebError extends Error {
 export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebArtifacts {
   let config: TrainConfig; let state: Map<string, TensorData> | undefined; let step = 0;
   let dataPosition: number[] | undefined; let counters: Record<string, number> = { skipped: 0 };
-  let source = 'initial';
+  let source = 'initial'; let history: MetricRecord[] = [];
   let exported: { train: Uint8Array; eval: Uint8Array; wiring: Pick<WebManifest, 'carry' | 'batchInputs' | 'params' | 'metrics'> } | undefined;
   if (opts.run !== undefined) {
     const manifestFile = path.join(opts.run, 'manifest.json');
@@ -96,6 +99,7 @@ export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebA
       state = new Map(Object.entries(ck.state).map(([k, t]) => [k, { dtype: t.type as TensorData['dtype'], dims: [...t.dims], data: t.data as Float32Array }]));
       step = ck.info.step; dataPosition = ck.info.dataPosition; counters = { ...counters, ...ck.info.counters };
       source = path.resolve(file);
+      history = runHistory(file, step);
       if (ck.info.fingerprint === undefined) throw new WebError(`${file}: checkpoint has no fingerprint`);
     }
   } else config = opts.config ?? (() => { throw new WebError('webArtifacts needs a config or a run'); })();
@@ -137,7 +141,7 @@ export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebA
     step, dataPosition: dataPosition ?? Array.from(new Rng(config.seed).state), counters,
     level: config.level, vocab: data.vocab, blockSize: cfg.blockSize, idsType: u16 ? 'uint16' : 'int32',
     trainTokens: ids.length, valBatches: task.val.length, describe: task.describe, source,
-    planned: plannedSchedules(optimizerSpec(config), config.steps),
+    planned: plannedSchedules(optimizerSpec(config), config.steps), history,
   };
   const carriedState = new Map(carriedInputs.slice().sort().map((k) => [k, start.get(k)!]));
   return {
@@ -175,5 +179,21 @@ export function plannedSchedules(o: OptimizerSpec, steps: number, points = 300):
     out.alpha = curve((t) => alphaAt(t, o.alpha, o.tAlpha));
     out.beta3 = curve((t) => halfLifeBetaAt(t, o.beta1, o.beta3, o.tBeta3));
   } else if (o.kind === 'simplified') out.beta1 = curve((t) => halfLifeBetaAt(t, o.betaMin, o.beta1, o.tBeta1));
+  return out;
+}
+
+/** metrics.jsonl records (steps ≤ `step`) of the run a checkpoint belongs to (<run>/checkpoints/step-N.safetensors). */
+function runHistory(checkpoint: string, step: number): MetricRecord[] {
+  const dir = path.dirname(path.resolve(checkpoint));
+  const file = path.join(path.basename(dir) === 'checkpoints' ? path.dirname(dir) : dir, 'metrics.jsonl');
+  if (!fs.existsSync(file)) return [];
+  const out: MetricRecord[] = [];
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as MetricRecord;
+      if (r.step <= step) out.push({ step: r.step, loss: r.loss, eval_loss: r.eval_loss, lr: r.lr, alpha: r.alpha, beta3: r.beta3, beta1: r.beta1 });
+    } catch { /* a torn last line of a crashed run: skip it */ }
+  }
   return out;
 }

@@ -103,15 +103,22 @@ function renderPlots(t: BrowserTrainer): void {
   const ema: [number, number][] = []; let e = 0; let w = 0;
   for (const [x, y] of loss) { e = beta * e + (1 - beta) * y; w = beta * w + (1 - beta); ema.push([x, e / w]); }
   const series: Series[] = [{ label: 'train loss', color: '#9ecae1', points: loss, width: 1.5 }, { label: 'smoothed', color: '#08519c', points: ema }];
-  if (S.evals.length) series.push({ label: 'val loss', color: '#e6550d', points: S.evals, style: 'dots' });
-  drawChart(E.loss as HTMLCanvasElement, series, { title: `loss (nats/token) · ${m.config.model} · ${m.config.optimizer}`, xLabel: 'step', x: [x0, x1] });
+  const past = m.history.filter((r) => r.loss !== undefined).map((r) => [r.step, r.loss!] as [number, number]);
+  const pastEval = m.history.filter((r) => r.eval_loss !== undefined).map((r) => [r.step, r.eval_loss!] as [number, number]);
+  if (past.length) series.unshift({ label: 'earlier (runner)', color: '#9a9a9a', points: past, width: 1.5 });
+  const evals = [...pastEval, ...S.evals];
+  if (evals.length) series.push({ label: 'val loss', color: '#e6550d', points: evals, style: 'dots' });
+  const from = past.length || pastEval.length ? 0 : x0;
+  drawChart(E.loss as HTMLCanvasElement, series, { title: `loss (nats/token) · ${m.config.model} · ${m.config.optimizer}`, xLabel: 'step', x: [from, x1] });
   // schedules, each scaled to its peak over the run so they share an axis; the dashed lines are the planned curves
   const sched: Series[] = [];
   for (const [k, pts] of Object.entries(m.planned)) {
     const peak = Math.max(...pts.map((p) => Math.abs(p[1]))) || 1;
     const name = k === 'alpha' ? 'α' : k.replace('beta', 'β');
     sched.push({ label: `${name} (planned)`, color: COLORS[k] ?? '#555', points: pts.map(([s, v]) => [s, v / peak]), style: 'planned', noLegend: true });
-    sched.push({ label: `${name} / ${shortNumber(peak)}`, color: COLORS[k] ?? '#555', points: S.records.map((r) => [r.step, r.metrics[k] / peak]), width: 3 });
+    const earlier = m.history.filter((r) => typeof (r as unknown as Record<string, unknown>)[k] === 'number')
+      .map((r) => [r.step, (r as unknown as Record<string, number>)[k] / peak] as [number, number]);
+    sched.push({ label: `${name} / ${shortNumber(peak)}`, color: COLORS[k] ?? '#555', points: [...earlier, ...S.records.map((r) => [r.step, r.metrics[k] / peak] as [number, number])], width: 3 });
   }
   drawChart(E.sched as HTMLCanvasElement, sched, { title: 'schedules: train.onnx outputs (solid), planned (dashed), over peak', xLabel: 'step', x: [0, m.config.steps], yInclude: [0, 1] });
 }
