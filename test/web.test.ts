@@ -291,5 +291,6 @@ describe('what the page starts from', () => {
     expect(() => webArtifactsFromArgs(parseArgs(['web', '--bogus', '1']))).toThrow(UsageError);
     expect(() => webArtifactsFromArgs(parseArgs(['web', '--run', tmp, '--lr', '1e-3']))).toThrow(/drop --lr/);
     expect(() => webArtifactsFromArgs(parseArgs(['web', '--model', 'vit-tiny']))).toThrow(WebError);
+    expect(() => webArtifactsFromArgs(parseArgs(['web', '--threads', '2']))).toThrow(/\?threads=N/);
   });
 });

@@ -26,6 +26,7 @@ export function webArtifactsFromArgs(args: Args): WebArtifacts {
   const allowed = new Set(['_', 'run', 'port', 'bench', 'bench-steps', 'threads', ...TRAIN_FLAGS]);
   const bad = Object.keys(args).filter((k) => !allowed.has(k));
   if (bad.length) throw new UsageError(`web: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
+  if (args.threads !== undefined && args.bench !== true) throw new UsageError('web: --threads is for --bench; the page takes ?threads=N in its URL');
   if (args.run !== undefined) {
     if (typeof args.run !== 'string') throw new UsageError('--run needs a run directory, a checkpoint file or an export directory');
     const given = TRAIN_FLAGS.filter((k) => args[k] !== undefined);
