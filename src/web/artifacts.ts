@@ -18,7 +18,8 @@ import { buildTask } from '../runner/task';
 import { optimizerSpec } from '../runner/trainer';
 import { assembleTraining } from '../train/assemble';
 import { Rng } from '../util/rng';
-import { alphaAt, halfLifeBetaAt, lrAt } from '../optim/schedules';
+import { lrAt } from '../optim/schedules';
+import { getOptimizer } from '../optim/derive';
 import type { OptimizerSpec } from '../train/optimizers';
 
 /** The manifest the page reads (GET /api/manifest.json). */
@@ -155,30 +156,41 @@ export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebA
   };
 }
 
-/** The GPT forward pass with its parameters as inputs (same names as in train.onnx) and the logits as output. */
+/**
+ * The GPT forward pass with its parameters as inputs (same names as in train.onnx) and the logits as output. When the
+ * optimizer evaluates another point than the carried parameter (Schedule-Free: x from y and z), the forward nodes read
+ * that point, computed in-graph from the parameter and its state inputs, as eval.onnx does.
+ */
 export function forwardModel(config: TrainConfig, vocabSize: number): Uint8Array {
   const cfg = gptConfig(config.model, { ...config.modelOverrides, vocabSize });
   const m = buildGpt(cfg, config.seed);
   const g = m.g;
-  for (const p of [...g.initializers.keys()]) {
-    if (!isFloat(p.dtype)) continue;
-    g.initializers.delete(p);
-    g.inputs.push(p);
+  const params = [...g.initializers.keys()].filter((p) => isFloat(p.dtype));
+  for (const p of params) { g.initializers.delete(p); g.inputs.push(p); }
+  const ep = getOptimizer(config.optimizer).evalParam;
+  if (ep) {
+    const spec = optimizerSpec(config);
+    const forwardNodes = [...g.nodes];
+    for (const p of params) {
+      const st = Object.fromEntries(ep.states.map((k) => [k, g.input(`${p.name}.${k}`, 'float32', p.shape)]));
+      const x = ep.graph(g, p, st, spec);
+      for (const n of forwardNodes) n.inputs.forEach((v, k) => { if (v === p) n.inputs[k] = x; });
+    }
+    g.nodes.unshift(...g.nodes.splice(forwardNodes.length)); // the x nodes (inputs and constants only) go first
   }
+  g.inputs.splice(g.inputs.indexOf(m.inputs.targets), 1);
   g.outputs.splice(0);
   g.output(m.logits, 'logits');
   return encodeModel(toModelProto(g, { metadata: { 'ademamix.model': config.model, 'ademamix.role': 'forward' } }));
 }
 
-/** The schedules' float64 reference curves at ~300 steps of the run (1-based steps, as the graph's `step`). */
+/** The schedules' float64 reference curves at ~300 steps of the run (1-based steps, as the graph's `step`): lr and
+ *  every scalar the optimizer's definition reports as a metric (AdEMAMix: α, β3), from the definitions' `at`. */
 export function plannedSchedules(o: OptimizerSpec, steps: number, points = 300): Record<string, [number, number][]> {
   const ts = [...new Set(Array.from({ length: points + 1 }, (_, i) => Math.max(1, Math.round((i * steps) / points))))];
   const curve = (f: (t: number) => number): [number, number][] => ts.map((t) => [t, f(t)]);
   const out: Record<string, [number, number][]> = { lr: curve((t) => lrAt(t, o.lr)) };
-  if (o.kind === 'ademamix') {
-    out.alpha = curve((t) => alphaAt(t, o.alpha, o.tAlpha));
-    out.beta3 = curve((t) => halfLifeBetaAt(t, o.beta1, o.beta3, o.tBeta3));
-  } else if (o.kind === 'simplified') out.beta1 = curve((t) => halfLifeBetaAt(t, o.betaMin, o.beta1, o.tBeta1));
+  for (const sd of getOptimizer(o.kind).scalars) if (sd.name !== 'lr' && sd.metric !== false) out[sd.name] = curve((t) => sd.at(t, o));
   return out;
 }
 

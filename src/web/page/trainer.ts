@@ -125,8 +125,15 @@ export class BrowserTrainer {
     });
   }
 
-  private params(): Record<string, ort.Tensor> {
-    return Object.fromEntries(this.manifest.params.map((p) => [p, this.state[p]]));
+  /** A graph's inputs: the given ones, the rest from the carried state (params; Schedule-Free's z for its x). */
+  private feedsFor(s: ort.InferenceSession, given: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of s.inputNames) {
+      const t = given[name] ?? this.state[name];
+      if (!t) throw new Error(`no value for the graph input '${name}'`);
+      feeds[name] = t;
+    }
+    return feeds;
   }
 
   /** Mean loss of eval.onnx over the run's fixed validation batches with the current parameters. */
@@ -134,7 +141,7 @@ export class BrowserTrainer {
     return this.exclusive(async () => {
       this.evalSession ??= await ort.InferenceSession.create(await fetchBytes(new URL('eval.onnx', this.base).href), { executionProviders: ['wasm'] });
       let sum = 0;
-      for (const b of this.val) sum += Number((await this.evalSession.run({ ...this.params(), ...b })).loss.data[0]);
+      for (const b of this.val) sum += Number((await this.evalSession.run(this.feedsFor(this.evalSession, b))).loss.data[0]);
       return sum / this.val.length;
     });
   }
@@ -149,12 +156,10 @@ export class BrowserTrainer {
       const ids = encode(m, prompt);
       if (!ids.length) ids.push(Math.max(0, m.vocab.indexOf('\n')));
       const start = ids.length;
-      const params = this.params();
       for (let k = 0; k < n; k++) {
         const ctx = ids.slice(-m.blockSize);
-        const feeds: Record<string, ort.Tensor> = { tokens: new ort.Tensor('int64', BigInt64Array.from(ctx, BigInt), [1, ctx.length]) };
-        for (const name of fs.inputNames) if (name !== 'tokens') feeds[name] = params[name] ?? new ort.Tensor('int64', new BigInt64Array(ctx.length), [1, ctx.length]);
-        const logits = (await fs.run(feeds)).logits.data as Float32Array;
+        const tokens = new ort.Tensor('int64', BigInt64Array.from(ctx, BigInt), [1, ctx.length]);
+        const logits = (await fs.run(this.feedsFor(fs, { tokens }))).logits.data as Float32Array;
         const last = logits.subarray((ctx.length - 1) * V, ctx.length * V);
         ids.push(temperature <= 0 ? argmax(last) : draw(last, temperature, rng));
       }
