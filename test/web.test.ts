@@ -16,6 +16,9 @@ import { DEFAULT_CONFIG } from '../src/runner/config';
 import { optimizerSpec, Trainer } from '../src/runner/trainer';
 import { buildTask } from '../src/runner/task';
 import { assembleTraining } from '../src/train/assemble';
+import { optimizer } from '../src/train/optimizers';
+import { OPTIMIZER_NAMES } from '../src/optim/derive';
+import type { Page } from 'playwright-core';
 import { encodeModel } from '../src/onnx/io';
 import { Rng } from '../src/util/rng';
 import { webArtifacts, WebError, type WebArtifacts } from '../src/web/artifacts';
@@ -32,6 +35,8 @@ const STEPS = 20;
 const LOSS_RTOL = 1e-5;
 // lr, α, β3 are float64 in-graph functions of the int64 step: measured bit-identical (0); allow a few ulps.
 const SCHEDULE_RTOL = 1e-12;
+// Every optimizer, 3 steps of a 1-layer 32-wide GPT at batch 4 × 16: measured ≤ 1.14e-7 (ademamix 0).
+const OPT_RTOL = 1e-6;
 // The resumed runner's mean loss of steps 21–22 vs the native run's: measured 3.1e-8 relative.
 const RESUME_RTOL = 3e-7;
 
@@ -66,6 +71,7 @@ const rel = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math.ab
 const maxRel = (a: number[], b: number[]): number => Math.max(...a.map((v, i) => rel(v, b[i])));
 
 let native1: Native;
+let optimizerPage: Page;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-web-test-'));
@@ -75,6 +81,7 @@ beforeAll(async () => {
   server = await startWebServer({ artifacts: art, port: 0, bundleDir: path.join(tmp, 'bundle') });
   chromium = await launchChromium(); // throws (fails every test) when Chromium is not installed
   native1 = nativeRun(art, STEPS + 2, STEPS); // 22 steps (the resume check's), the state after 20
+  optimizerPage = (await openPage(chromium.context, `${server.url}?threads=1`)).page;
 }, 120_000);
 
 afterAll(async () => {
@@ -212,6 +219,51 @@ describe('both forms of the optimizer node', () => {
       await page.close();
     } finally { await srv.close(); }
   }, 120_000);
+});
+
+describe('every optimizer definition', () => {
+  // Each optimizer's train.onnx (a one-layer, 32-wide GPT; per-tensor and multi-tensor nodes as the op library's
+  // presence decides), 3 steps in the page's onnxruntime-web against the native function-body path.
+  test.each(OPTIMIZER_NAMES)('%s trains in onnxruntime-web like the native function body', async (name) => {
+    const c = { ...DEFAULT_CONFIG, modelOverrides: { nLayer: 1, nEmbd: 32, nHead: 2 }, batch: 4, seq: 16 };
+    const task = buildTask(c);
+    const a = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizer(name, { lr: 3e-3 }) });
+    const model = encodeModel(a.train);
+    const batches = Array.from({ length: 3 }, () => task.train.next().feeds);
+    const s = NativeSession.create(model, { opsLibrary: false, intraOpThreads: 1 });
+    const want: number[] = [];
+    try {
+      s.carry(a.carry);
+      s.setStateRaw(Object.fromEntries([...a.initialState].map(([k, t]) => [k, { type: t.dtype, data: t.data as Float32Array, dims: t.dims }])));
+      for (const b of batches) want.push(Number(s.run(b, ['loss']).loss.data[0]));
+    } finally { s.release(); }
+    const b64 = (x: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }): string => Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString('base64');
+    const got = await optimizerPage.evaluate(async (arg) => {
+      const ort = window.ademamix.ort;
+      const bytes = (x: string): Uint8Array => Uint8Array.from(atob(x), (ch) => ch.charCodeAt(0));
+      const tensor = (t: { type: string; data: string; dims: number[] }): InstanceType<typeof ort.Tensor> => (t.type === 'int64'
+        ? new ort.Tensor('int64', new BigInt64Array(bytes(t.data).buffer), t.dims) : new ort.Tensor('float32', new Float32Array(bytes(t.data).buffer), t.dims));
+      const session = await ort.InferenceSession.create(bytes(arg.model), { executionProviders: ['wasm'] });
+      const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+      for (const [k, t] of Object.entries(arg.state)) feeds[k] = tensor(t);
+      const losses: number[] = [];
+      for (const b of arg.batches) {
+        const out = await session.run({ ...feeds, tokens: tensor(b.tokens), targets: tensor(b.targets) });
+        losses.push(Number(out.loss.data[0]));
+        for (const [o, i] of Object.entries(arg.carry)) feeds[i] = out[o];
+      }
+      await session.release();
+      return losses;
+    }, {
+      model: b64(model), carry: a.carry,
+      state: Object.fromEntries([...a.initialState].map(([k, t]) => [k, { type: t.dtype, data: b64(t.data), dims: t.dims }])),
+      batches: batches.map((b) => ({
+        tokens: { type: 'int64', data: b64(b.tokens.data as BigInt64Array), dims: [...b.tokens.dims] },
+        targets: { type: 'int64', data: b64(b.targets.data as BigInt64Array), dims: [...b.targets.dims] },
+      })),
+    });
+    expect(maxRel(got, want)).toBeLessThan(OPT_RTOL);
+  }, 60_000);
 });
 
 describe('the web server', () => {

@@ -6,11 +6,13 @@
 // ?autostart=1, ?sample=N (characters per sample, default 240).
 // `window.ademamix` exposes the state for tests and the console.
 import { drawChart, shortNumber, type Series } from './plot';
-import { BrowserTrainer, type StepRecord } from './trainer';
+import { BrowserTrainer, ort, type StepRecord } from './trainer';
 
 interface PageState {
   ready: boolean; running: boolean; step: number; records: StepRecord[]; evals: [number, number][];
   sample: string; samples: number; error?: string; threads: number; isolated: boolean; trainer?: BrowserTrainer;
+  /** onnxruntime-web as the page loaded it (for the console and tests) */
+  ort: typeof ort;
 }
 
 declare global { interface Window { ademamix: PageState } }
@@ -20,7 +22,7 @@ const isolated = globalThis.crossOriginIsolated === true;
 const threads = Math.max(1, Number(q.get('threads') ?? (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1)));
 const stopAt = q.get('stop') === null ? Infinity : Number(q.get('stop'));
 const sampleLength = Number(q.get('sample') ?? 240);
-const S: PageState = { ready: false, running: false, step: 0, records: [], evals: [], sample: '', samples: 0, threads, isolated };
+const S: PageState = { ready: false, running: false, step: 0, records: [], evals: [], sample: '', samples: 0, threads, isolated, ort };
 window.ademamix = S;
 
 const el = <K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text = ''): HTMLElementTagNameMap[K] => {

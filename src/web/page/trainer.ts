@@ -4,6 +4,8 @@
 // session does natively. Batches come from the project's own TextBatcher and RNG over the served token ids, so the
 // data order is the runner's and a saved checkpoint resumes with `ademamix train --resume`.
 import * as ort from 'onnxruntime-web';
+
+export { ort };
 import { TextBatcher } from '../../data/text';
 import type { DType } from '../../graph/dtype';
 import type { TensorData } from '../../graph/tensor-data';
