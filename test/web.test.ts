@@ -17,6 +17,7 @@ import { optimizerSpec, Trainer } from '../src/runner/trainer';
 import { buildTask } from '../src/runner/task';
 import { assembleTraining } from '../src/train/assemble';
 import { optimizer } from '../src/train/optimizers';
+import { inferenceModel, sample } from '../src/infer';
 import { OPTIMIZER_NAMES } from '../src/optim/derive';
 import type { Page } from 'playwright-core';
 import { encodeModel } from '../src/onnx/io';
@@ -141,6 +142,11 @@ describe('training in Chromium with onnxruntime-web', () => {
     expect(ck.info.fingerprint).toBe(art.manifest.fingerprint);
     expect(Number(ck.state.step.data[0])).toBe(STEPS + 1);
     expect(Object.keys(ck.state).sort()).toEqual(Object.keys(native1.state).sort());
+    // `ademamix sample --run DIR --checkpoint <the page's file>` reads it (greedy: deterministic text)
+    const im = inferenceModel(tmp, file);
+    expect(im.step).toBe(STEPS);
+    const sampled = await sample(im, { prompt: 'Call me ', tokens: 16, temperature: 0 });
+    expect(Array.from(sampled.text)).toHaveLength(16);
     // The browser's parameters and optimizer states after 20 steps are the native ones up to float32 rounding:
     // measured max |Δ| / max|x| per tensor ≤ 3.9e-7, except the attention's qkv bias (1.6e-4, 2.0e-4): its key third
     // gets an exactly-zero gradient in exact arithmetic (softmax ignores a per-query constant), so its m/√ν update is
