@@ -53,6 +53,8 @@ export interface WebManifest {
   /** The schedules over the whole run from the float64 references (the graph computes them in-graph from `step`):
    *  metric name → [step, value] points. */
   planned: Record<string, [number, number][]>;
+  /** The optimizer's spec as train.onnx was built with it (kind, lr schedule, hyperparameters). */
+  optimizer: OptimizerSpec;
   /** The run's logged records up to the served step (metrics.jsonl of a run directory), plotted as the run's past. */
   history: MetricRecord[];
 }
@@ -142,7 +144,7 @@ export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebA
     step, dataPosition: dataPosition ?? Array.from(new Rng(config.seed).state), counters,
     level: config.level, vocab: data.vocab, blockSize: cfg.blockSize, idsType: u16 ? 'uint16' : 'int32',
     trainTokens: ids.length, valBatches: task.val.length, describe: task.describe, source,
-    planned: plannedSchedules(optimizerSpec(config), config.steps), history,
+    planned: plannedSchedules(optimizerSpec(config), config.steps), history, optimizer: optimizerSpec(config),
   };
   const carriedState = new Map(carriedInputs.slice().sort().map((k) => [k, start.get(k)!]));
   return {

@@ -179,8 +179,10 @@ async function main(): Promise<void> {
   S.trainer = t; S.step = t.step;
   const m = t.manifest;
   const o = m.config;
-  E.footer.textContent = `${m.describe}. ${o.optimizer}: lr ${o.lr} (${o.decay}, warmup ${o.warmup}), α ${o.alpha ?? 'default'}, ` +
-    `β3 ${o.beta3 ?? 'default'}, batch ${o.batch} × ${o.seq}, ${o.steps} steps. State: ${m.source}` +
+  const hyper = Object.entries(m.optimizer).filter(([k, v]) => k !== 'kind' && k !== 'lr' && (typeof v === 'number' || typeof v === 'boolean'))
+    .map(([k, v]) => `${k} ${String(v)}`).join(', ');
+  E.footer.textContent = `${m.describe}. ${o.optimizer}: lr ${o.lr} (${o.decay}, warmup ${o.warmup}), ${hyper}; ` +
+    `batch ${o.batch} × ${o.seq}, ${o.steps} steps. State: ${m.source}` +
     `${m.step ? ` (step ${m.step})` : ''}. onnxruntime-web WASM, ${threads} thread${threads > 1 ? 's' : ''}.`;
   E.train.addEventListener('click', () => {
     if (S.running) { S.running = false; return; }
