@@ -4,7 +4,7 @@
 import * as os from 'node:os';
 import { Tensor } from 'onnxruntime-common';
 import { UsageError, type Args } from '../cli/args';
-import { configFromArgs } from '../cli/train';
+import { configFromArgs, OPTIMIZER_FLAGS } from '../cli/train';
 import { TextBatcher } from '../data/text';
 import { decodeSafetensors } from '../io/safetensors';
 import { NativeSession } from '../native';
@@ -18,9 +18,9 @@ export const WEB_USAGE = `  web [--run DIR] [--port N] [train options]   train i
       --run <run dir|checkpoint|export dir>: continue that state (default: a fresh run of the train options' config)
       --bench [--bench-steps N] [--threads N]: tokens/s in headless Chromium (1 and N threads) vs the native session`;
 
-const TRAIN_FLAGS = ['model', 'data', 'level', 'val-fraction', 'optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'weight-decay',
-  'beta1', 'beta2', 'beta3', 'alpha', 't-alpha', 't-beta', 'grad-clip', 'steps', 'batch', 'seq', 'seed', 'eval-every',
-  'eval-batches', 'nan-policy', 'config', 'override'];
+// the train options that shape the run (and every optimizer's own hyperparameter flags)
+const TRAIN_FLAGS = ['model', 'data', 'level', 'val-fraction', 'optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip',
+  'steps', 'batch', 'seq', 'seed', 'eval-every', 'eval-batches', 'nan-policy', 'config', 'override', ...OPTIMIZER_FLAGS.keys()];
 
 export function webArtifactsFromArgs(args: Args): WebArtifacts {
   const allowed = new Set(['_', 'run', 'port', 'bench', 'bench-steps', 'threads', ...TRAIN_FLAGS]);
