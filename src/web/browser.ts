@@ -45,11 +45,11 @@ export interface PageRun {
 
 export interface PageProblems { console: string[] }
 
-/** Opens the page and records console errors, uncaught exceptions and failed requests. */
+/** Opens the page and records console errors and warnings, uncaught exceptions, failed requests and HTTP errors. */
 export async function openPage(ctx: BrowserContext, url: string): Promise<{ page: Page; problems: PageProblems }> {
   const page = await ctx.newPage();
   const problems: PageProblems = { console: [] };
-  page.on('console', (m) => { if (m.type() === 'error') problems.console.push(`console.error: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.console.push(`console.${m.type()}: ${m.text()}`); });
   page.on('pageerror', (e) => problems.console.push(`uncaught: ${e.message}`));
   page.on('requestfailed', (r) => problems.console.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
   page.on('response', (r) => { if (r.status() >= 400) problems.console.push(`HTTP ${r.status()}: ${r.url()}`); });
