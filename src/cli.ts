@@ -8,7 +8,7 @@ import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleC
 import { EVAL_OPTIONS, evalCommand, EXPORT_PRESET_OPTIONS, exportPresetCommand, TRAIN_OPTIONS, trainCommand, TRAIN_USAGE } from './cli/train';
 import { EXPERIMENT_OPTIONS, EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
-import { WEB_USAGE, webCommand } from './web/command';
+import { WEB_OPTIONS, WEB_USAGE, webCommand } from './web/command';
 
 const USAGE = `usage: ademamix <command> [options]
 
@@ -84,6 +84,7 @@ function optionsOf(cmd: string | undefined, argv: string[]): OptionKinds {
     case 'export': return argv.includes('--onnx') ? { ...EXPORT_PRESET_OPTIONS(), ...EXPORT_ONNX_OPTIONS } : EXPORT_PRESET_OPTIONS();
     case 'experiment': return EXPERIMENT_OPTIONS;
     case 'bench': return BENCH_OPTIONS;
+    case 'web': return WEB_OPTIONS();
     default: return {};
   }
 }

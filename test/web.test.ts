@@ -25,7 +25,8 @@ import { Rng } from '../src/util/rng';
 import { webArtifacts, WebError, type WebArtifacts } from '../src/web/artifacts';
 import { launchChromium, openPage, trainInPage, type Chromium } from '../src/web/browser';
 import { idsOf, webArtifactsFromArgs } from '../src/web/command';
-import { parseArgs, UsageError } from '../src/cli/args';
+import { UsageError } from '../src/cli/args';
+import { parseCli } from '../src/cli';
 import { exportPresetCommand } from '../src/cli/train';
 import { startWebServer, type WebServer } from '../src/web/server';
 
@@ -336,7 +337,7 @@ describe('what the page starts from', () => {
   test('an export directory: its own train.onnx, manifest wiring and initial state', async () => {
     const out = path.join(tmp, 'art');
     const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
-    try { expect(await exportPresetCommand(parseArgs(['export', '--model', 'gpt-tiny', '--out', out]))).toBe(0); } finally { log.mockRestore(); }
+    try { expect(await exportPresetCommand(parseCli(['export', '--model', 'gpt-tiny', '--out', out]))).toBe(0); } finally { log.mockRestore(); }
     const a = webArtifacts({ run: out });
     expect(Buffer.compare(Buffer.from(a.train), fs.readFileSync(path.join(out, 'train.onnx')))).toBe(0);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
@@ -346,9 +347,9 @@ describe('what the page starts from', () => {
   });
 
   test('options: unknown ones, train options with --run, and vision presets are refused', () => {
-    expect(() => webArtifactsFromArgs(parseArgs(['web', '--bogus', '1']))).toThrow(UsageError);
-    expect(() => webArtifactsFromArgs(parseArgs(['web', '--run', tmp, '--lr', '1e-3']))).toThrow(/drop --lr/);
-    expect(() => webArtifactsFromArgs(parseArgs(['web', '--model', 'vit-tiny']))).toThrow(WebError);
-    expect(() => webArtifactsFromArgs(parseArgs(['web', '--threads', '2']))).toThrow(/\?threads=N/);
+    expect(() => webArtifactsFromArgs(parseCli(['web', '--bogus', '1']))).toThrow(UsageError);
+    expect(() => webArtifactsFromArgs(parseCli(['web', '--run', tmp, '--lr', '1e-3']))).toThrow(/drop --lr/);
+    expect(() => webArtifactsFromArgs(parseCli(['web', '--model', 'vit-tiny']))).toThrow(WebError);
+    expect(() => webArtifactsFromArgs(parseCli(['web', '--threads', '2']))).toThrow(/\?threads=N/);
   });
 });

@@ -3,8 +3,8 @@
 // Chromium (1 and N WASM threads) against the native session on the same graph and batches.
 import * as os from 'node:os';
 import { Tensor } from 'onnxruntime-common';
-import { UsageError, type Args } from '../cli/args';
-import { configFromArgs, OPTIMIZER_FLAGS } from '../cli/train';
+import { UsageError, type Args, type OptionKinds } from '../cli/args';
+import { configFromArgs, OPTIMIZER_FLAGS, TRAIN_OPTIONS } from '../cli/train';
 import { TextBatcher } from '../data/text';
 import { decodeSafetensors } from '../io/safetensors';
 import { NativeSession } from '../native';
@@ -22,8 +22,17 @@ export const WEB_USAGE = `  web [--run DIR] [--port N] [train options]   train i
 const TRAIN_FLAGS = ['model', 'data', 'level', 'val-fraction', 'optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip',
   'steps', 'batch', 'seq', 'seed', 'eval-every', 'eval-batches', 'nan-policy', 'config', 'override', ...OPTIMIZER_FLAGS.keys()];
 
+/** What `ademamix web` takes (for the CLI's parser): the train options that shape a run, and its own. */
+export const WEB_OPTIONS = (): OptionKinds => {
+  const train = TRAIN_OPTIONS();
+  return {
+    ...Object.fromEntries(TRAIN_FLAGS.filter((k) => k in train).map((k) => [k, train[k]])),
+    run: 'string', port: 'string', bench: 'boolean', 'bench-steps': 'string', threads: 'string',
+  };
+};
+
 export function webArtifactsFromArgs(args: Args): WebArtifacts {
-  const allowed = new Set(['_', 'run', 'port', 'bench', 'bench-steps', 'threads', ...TRAIN_FLAGS]);
+  const allowed = new Set(['_', 'help', 'run', 'port', 'bench', 'bench-steps', 'threads', ...TRAIN_FLAGS]);
   const bad = Object.keys(args).filter((k) => !allowed.has(k));
   if (bad.length) throw new UsageError(`web: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
   if (args.threads !== undefined && args.bench !== true) throw new UsageError('web: --threads is for --bench; the page takes ?threads=N in its URL');
