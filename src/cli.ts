@@ -8,13 +8,15 @@ import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleC
 import { EVAL_OPTIONS, evalCommand, EXPORT_PRESET_OPTIONS, exportPresetCommand, TRAIN_OPTIONS, trainCommand, TRAIN_USAGE } from './cli/train';
 import { EXPERIMENT_OPTIONS, EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
+import { WEB_OPTIONS, WEB_USAGE, webCommand } from './web/command';
 
 const USAGE = `usage: ademamix <command> [options]
 
 commands:
 ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
-${INFER_USAGE}${EXPERIMENT_USAGE}  ops-path                        print the path of the com.ademamix op library
+${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
+  ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')}] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--no-fallback] [--json]
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
@@ -82,6 +84,7 @@ function optionsOf(cmd: string | undefined, argv: string[]): OptionKinds {
     case 'export': return argv.includes('--onnx') ? { ...EXPORT_PRESET_OPTIONS(), ...EXPORT_ONNX_OPTIONS } : EXPORT_PRESET_OPTIONS();
     case 'experiment': return EXPERIMENT_OPTIONS;
     case 'bench': return BENCH_OPTIONS;
+    case 'web': return WEB_OPTIONS();
     default: return {};
   }
 }
@@ -112,6 +115,7 @@ export async function main(argv: string[]): Promise<number> {
         }
         return await exportPresetCommand(args);
       case 'experiment': return await experimentCommand(args);
+      case 'web': return await webCommand(args);
       case 'ops-path': console.log(opsLibraryPath()); return 0;
       case 'bench': await bench(args); return 0;
       case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;
