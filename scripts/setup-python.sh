@@ -30,5 +30,12 @@ if compgen -G "$wheels/torch-*+cpu-*.whl" >/dev/null; then
   v=$(basename "$(ls "$wheels"/torch-*+cpu-*.whl | sort -V | tail -1)" | cut -d- -f2)
   for i in "${!pkgs[@]}"; do [[ "${pkgs[$i]}" == torch ]] && pkgs[$i]="torch==$v"; done
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check "${idx[@]}" "${links[@]}" "${pkgs[@]}" >&2
+# pip's notes on the mirror go to a log: one line here, the log's tail only when the install fails
+log="$venv/pip-install.log"
+echo "setting up the Python reference environment in $venv (once; a few minutes; log: $log)" >&2
+if ! "$venv/bin/pip" install -q --disable-pip-version-check "${idx[@]}" "${links[@]}" "${pkgs[@]}" > "$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "setup-python: pip install failed (full log: $log)" >&2
+  exit 1
+fi
 echo "$venv/bin/python"
