@@ -1,6 +1,8 @@
 // Checkpoints: one safetensors file per save holding every carried tensor (params, optimizer states, step) and, in its
 // metadata, the config, the data-order position and run counters, so `--resume` continues bit-exactly. Written
-// atomically (temp file, fsync, rename) so a crash mid-write leaves the previous checkpoint intact; keep-last-N.
+// atomically (temp file, fsync, rename) so a crash mid-write leaves the previous checkpoint intact; keep-last-N. A temp
+// file a killed process left is removed by the next save; a failed write (a full disk) removes its own and is one
+// CheckpointError naming the file, the previous checkpoints untouched.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +13,8 @@ import { loadSafetensors, saveSafetensors, SafetensorsError } from '../io/safete
 
 export const CHECKPOINT_FORMAT = 'ademamix-checkpoint/1';
 const NAME = /^step-(\d+)\.safetensors$/;
+/** A checkpoint's temp file while it is written (src/onnx/io.ts writeFileAtomic: `<file>.tmp-<pid>`). */
+const TEMP = /^step-\d+\.safetensors\.tmp-(\d+)$/;
 
 export interface CheckpointInfo {
   /** The next step to run (the carried `step` input). */
@@ -46,10 +50,27 @@ export function saveCheckpoint(dir: string, state: Record<string, Tensor>, info:
     tensors.set(name, { dtype: t.type as DType, dims: [...t.dims], data: t.data as TensorData['data'] });
   }
   const file = checkpointPath(dir, info.step);
-  saveSafetensors(file, tensors, {
-    format: CHECKPOINT_FORMAT, step: String(info.step), config: JSON.stringify(info.config),
-    data_position: JSON.stringify(info.dataPosition), fingerprint: info.fingerprint, counters: JSON.stringify(info.counters),
-  });
+  // temp files of writes a killed process never finished (or a failed write's own) are no checkpoint: removed
+  const dropTemps = (own: boolean): void => {
+    for (const f of fs.readdirSync(dir)) {
+      const m = TEMP.exec(f);
+      if (m && (own ? f.startsWith(`${path.basename(file)}.tmp-`) : Number(m[1]) !== process.pid)) fs.rmSync(path.join(dir, f), { force: true });
+    }
+  };
+  dropTemps(false);
+  const previous = listCheckpoints(dir).pop(); // a failed write leaves it (and every other) as it was
+  try {
+    saveSafetensors(file, tensors, {
+      format: CHECKPOINT_FORMAT, step: String(info.step), config: JSON.stringify(info.config),
+      data_position: JSON.stringify(info.dataPosition), fingerprint: info.fingerprint, counters: JSON.stringify(info.counters),
+    });
+  } catch (e) {
+    try { dropTemps(true); } catch { /* the error below is the one to report */ }
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOSPC' || code === 'EDQUOT' ? `the disk is full (${code})` : (e as Error).message;
+    throw new CheckpointError(`cannot write checkpoint ${file}: ${why}; ` +
+      (previous ? `the previous checkpoint ${previous} is intact` : 'no earlier checkpoint exists'));
+  }
   const all = listCheckpoints(dir);
   for (const old of all.slice(0, Math.max(0, all.length - keep))) fs.rmSync(old, { force: true });
   return file;
