@@ -7,4 +7,5 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!(onnx-buf|@bufbuild)/)'],
   testTimeout: 600000,
   setupFiles: ['<rootDir>/test/support/quiet-ort.js'],
+  globalSetup: '<rootDir>/test/support/global-setup.js',
 };
