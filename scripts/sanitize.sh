@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ASan + UBSan: builds the op library, the session addon and the kernel check into build-asan/ (CUDA off, no
 # target_clones: ifunc resolvers run before ASan's runtime is up), then runs their native tests under the sanitizers:
-# the C++ kernel check (standalone) and the addon's jest files with the sanitized .so's (ADEMAMIX_BUILD_DIR).
+# the C++ kernel check (standalone) and the addon's jest files (and test/edges.test.ts) with the sanitized .so's (ADEMAMIX_BUILD_DIR).
 # node itself is not instrumented: libasan is preloaded; leak detection is off (node and ORT leak at exit).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,4 +28,4 @@ libasan=$(gcc -print-file-name=libasan.so)
 [[ -f "$libasan" ]] || { echo "sanitize: libasan not found ($libasan)" >&2; exit 1; }
 echo "== sanitize: session addon tests (jest, sanitized addon and op library)" >&2
 ADEMAMIX_BUILD_DIR="$root/$out" LD_PRELOAD="$libasan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-  npx jest --runInBand test/native-session.test.ts test/multi-tensor.test.ts
+  npx jest --runInBand test/native-session.test.ts test/multi-tensor.test.ts test/edges.test.ts
