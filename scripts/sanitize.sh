@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ASan + UBSan: builds the op library, the session addon and the kernel check into build-asan/ (CUDA off, no
-# target_clones: ifunc resolvers run before ASan's runtime is up), then runs their native tests under the sanitizers:
+# ASan + UBSan: builds the op library, the session addon and the kernel check into build-asan/ (CUDA off; the
+# AVX2 target_clones off too: ifunc resolvers and instrumented code are not a combination this was tried with), then
+# runs their native tests under the sanitizers:
 # the C++ kernel check (standalone) and the addon's jest files (and test/edges.test.ts) with the sanitized .so's (ADEMAMIX_BUILD_DIR).
 # node itself is not instrumented: libasan is preloaded; leak detection is off (node and ORT leak at exit).
 set -euo pipefail
