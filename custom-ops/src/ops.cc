@@ -636,11 +636,12 @@ class GenericKernel : public Kernel {
       for (int64_t x : dims) t.n *= static_cast<size_t>(x);
       void* o = nullptr;
       RETURN_IF(c.Output(i, dims, &o));
-      if (!o) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
+      // a zero-size tensor has no data (null): only a non-empty output can be missing
+      if (!o && t.n) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
       t.param_out = static_cast<float*>(o);
       for (size_t k = 0; k < K; k++) {
         RETURN_IF(c.Output((1 + k) * N + i, dims, &o));
-        if (!o) return Fail(c.Err("output '" + nm(sch_.states[k], i) + "_out' is required"));
+        if (!o && t.n) return Fail(c.Err("output '" + nm(sch_.states[k], i) + "_out' is required"));
         t.state_out[k] = o;
       }
     }

@@ -20,12 +20,21 @@ export function packageRoot(): string {
   }
 }
 
-const ADDON = 'build/session-addon/ademamix_session.node';
-const OPS = 'build/custom-ops/libademamix_ops.so';
+const ADDON = 'session-addon/ademamix_session.node';
+const OPS = 'custom-ops/libademamix_ops.so';
+
+/** The native build folder: build/ under the package root, or ADEMAMIX_BUILD_DIR (scripts/sanitize.sh: build-asan/). */
+export function buildDir(): string {
+  const env = process.env.ADEMAMIX_BUILD_DIR;
+  return env ? path.resolve(packageRoot(), env) : path.join(packageRoot(), 'build');
+}
 
 function built(rel: string, what: string): string {
-  const p = path.join(packageRoot(), rel);
-  if (!fs.existsSync(p)) throw new Error(`${what} not found: ${p} is missing; run \`npm run build:native\``);
+  const p = path.join(buildDir(), rel);
+  if (!fs.existsSync(p)) {
+    throw new Error(`${what} not found: ${p} is missing; run \`npm run build:native\`` +
+      (process.env.ADEMAMIX_BUILD_DIR ? ` (or unset ADEMAMIX_BUILD_DIR=${process.env.ADEMAMIX_BUILD_DIR})` : ''));
+  }
   return p;
 }
 
@@ -33,7 +42,7 @@ function built(rel: string, what: string): string {
 export const addonPath = (): string => built(ADDON, 'the native session addon');
 /** The com.ademamix op library (build/custom-ops/libademamix_ops.so). */
 export const opsLibraryPath = (): string => built(OPS, 'the com.ademamix op library');
-export const hasOpsLibrary = (): boolean => fs.existsSync(path.join(packageRoot(), OPS));
+export const hasOpsLibrary = (): boolean => fs.existsSync(path.join(buildDir(), OPS));
 
 /** The libonnxruntime shipped inside onnxruntime-node: the same runtime its InferenceSession uses. */
 export function ortLibraryPath(): string {

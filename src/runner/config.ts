@@ -86,7 +86,7 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   posInt('steps'); posInt('batch'); posInt('seq', 2); posInt('evalEvery', 0); posInt('evalBatches');
   posInt('logEvery'); posInt('checkpointEvery', 0); posInt('keepCheckpoints'); posInt('threads', 0);
   posInt('trackBatches', 0); posInt('trackEvery'); posInt('warmup', 0);
-  if (!(c.lr > 0)) throw new ConfigError(`lr must be > 0, got ${c.lr}`);
+  if (!(c.lr > 0 && c.lr <= 3.4028234663852886e38)) throw new ConfigError(`lr must be > 0 and at most float32's max (3.4e38), got ${c.lr}`);
   if (!OPTIMIZER_NAMES.includes(c.optimizer)) throw new ConfigError(`optimizer must be one of ${OPTIMIZER_NAMES.join(', ')}, got '${c.optimizer}'`);
   if (!['constant', 'cosine', 'linear'].includes(c.decay)) throw new ConfigError(`decay must be constant, cosine or linear, got '${c.decay}'`);
   if (!['stop', 'skip'].includes(c.nanPolicy)) throw new ConfigError(`nan-policy must be stop or skip, got '${c.nanPolicy}'`);

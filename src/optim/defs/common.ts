@@ -10,7 +10,7 @@ export const LR: ScalarDef = { name: 'lr', graph: (_g, _t, _s, lr) => lr, at: (t
 
 export const beta = (key: 'beta1' | 'beta2', dflt: number, help: string): HyperDef =>
   ({ key, flag: key, attr: key, default: dflt, help, range: { min: 0, max: 1, maxOpen: true } });
-export const EPS: HyperDef = { key: 'eps', flag: 'eps', attr: 'eps', default: 1e-8, help: 'denominator epsilon', range: { min: 0, max: Infinity } };
+export const EPS: HyperDef = { key: 'eps', flag: 'eps', attr: 'eps', default: 1e-8, help: 'denominator epsilon', range: { min: 0, max: Infinity, minOpen: true } }; // ε = 0: 0/0 where a gradient has been 0
 export const weightDecay = (dflt: number): HyperDef => ({
   key: 'weightDecay', flag: 'weight-decay', attr: 'weight_decay', default: dflt, range: { min: 0, max: Infinity },
   help: 'decoupled weight decay λ (times lr), on the decay mask',
