@@ -1,5 +1,5 @@
 // The `ademamix` command line.
-import { benchDef, benchOptimizer } from './bench/optimizer';
+import { benchAllOptimizers, benchDef, benchOptimizer, type BenchShape } from './bench/optimizer';
 import { OPTIMIZER_NAMES } from './optim/derive';
 import { benchRunner } from './bench/runner';
 import { parseCommandArgs, num, str, UsageError, type Args, type OptionKinds } from './cli/args';
@@ -17,8 +17,8 @@ ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
 ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
   ops-path                        print the path of the com.ademamix op library
-  bench optimizer [--op ${OPTIMIZER_NAMES.join('|')}] [--device cpu] [--params N] [--reps N]
-                  [--threads N] [--no-fallback] [--json]
+  bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
+                  [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--json]
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
@@ -44,12 +44,22 @@ async function bench(args: Args): Promise<void> {
   if (what === 'optimizer') {
     const device = str(args, 'device', 'cpu');
     if (device !== 'cpu') throw new UsageError(`bench optimizer: --device ${device} is not available here (cpu only in this build)`);
+    const shape = str(args, 'shape', 'gpt');
+    if (shape !== 'gpt' && shape !== 'flat') throw new UsageError(`bench optimizer: --shape must be gpt or flat, got '${shape}'`);
+    const common = {
+      params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15), threads: num(args, 'threads', 0),
+      fallback: args.fallback !== false, shape: shape as BenchShape, torch: typeof args.torch === 'boolean' ? args.torch : undefined,
+    };
+    if (args.all === true) {
+      if (args.op !== undefined) throw new UsageError('bench optimizer: --all and --op exclude each other');
+      const results = benchAllOptimizers(common);
+      if (json) console.log(JSON.stringify({ bench: 'optimizer', all: true, results }));
+      else for (const r of results) { print(r, false); console.log(''); }
+      return;
+    }
     const op = str(args, 'op', 'ademamix');
     try { benchDef(op); } catch (e) { throw new UsageError(`bench optimizer: --op: ${(e as Error).message}`); }
-    print(benchOptimizer({
-      op, params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15),
-      threads: num(args, 'threads', 0), fallback: args.fallback !== false,
-    }), json);
+    print(benchOptimizer({ ...common, op }), json);
     return;
   }
   if (what === 'runner') {
@@ -73,7 +83,8 @@ async function bench(args: Args): Promise<void> {
 
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
-  seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean',
+  seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
+  torch: 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */

@@ -8,6 +8,7 @@
 // node's tensors into a list (a per-tensor op is a list of one), and hands the list to the CPU loops or to the CUDA
 // launcher. So the per-tensor and multi-tensor ops, on either device, run the same per-element code.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +16,9 @@
 #include <string>
 #include <vector>
 #include "ademamix/kernels.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "onnxruntime_c_api.h"
 #if defined(ADEMAMIX_WITH_CUDA)
 #include "ademamix/cuda_launch.h"
@@ -905,6 +909,111 @@ OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContex
   return nullptr;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// BenchCopy (com.ademamix, CPU, not an optimizer and not in the generated schema): output i = input i, for a variadic
+// float32 list. It is the bandwidth baseline of `bench optimizer`: the list is laid end to end and cut into the same
+// chunks on the same intra-op pool as the optimizer kernels (ParallelRange), so a copy of the same bytes with the
+// same threads and the same chunking is what the op is compared against. Attribute `stream` (int, default 1): 1 =
+// non-temporal stores (what the kernels' large separate-output path uses: no read-for-ownership of the destination),
+// 0 = memcpy.
+class CopyKernel : public Kernel {
+ public:
+  explicit CopyKernel(const OrtKernelInfo* info) : stream_(AttrI(info, "stream", 1) != 0) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, "BenchCopy"};
+    size_t nIn = 0, nOut = 0;
+    RETURN_IF(c.Counts(&nIn, &nOut));
+    if (nIn != nOut) return Fail(c.Err("needs as many outputs as inputs, got " + std::to_string(nIn) + " and " + std::to_string(nOut)));
+    struct Piece { const float* src; float* dst; size_t n; };
+    std::vector<Piece> list(nIn);
+    for (size_t i = 0; i < nIn; i++) {
+      Dims d;
+      const void* p = nullptr;
+      RETURN_IF(c.Tensor(i, "input " + std::to_string(i), F32, nullptr, "", &d, &p));
+      size_t n = 1;
+      for (int64_t x : d) n *= static_cast<size_t>(x);
+      void* o = nullptr;
+      RETURN_IF(c.Output(i, d, &o));
+      list[i] = Piece{static_cast<const float*>(p), static_cast<float*>(o), n};
+    }
+    std::vector<size_t> start(nIn + 1, 0);
+    for (size_t i = 0; i < nIn; i++) start[i + 1] = start[i] + list[i].n;
+    const bool stream = stream_;
+    return ParallelRange(ctx, start.back(), [&](size_t b, size_t e) {
+      size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+      for (; i < nIn && start[i] < e; i++) {
+        const size_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+        if (lo < hi && list[i].dst) Copy(list[i].src + lo, list[i].dst + lo, hi - lo, stream);
+      }
+    });
+  }
+
+ private:
+  static void Copy(const float* src, float* dst, size_t n, bool stream) {
+#if defined(__SSE2__)
+    if (stream && n >= 64) {
+      size_t h = 0;  // head up to a 16-byte aligned destination
+      while (h < n && (reinterpret_cast<uintptr_t>(dst + h) & 15)) { dst[h] = src[h]; h++; }
+      size_t i = h;
+      for (; i + 16 <= n; i += 16) {
+        const __m128 a = _mm_loadu_ps(src + i), b = _mm_loadu_ps(src + i + 4);
+        const __m128 x = _mm_loadu_ps(src + i + 8), y = _mm_loadu_ps(src + i + 12);
+        _mm_stream_ps(dst + i, a); _mm_stream_ps(dst + i + 4, b);
+        _mm_stream_ps(dst + i + 8, x); _mm_stream_ps(dst + i + 12, y);
+      }
+      for (; i < n; i++) dst[i] = src[i];
+      _mm_sfence();
+      return;
+    }
+#endif
+    (void)stream;
+    std::memcpy(dst, src, n * sizeof(float));
+  }
+  const bool stream_;
+};
+
+OrtStatusPtr ORT_API_CALL InferCopyShapes(const OrtCustomOp*, OrtShapeInferContext* ctx) {
+  size_t nIn = 0;
+  if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
+  for (size_t i = 0; i < nIn; i++) SameShape(ctx, i, {i}, {F32});
+  return nullptr;
+}
+
+struct CopyOpDef : OrtCustomOp {
+  CopyOpDef() : OrtCustomOp{} {
+    version = ORT_API_VERSION;
+    GetName = [](const OrtCustomOp*) { return "BenchCopy"; };
+    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
+    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
+    GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
+    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    CreateKernel = nullptr;
+    KernelCompute = nullptr;
+    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
+    CreateKernelV2 = [](const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+      *kernel = new CopyKernel(info);
+      return nullptr;
+    };
+    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
+    InferOutputShapeFn = InferCopyShapes;
+    GetStartVersion = [](const OrtCustomOp*) { return 1; };
+    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+  }
+};
+
+CopyOpDef& CopyOp() {
+  static CopyOpDef op;
+  return op;
+}
+
 // The table: per-tensor and multi-tensor, float32 and bfloat16 states, for each algorithm; on the CPU always and on
 // CUDA when the library was built with it.
 std::string& OpsError() {
@@ -975,6 +1084,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   auto& ops = Ops();
   if (!OpsError().empty()) return api->CreateStatus(ORT_FAIL, ("libademamix_ops: " + OpsError()).c_str());
   for (auto& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, op.get()));
+  RETURN_IF(api->CustomOpDomain_Add(domain, &CopyOp()));  // the bench's bandwidth baseline
   // The domain must outlive every session that uses it: keep it for the life of the process.
   return api->AddCustomOpDomain(options, domain);
 }

@@ -1,14 +1,33 @@
-// `bench optimizer`: one optimizer op over N fp32 parameters with its state carried natively, vs a memcpy of the
-// same bytes in the same run (alternated with the op, medians), and vs the standard-op function body (what ORT runs
-// without the op library). Any optimizer of src/optim/defs/, by name or op name.
+// `bench optimizer`: one optimizer node over a parameter list (GPT-shaped by default: the gpt-small layout scaled to
+// --params, ~150 tensors through the multi-tensor op; or one flat tensor) with its state carried natively, against a
+// NATIVE copy of the same bytes in the same process and run: the op library's BenchCopy kernel over a list of the same
+// shapes (scaled so the copy moves bytes_per_param × params bytes), on the same intra-op pool with the same thread
+// count and the same chunking, through the same kind of NativeSession (carried outputs). Op and copies are alternated
+// rep by rep; medians. Also the standard-op function body (what ORT runs without the op library) and, when the Python
+// venv has torch, torch.optim.AdamW (foreach and single-tensor) on the same shapes and threads
+// (scripts/bench-torch-optimizer.py). Any optimizer of src/optim/defs/, by name or op name.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Tensor } from 'onnxruntime-common';
+import { GraphBuilder } from '../graph/builder';
+import { toModelProto } from '../graph/serialize';
+import { attr } from '../graph/value';
 import { NativeSession } from '../native';
-import { opsLibraryPath } from '../native/paths';
+import { opsLibraryPath, packageRoot } from '../native/paths';
 import { encodeModel } from '../onnx/io';
 import { getOptimizer, makeSpec, OPTIMIZERS } from '../optim/derive';
 import { definedStepModel } from '../optim/step-model';
 
-export interface OptimizerBenchOptions { op: string; params: number; reps: number; threads: number; fallback: boolean }
+export type BenchShape = 'gpt' | 'flat';
+
+export interface OptimizerBenchOptions {
+  op: string; params: number; reps: number; threads: number; fallback: boolean;
+  /** default 'gpt' */
+  shape?: BenchShape;
+  /** torch's AdamW column: true = required, false = off, undefined = when the venv has torch */
+  torch?: boolean;
+}
 
 /** The definition an `--op` names: its CLI name or its op name. */
 export function benchDef(op: string) {
@@ -17,23 +36,58 @@ export function benchDef(op: string) {
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
+// ---- shapes -------------------------------------------------------------------------------------------------------
+
+/** gpt-small's parameter tensors (GPT-2 124M: vocab 50257, context 1024, width 768, 12 layers, tied head), as
+ * element counts: embeddings, per layer LayerNorm weight/bias, qkv weight/bias, attention projection weight/bias,
+ * LayerNorm, MLP in weight/bias, MLP out weight/bias; the final LayerNorm. 148 tensors. */
+export function gptSmallSizes(): number[] {
+  const V = 50257, T = 1024, d = 768, L = 12;
+  const sizes = [V * d, T * d];
+  for (let l = 0; l < L; l++) sizes.push(d, d, d * 3 * d, 3 * d, d * d, d, d, d, d * 4 * d, 4 * d, 4 * d * d, d);
+  sizes.push(d, d);
+  return sizes;
+}
+
+/** `total` elements split like `base` (each tensor scaled, at least 1; the largest takes the rounding). */
+export function scaleSizes(base: number[], total: number): number[] {
+  const sum = base.reduce((a, b) => a + b, 0);
+  const out = base.map((n) => Math.max(1, Math.round((n * total) / sum)));
+  let big = 0;
+  for (let i = 1; i < out.length; i++) if (out[i] > out[big]) big = i;
+  out[big] += total - out.reduce((a, b) => a + b, 0);
+  if (out[big] < 1) throw new RangeError(`bench optimizer: --params ${total} is too small for ${base.length} tensors`);
+  return out;
+}
+
+/** The parameter list of a shape at `params` elements. */
+export function benchSizes(shape: BenchShape, params: number): number[] {
+  return shape === 'flat' ? [params] : scaleSizes(gptSmallSizes(), params);
+}
+
+// ---- runners ------------------------------------------------------------------------------------------------------
+
 interface Timed { run(r: number): number; release(): void }
 
-function opRunner(o: OptimizerBenchOptions, opsLibrary: string | false): Timed {
+function opRunner(o: OptimizerBenchOptions, sizes: number[], opsLibrary: string | false): Timed {
   const def = benchDef(o.op);
   const spec = makeSpec(def, { weightDecay: 0.1 });
-  const sm = definedStepModel(def.name, spec, [[o.params]], 0.1);
+  const sm = definedStepModel(def.name, spec, sizes.map((n) => [n]), 0.1);
   const s = NativeSession.create(encodeModel(sm.model), { opsLibrary, intraOpThreads: o.threads });
   s.carry(sm.carry);
-  const n = o.params;
+  const sizeOf = (name: string): number => sizes[Number(name.slice(name.lastIndexOf('_') + 1))];
   const init: Record<string, Tensor> = {};
-  for (const k of sm.carried) init[k] = new Tensor('float32', new Float32Array(n).fill(k.startsWith('param') || k.startsWith('z') ? 0.5 : 0), [n]);
+  for (const k of sm.carried) {
+    const n = sizeOf(k);
+    init[k] = new Tensor('float32', new Float32Array(n).fill(k.startsWith('param') || k.startsWith('z') ? 0.5 : 0), [n]);
+  }
   for (const k of sm.globals) init[k] = new Tensor('float32', new Float32Array(1), []);
   s.setState(init);
-  const grad = new Tensor('float32', Float32Array.from({ length: n }, (_, i) => ((i % 1000) - 500) * 1e-4), [n]);
+  const grads: Record<string, Tensor> = {};
+  sizes.forEach((n, i) => { grads[`grad_${i}`] = new Tensor('float32', Float32Array.from({ length: n }, (_, j) => ((j % 1000) - 500) * 1e-4), [n]); });
   return {
     run(r) {
-      const feeds: Record<string, Tensor> = { grad_0: grad, step: new Tensor('int64', BigInt64Array.from([BigInt(r + 1)]), []) };
+      const feeds: Record<string, Tensor> = { ...grads, step: new Tensor('int64', BigInt64Array.from([BigInt(r + 1)]), []) };
       for (const sc of def.scalars) feeds[sc.name] = new Tensor('float64', Float64Array.from([sc.at(r + 1, spec)]), []);
       const t0 = process.hrtime.bigint();
       s.run(feeds, []);
@@ -43,41 +97,117 @@ function opRunner(o: OptimizerBenchOptions, opsLibrary: string | false): Timed {
   };
 }
 
-/** memcpy of `bytes` (half read, half written), ms. */
-function copyRunner(bytes: number): Timed {
-  const half = Math.floor(bytes / 2);
-  const src = new Uint8Array(half).fill(1); const dst = new Uint8Array(half);
+/** A model of one com.ademamix BenchCopy node over float32 tensors of `sizes`: inputs `x_i`, outputs `x_i_out`. */
+export function copyModel(sizes: number[], stream: boolean): Uint8Array {
+  const g = new GraphBuilder();
+  const xs = sizes.map((n, i) => g.input(`x_${i}`, 'float32', [n]));
+  const ys = g.opN('BenchCopy', xs, { stream: attr.i(stream ? 1 : 0) }, {
+    domain: 'com.ademamix', outputs: sizes.length, outTypes: sizes.map((n) => ({ dtype: 'float32', shape: [n] })),
+  });
+  ys.forEach((y, i) => g.output(y, `x_${i}_out`));
+  return encodeModel(toModelProto(g));
+}
+
+/** The copy of the op's bytes: per tensor, bytes_per_param / 8 floats per parameter (read once, written once). */
+export function copySizes(sizes: number[], bytesPerParam: number): number[] {
+  return sizes.map((n) => Math.max(1, Math.round((n * bytesPerParam) / 8)));
+}
+
+/** BenchCopy over `sizes`, state carried like the optimizer's (double-buffered outputs). */
+function copyRunner(sizes: number[], threads: number, stream: boolean): Timed {
+  const s = NativeSession.create(copyModel(sizes, stream), { opsLibrary: opsLibraryPath(), intraOpThreads: threads });
+  s.carry(Object.fromEntries(sizes.map((_, i) => [`x_${i}_out`, `x_${i}`])));
+  s.setState(Object.fromEntries(sizes.map((n, i) => [`x_${i}`, new Tensor('float32', new Float32Array(n).fill(1), [n])])));
   return {
-    run() { const t0 = process.hrtime.bigint(); dst.set(src); return Number(process.hrtime.bigint() - t0) / 1e6; },
-    release() {},
+    run() { const t0 = process.hrtime.bigint(); s.run({}, []); return Number(process.hrtime.bigint() - t0) / 1e6; },
+    release: () => s.release(),
   };
 }
 
-export function benchOptimizer(o: OptimizerBenchOptions): Record<string, unknown> {
+// ---- torch --------------------------------------------------------------------------------------------------------
+
+/** The venv's Python (ADEMAMIX_VENV or .venv, as scripts/setup-python.sh makes it) when it can import torch, else
+ * null. Never installs anything. */
+export function torchPython(): string | null {
+  const venv = process.env.ADEMAMIX_VENV ?? path.join(packageRoot(), '.venv');
+  const py = path.join(venv, 'bin', 'python');
+  if (!fs.existsSync(py)) return null;
+  const r = spawnSync(py, ['-c', 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'], { encoding: 'utf8' });
+  return r.status === 0 ? py : null;
+}
+
+export interface TorchTimes { torch_version: string; torch_threads: number; foreach_ms: number; single_ms: number }
+
+/** torch.optim.AdamW foreach and single-tensor over `sizes`, timed in Python. */
+export function torchAdamW(py: string, sizes: number[], threads: number, reps: number): TorchTimes {
+  const script = path.join(packageRoot(), 'scripts', 'bench-torch-optimizer.py');
+  const r = spawnSync(py, [script], { input: JSON.stringify({ sizes, threads, reps }), encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`bench optimizer: ${script} failed (${r.error?.message ?? `exit ${r.status}`}):\n${(r.stderr ?? '').slice(-2000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchTimes;
+}
+
+// ---- the bench ----------------------------------------------------------------------------------------------------
+
+const gbps = (bytes: number, ms: number): number => +(bytes / ms / 1e6).toFixed(2);
+
+export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string, TorchTimes>): Record<string, unknown> {
   const def = benchDef(o.op);
+  const shape = o.shape ?? 'gpt';
   const bpp = def.bytesPerParam(makeSpec(def, {}));
   const bytes = bpp * o.params;
-  const op = opRunner(o, opsLibraryPath()); const copy = copyRunner(bytes);
-  const opT: number[] = []; const copyT: number[] = [];
+  const sizes = benchSizes(shape, o.params);
+  const cSizes = copySizes(sizes, bpp);
+  const copyBytes = 8 * cSizes.reduce((a, b) => a + b, 0);
+  const runners: Timed[] = [];
+  const opT: number[] = []; const ntT: number[] = []; const mcT: number[] = [];
   try {
-    for (let r = 0; r < o.reps + 2; r++) { // alternated, so both see the same machine load; two warm-up rounds
-      const a = op.run(r); const b = copy.run(r);
-      if (r >= 2) { opT.push(a); copyT.push(b); }
+    const op = opRunner(o, sizes, opsLibraryPath()); runners.push(op);
+    const nt = copyRunner(cSizes, o.threads, true); runners.push(nt);
+    const mc = copyRunner(cSizes, o.threads, false); runners.push(mc);
+    for (let r = 0; r < o.reps + 2; r++) { // alternated, so all see the same machine load; two warm-up rounds
+      const a = op.run(r); const b = nt.run(r); const c = mc.run(r);
+      if (r >= 2) { opT.push(a); ntT.push(b); mcT.push(c); }
     }
-  } finally { op.release(); }
-  const opMs = median(opT); const copyMs = median(copyT);
-  const gbps = (ms: number): number => +(bytes / ms / 1e6).toFixed(2);
+  } finally { for (const x of runners) x.release(); }
+  const opMs = median(opT); const ntMs = median(ntT); const mcMs = median(mcT);
+  const opG = bytes / opMs; const copyG = Math.max(copyBytes / ntMs, copyBytes / mcMs);
   const result: Record<string, unknown> = {
-    bench: 'optimizer', optimizer: def.name, op: def.op, device: 'cpu', params: o.params, threads: o.threads, reps: o.reps,
-    bytes_per_param: bpp, op_ms: +opMs.toFixed(3), op_gbps: gbps(opMs), memcpy_ms: +copyMs.toFixed(3), memcpy_gbps: gbps(copyMs),
-    op_vs_memcpy: +(copyMs / opMs).toFixed(3),
+    bench: 'optimizer', optimizer: def.name, op: def.op, device: 'cpu', shape, tensors: sizes.length, params: o.params,
+    threads: o.threads, reps: o.reps, bytes_per_param: bpp, bytes,
+    op_ms: +opMs.toFixed(3), op_gbps: gbps(bytes, opMs),
+    copy_bytes: copyBytes, copy_stream_ms: +ntMs.toFixed(3), copy_stream_gbps: gbps(copyBytes, ntMs),
+    copy_memcpy_ms: +mcMs.toFixed(3), copy_memcpy_gbps: gbps(copyBytes, mcMs),
+    copy_gbps: +(copyG / 1e6).toFixed(2),
+    op_vs_copy: +(opG / copyG).toFixed(3),
   };
   if (o.fallback) {
-    const fb = opRunner(o, false);
+    const fb = opRunner(o, sizes, false);
     const ts: number[] = [];
     try { for (let r = 0; r < Math.max(3, Math.floor(o.reps / 3)) + 1; r++) { const x = fb.run(r); if (r >= 1) ts.push(x); } } finally { fb.release(); }
     result.fallback_ms = +median(ts).toFixed(3);
     result.fallback_vs_op = +(median(ts) / opMs).toFixed(2);
   }
+  if (o.torch !== false) {
+    const py = torchPython();
+    if (!py && o.torch === true) throw new Error('bench optimizer: --torch needs the Python venv with torch (scripts/setup-python.sh)');
+    if (py) {
+      const key = `${shape}:${o.params}:${o.threads}`;
+      let t = torchCache?.get(key);
+      if (!t) { t = torchAdamW(py, sizes, o.threads, o.reps); torchCache?.set(key, t); }
+      const adamwBytes = 28 * o.params; // torch AdamW: param r/w, grad r, exp_avg r/w, exp_avg_sq r/w
+      Object.assign(result, {
+        torch_version: t.torch_version, torch_threads: t.torch_threads,
+        torch_adamw_foreach_ms: t.foreach_ms, torch_adamw_foreach_gbps: gbps(adamwBytes, t.foreach_ms),
+        torch_adamw_single_ms: t.single_ms, torch_adamw_single_gbps: gbps(adamwBytes, t.single_ms),
+        op_vs_torch_foreach: +(t.foreach_ms / opMs).toFixed(3),
+      });
+    }
+  }
   return result;
+}
+
+/** Every optimizer (`--all`), one result each; torch's column timed once for the shared shapes. */
+export function benchAllOptimizers(o: Omit<OptimizerBenchOptions, 'op'>): Record<string, unknown>[] {
+  const cache = new Map<string, TorchTimes>();
+  return OPTIMIZERS.map((d) => benchOptimizer({ ...o, op: d.name }, cache));
 }

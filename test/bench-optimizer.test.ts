@@ -1,0 +1,70 @@
+// `bench optimizer` end to end at a tiny size (fields only: speed goals live in benchmarks, never in unit tests), the
+// GPT-shaped parameter list, and the BenchCopy kernel it is measured against really copying (output = input, lists
+// of mixed sizes that straddle the pool's chunks, on 2 threads).
+import { Tensor } from 'onnxruntime-common';
+import { benchAllOptimizers, benchOptimizer, benchSizes, copyModel, copySizes, gptSmallSizes, torchPython } from '../src/bench/optimizer';
+import { NativeSession } from '../src/native';
+import { opsLibraryPath } from '../src/native/paths';
+import { OPTIMIZERS } from '../src/optim/derive';
+
+describe('GPT-shaped parameter lists', () => {
+  test('gpt-small layout: 148 tensors, GPT-2 124M', () => {
+    const s = gptSmallSizes();
+    expect(s.length).toBe(148);
+    expect(s.reduce((a, b) => a + b, 0)).toBe(124_439_808);
+  });
+  test('scaled to --params exactly, every tensor non-empty; flat is one tensor', () => {
+    for (const n of [5000, 123_457, 16_000_000]) {
+      const s = benchSizes('gpt', n);
+      expect(s.length).toBe(148);
+      expect(s.reduce((a, b) => a + b, 0)).toBe(n);
+      expect(Math.min(...s)).toBeGreaterThanOrEqual(1);
+    }
+    expect(benchSizes('flat', 1000)).toEqual([1000]);
+  });
+  test('the copy moves bytes_per_param × params bytes (read + write)', () => {
+    const s = benchSizes('gpt', 1_000_000);
+    const c = copySizes(s, 36);
+    expect(Math.abs(8 * c.reduce((a, b) => a + b, 0) - 36 * 1_000_000)).toBeLessThan(8 * s.length);
+  });
+});
+
+describe('BenchCopy kernel', () => {
+  for (const stream of [true, false]) {
+    test(`output equals input (${stream ? 'non-temporal stores' : 'memcpy'})`, () => {
+      const sizes = [1, 3, 70_001, 17, 100_000, 64, 65, 33_000];
+      const s = NativeSession.create(copyModel(sizes, stream), { opsLibrary: opsLibraryPath(), intraOpThreads: 2 });
+      try {
+        const feeds: Record<string, Tensor> = {};
+        sizes.forEach((n, i) => { feeds[`x_${i}`] = new Tensor('float32', Float32Array.from({ length: n }, (_, j) => i * 1e6 + j * 0.5 - 3), [n]); });
+        const out = s.run(feeds, sizes.map((_, i) => `x_${i}_out`));
+        sizes.forEach((n, i) => {
+          const y = out[`x_${i}_out`];
+          expect(y.dims).toEqual([n]);
+          expect(Buffer.from((y.data as Float32Array).buffer, (y.data as Float32Array).byteOffset, 4 * n)
+            .equals(Buffer.from((feeds[`x_${i}`].data as Float32Array).buffer))).toBe(true);
+        });
+      } finally { s.release(); }
+    });
+  }
+});
+
+describe('bench optimizer end to end', () => {
+  const fields = ['op_ms', 'op_gbps', 'copy_gbps', 'copy_stream_gbps', 'copy_memcpy_gbps', 'op_vs_copy', 'bytes_per_param', 'tensors'];
+  test('one optimizer, GPT shape, with the function body and (when the venv has torch) torch AdamW', () => {
+    const r = benchOptimizer({ op: 'AdEMAMix', params: 4000, reps: 1, threads: 2, fallback: true });
+    expect(r).toMatchObject({ bench: 'optimizer', optimizer: 'ademamix', shape: 'gpt', tensors: 148, params: 4000, threads: 2 });
+    for (const f of [...fields, 'fallback_ms']) expect(typeof r[f]).toBe('number');
+    expect(r.op_vs_copy as number).toBeGreaterThan(0);
+    if (torchPython()) for (const f of ['torch_adamw_foreach_ms', 'torch_adamw_single_ms', 'op_vs_torch_foreach']) expect(typeof r[f]).toBe('number');
+  });
+  test('--all: every definition, flat shape', () => {
+    const rs = benchAllOptimizers({ params: 3000, reps: 1, threads: 2, fallback: false, shape: 'flat', torch: false });
+    expect(rs.map((r) => r.optimizer)).toEqual(OPTIMIZERS.map((d) => d.name));
+    for (const r of rs) {
+      expect(r.tensors).toBe(1);
+      for (const f of fields) expect(typeof r[f]).toBe('number');
+      expect(r.torch_adamw_foreach_ms).toBeUndefined();
+    }
+  });
+});
