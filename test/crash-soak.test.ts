@@ -13,7 +13,9 @@ const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'crash-soak-'));
 // test/cli.test.ts's micro model (≈4 ms a step); one thread, so a kill never waits on a busy second core.
 // A checkpoint (285 KB: params and three optimizer states) every 3 steps, so writes are frequent; every step logged,
 // so metrics.jsonl can be compared record by record.
-const STEPS = 600;
+// long enough that every planned kill lands before the run ends: a late start-up kill lets a life train ~200 steps
+// (a 600-step run once finished after 23 of the 24 kills on a quieter host)
+const STEPS = 2400;
 const MICRO = ['--override', 'nLayer=1,nEmbd=32,nHead=2', '--seq', '16', '--batch', '4', '--threads', '1', '--eval-every', '0'];
 const EVERY = 3;
 const CONFIG = [...MICRO, '--steps', String(STEPS), '--checkpoint-every', String(EVERY), '--keep', '3', '--log-every', '1'];
