@@ -259,6 +259,21 @@ StreamsOf<S> StreamsFor(const TensorIO& t) {
   return x;
 }
 
+#if defined(ADEMAMIX_WITH_CUDA)
+// The list as the CUDA launch functions take it (one entry per tensor, device pointers).
+std::vector<ademamix_cuda_tensor> CudaTensors(const std::vector<TensorIO>& list) {
+  std::vector<ademamix_cuda_tensor> t(list.size());
+  for (size_t i = 0; i < list.size(); i++) {
+    t[i].param = list[i].param;
+    t[i].grad = list[i].grad;
+    t[i].param_out = list[i].param_out;
+    for (int k = 0; k < kMaxStates; k++) { t[i].state[k] = list[i].state[k]; t[i].state_out[k] = list[i].state_out[k]; }
+    t[i].n = static_cast<int64_t>(list[i].n);
+  }
+  return t;
+}
+#endif
+
 // Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
 template <class Fn>
 OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn) {
@@ -536,14 +551,7 @@ class OptimizerKernel : public Kernel {
     const std::vector<TensorIO>& list = call.list;
     void* stream = nullptr;
     RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
-    std::vector<ademamix_cuda_tensor> t(list.size());
-    for (size_t i = 0; i < list.size(); i++) {
-      t[i].param = list[i].param;
-      t[i].grad = list[i].grad;
-      t[i].param_out = list[i].param_out;
-      for (int k = 0; k < kMaxStates; k++) { t[i].state[k] = list[i].state[k]; t[i].state_out[k] = list[i].state_out[k]; }
-      t[i].n = static_cast<int64_t>(list[i].n);
-    }
+    std::vector<ademamix_cuda_tensor> t = CudaTensors(list);
     const int bf = spec_.bf16 ? 1 : 0;
     int err = 0;
     switch (spec_.algo) {
@@ -691,14 +699,7 @@ class GenericKernel : public Kernel {
 #if defined(ADEMAMIX_WITH_CUDA)
     void* stream = nullptr;
     RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
-    std::vector<ademamix_cuda_tensor> t(list.size());
-    for (size_t i = 0; i < list.size(); i++) {
-      t[i].param = list[i].param;
-      t[i].grad = list[i].grad;
-      t[i].param_out = list[i].param_out;
-      for (int k = 0; k < kMaxStates; k++) { t[i].state[k] = list[i].state[k]; t[i].state_out[k] = list[i].state_out[k]; }
-      t[i].n = static_cast<int64_t>(list[i].n);
-    }
+    std::vector<ademamix_cuda_tensor> t = CudaTensors(list);
     if (int err = ademamix_cuda_generic(spec_.generic, &h, t.data(), t.size(), stream))
       return Fail(c.Err(std::string("CUDA kernel launch failed: ") + ademamix_cuda_error_string(err)));
     return nullptr;
