@@ -7,17 +7,10 @@ import { Tensor } from 'onnxruntime-common';
 import { DEFAULT_CONFIG, type TrainConfig } from '../src/runner/config';
 import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
 import { Trainer } from '../src/runner/trainer';
+import { micro, train } from './support/runs';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-test-'));
-const micro = (o: Partial<TrainConfig> = {}): TrainConfig => ({
-  ...DEFAULT_CONFIG, modelOverrides: { nLayer: 1, nEmbd: 32, nHead: 2 }, seq: 16, batch: 4, steps: 20, warmup: 5,
-  lr: 3e-3, evalEvery: 5, evalBatches: 2, logEvery: 5, checkpointEvery: 4, keepCheckpoints: 2, threads: 2, ...o,
-});
 
-async function train(c: TrainConfig, outDir: string, extra: Partial<Parameters<typeof Trainer.create>[1]> = {}) {
-  const t = Trainer.create(c, { outDir, quiet: true, ...extra });
-  try { return { r: await t.train(), t }; } finally { t.release(); }
-}
 
 test('20 steps straight equal 10 + resume + 10, byte for byte (checkpoint with params, states, step, data order)', async () => {
   const a = tmp(); const b = tmp();

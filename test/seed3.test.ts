@@ -20,6 +20,7 @@ import { Trainer } from '../src/runner/trainer';
 import { buildTask } from '../src/runner/task';
 import { assembleTraining, defaultWeightDecayMask, exportedParams } from '../src/train/assemble';
 import { python } from './support/python';
+import { micro, train } from './support/runs';
 import { benchOptimizer } from '../src/bench/optimizer';
 import { parseCli as parseArgs } from '../src/cli';
 import { exportOnnxCommand } from '../src/cli/export-onnx';
@@ -31,6 +32,17 @@ import { saveModel } from '../src/onnx/io';
 import { loadSafetensors } from '../src/io/safetensors';
 import * as ort from 'onnxruntime-node';
 import { create, ModelProtoSchema, NodeProtoSchema, toBinary, ValueInfoProtoSchema } from '../src/onnx/proto';
+
+/** A one-weight forward graph whose output 'l' = Σ (x·w)² is a scalar loss (x [2, 4], w [4, 3]). */
+function saveTinyLossModel(file: string): void {
+  const g = new GraphBuilder();
+  const x = g.input('x', 'float32', [2, 4]);
+  const w = g.initializer('w', tensorData('float32', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i))));
+  const y = g.matmul(x, w);
+  g.output(g.op('ReduceSum', [g.mul(y, y)], { keepdims: 0 }), 'l');
+  saveModel(toModelProto(g), file);
+}
+
 
 const SEED3 = ['lion', 'sf-adamw', 'laprop', 'mars'];
 const f32 = (a: ArrayLike<number>, dims: number[]): Tensor => new Tensor('float32', Float32Array.from(a), dims);
@@ -194,14 +206,6 @@ describe('train.onnx trajectories (kernels, then function bodies) match the floa
   });
 });
 
-const micro = (o: Partial<TrainConfig> = {}): TrainConfig => ({
-  ...DEFAULT_CONFIG, modelOverrides: { nLayer: 1, nEmbd: 32, nHead: 2 }, seq: 16, batch: 4, steps: 20, warmup: 5,
-  lr: 3e-3, evalEvery: 5, evalBatches: 2, logEvery: 5, checkpointEvery: 4, keepCheckpoints: 2, threads: 2, ...o,
-});
-async function train(c: TrainConfig, outDir: string, extra: Partial<Parameters<typeof Trainer.create>[1]> = {}) {
-  const t = Trainer.create(c, { outDir, quiet: true, ...extra });
-  try { return { r: await t.train(), t }; } finally { t.release(); }
-}
 
 test.each(SEED3)('%s: 12 steps straight equal 6 + resume + 6, byte for byte; checkpoints hold each state', async (opt) => {
   const a = tmp(); const b = tmp();
@@ -287,12 +291,7 @@ describe('CLI: --optimizer and its flags in export --model and export --onnx; ma
   });
   test('export --onnx takes --optimizer NAME with --beta1 --beta2 --eps (and the rest)', async () => {
     const dir = tmp();
-    const g = new GraphBuilder();
-    const x = g.input('x', 'float32', [2, 4]);
-    const w = g.initializer('w', tensorData('float32', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i))));
-    const y = g.matmul(x, w);
-    g.output(g.op('ReduceSum', [g.mul(y, y)], { keepdims: 0 }), 'l');
-    saveModel(toModelProto(g), path.join(dir, 'm.onnx'));
+    saveTinyLossModel(path.join(dir, 'm.onnx'));
     await quietly(() => exportOnnxCommand(parseArgs(['export', '--onnx', path.join(dir, 'm.onnx'), '--loss', 'l', '--out', path.join(dir, 'art'),
       '--optimizer', 'laprop', '--beta1', '0.8', '--beta2', '0.95', '--eps', '1e-6', '--lr', '0.01'])));
     const m = JSON.parse(fs.readFileSync(path.join(dir, 'art/manifest.json'), 'utf8'));
@@ -302,12 +301,7 @@ describe('CLI: --optimizer and its flags in export --model and export --onnx; ma
   });
   test.each(SEED3)('export --onnx with %s: stock onnxruntime-node runs train.onnx and eval.onnx (the function bodies)', async (opt) => {
     const dir = tmp();
-    const g = new GraphBuilder();
-    const x = g.input('x', 'float32', [2, 4]);
-    const w = g.initializer('w', tensorData('float32', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i))));
-    const y = g.matmul(x, w);
-    g.output(g.op('ReduceSum', [g.mul(y, y)], { keepdims: 0 }), 'l');
-    saveModel(toModelProto(g), path.join(dir, 'm.onnx'));
+    saveTinyLossModel(path.join(dir, 'm.onnx'));
     await quietly(() => exportOnnxCommand(parseArgs(['export', '--onnx', path.join(dir, 'm.onnx'), '--loss', 'l', '--out', path.join(dir, 'art'),
       '--optimizer', opt, '--lr', '0.01'])));
     const m = JSON.parse(fs.readFileSync(path.join(dir, 'art/manifest.json'), 'utf8'));
