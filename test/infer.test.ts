@@ -40,6 +40,24 @@ const softmaxCE = (logits: Float32Array, V: number, targets: BigInt64Array): num
   return sum / targets.length;
 };
 
+/**
+ * A validation batch (4 × seq, seeded) through the inference model, its cross-entropy in float64 here, and
+ * eval.onnx's loss on the same batch with the run's newest checkpoint.
+ */
+async function inferenceVsEval(run: string, model: string, seq: number, seed: number) {
+  const td = loadText({ source: 'moby-dick', level: 'char' });
+  const b = new TextBatcher(td.val, 4, seq, new Rng(seed)).next();
+  const s = await ort.InferenceSession.create(model);
+  const logits = (await s.run({ tokens: new Tensor('int64', b.tokens, [4, seq]) })).logits;
+  const ce = softmaxCE(logits.data as Float32Array, td.vocabSize, b.targets);
+  const ck = loadCheckpoint(resolveCheckpoint(run));
+  const ev = await ort.InferenceSession.create(path.join(run, 'eval.onnx'));
+  const feeds: Record<string, Tensor> = { tokens: new Tensor('int64', b.tokens, [4, seq]), targets: new Tensor('int64', b.targets, [4, seq]) };
+  for (const name of ev.inputNames) if (ck.state[name]) feeds[name] = ck.state[name];
+  const loss = (await ev.run(feeds)).loss.data[0] as number;
+  return { b, logits, ce, loss, ck, ev, feeds };
+}
+
 test('sample: streamed text in the run\'s vocabulary, reproducible by seed; greedy is each step\'s argmax', async () => {
   const a = cli(['sample', '--run', gpt, '--tokens', '150', '--seed', '3']);
   expect(a.status).toBe(0);
@@ -79,17 +97,7 @@ test('export --inference: standard ops only; its logits give eval.onnx\'s loss; 
   expect(proto.opsetImport.map((o) => o.domain)).toEqual(['']);
   expect(proto.graph!.node.every((n) => n.domain === '')).toBe(true);
   expect(proto.functions.length).toBe(0);
-  // a validation-style batch; the loss from the inference logits (float64 here) vs eval.onnx with the checkpoint's params
-  const td = loadText({ source: 'moby-dick', level: 'char' });
-  const b = new TextBatcher(td.val, 4, 32, new Rng(9)).next();
-  const s = await ort.InferenceSession.create(model);
-  const logits = (await s.run({ tokens: new Tensor('int64', b.tokens, [4, 32]) })).logits;
-  const ce = softmaxCE(logits.data as Float32Array, td.vocabSize, b.targets);
-  const ck = loadCheckpoint(resolveCheckpoint(gpt));
-  const ev = await ort.InferenceSession.create(path.join(gpt, 'eval.onnx'));
-  const feeds: Record<string, Tensor> = { tokens: new Tensor('int64', b.tokens, [4, 32]), targets: new Tensor('int64', b.targets, [4, 32]) };
-  for (const name of ev.inputNames) if (ck.state[name]) feeds[name] = ck.state[name];
-  const loss = (await ev.run(feeds)).loss.data[0] as number;
+  const { b, logits, ce, loss } = await inferenceVsEval(gpt, model, 32, 9);
   // measured |Δ|/loss 4e-8 (float32 vs float64 reduction of the same logits)
   expect(Math.abs(ce - loss) / loss).toBeLessThan(1e-6);
   saveSafetensors(path.join(dir, 'feeds.safetensors'), { tokens: { dtype: 'int64', dims: [4, 32], data: b.tokens } });
@@ -106,16 +114,7 @@ test('Schedule-Free runs: the inference model holds x (its loss is eval.onnx\'s,
   expect(t.status).toBe(0);
   const model = path.join(dir, 'sf.onnx');
   expect(cli(['export', '--run', run, '--inference', '--out', model]).status).toBe(0);
-  const td = loadText({ source: 'moby-dick', level: 'char' });
-  const b = new TextBatcher(td.val, 4, 16, new Rng(5)).next();
-  const s = await ort.InferenceSession.create(model);
-  const logits = (await s.run({ tokens: new Tensor('int64', b.tokens, [4, 16]) })).logits;
-  const ce = softmaxCE(logits.data as Float32Array, td.vocabSize, b.targets);
-  const ck = loadCheckpoint(resolveCheckpoint(run));
-  const ev = await ort.InferenceSession.create(path.join(run, 'eval.onnx'));
-  const feeds: Record<string, Tensor> = { tokens: new Tensor('int64', b.tokens, [4, 16]), targets: new Tensor('int64', b.targets, [4, 16]) };
-  for (const name of ev.inputNames) if (ck.state[name]) feeds[name] = ck.state[name];
-  const loss = (await ev.run(feeds)).loss.data[0] as number;
+  const { ce, loss, ck, ev, feeds } = await inferenceVsEval(run, model, 16, 5);
   expect(Math.abs(ce - loss) / loss).toBeLessThan(1e-6);
   // and y gives a different loss (so the check can tell them apart)
   const y: Record<string, Tensor> = { ...feeds };
