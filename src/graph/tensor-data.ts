@@ -6,6 +6,15 @@ export interface TensorData { dtype: DType; dims: number[]; data: TypedArray }
 
 export const numel = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
+/** A 2-D tensor transposed (the caller checks the rank). */
+export function transpose2d(t: TensorData): TensorData {
+  const [r, c] = t.dims;
+  const src = t.data;
+  const out = typedArrayFor(t.dtype, src.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) (out as Float32Array)[j * r + i] = (src as Float32Array)[i * c + j];
+  return { dtype: t.dtype, dims: [c, r], data: out };
+}
+
 export function tensorData(dtype: DType, dims: number[], data?: ArrayLike<number> | ArrayLike<bigint> | TypedArray): TensorData {
   const n = numel(dims);
   const arr = typedArrayFor(dtype, n);

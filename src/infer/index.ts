@@ -12,12 +12,12 @@ import * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-common';
 import { buildGpt, gptConfig } from '../../graphs/gpt';
 import { buildVit, vitConfig } from '../../graphs/vit';
-import { decodePng, loadImageFolder, loadImageArrays, splitImages } from '../data/images';
+import { decodePng, loadImageFolder, loadImageArrays, splitImages, type LabeledImages } from '../data/images';
 import { loadMnist, MNIST_NORM } from '../data/mnist';
 import { loadText, type TextData } from '../data/text';
 import { toModelProto } from '../graph/serialize';
 import type { TensorData } from '../graph/tensor-data';
-import { encodeModel, saveModel } from '../onnx/io';
+import { encodeModel, saveModelSized } from '../onnx/io';
 import type { ModelProto } from '../onnx/proto';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { isVision, type TrainConfig } from '../runner/config';
@@ -39,6 +39,8 @@ export interface InferenceModel {
   /** Vision runs: class names and the input geometry. */
   classes?: string[];
   image?: { channels: number; size: number };
+  /** A vision run's own images as loaded (image folder or arrays; MNIST runs: undefined). */
+  images?: LabeledImages;
 }
 
 /** The forward model (input → logits) of a run's newest checkpoint, or of the given checkpoint file. */
@@ -51,14 +53,15 @@ export function inferenceModel(run: string, checkpoint?: string): InferenceModel
     // class names and geometry as the run saw them (MNIST, or the user's images)
     let classes = Array.from({ length: 10 }, (_, i) => String(i));
     let overrides = { ...config.modelOverrides };
+    let d: LabeledImages | undefined;
     if (config.data !== 'mnist') {
-      const d = config.data.endsWith('.safetensors') ? loadImageArrays(config.data) : loadImageFolder(config.data);
+      d = config.data.endsWith('.safetensors') ? loadImageArrays(config.data) : loadImageFolder(config.data);
       classes = d.classes;
       overrides = { imageSize: d.size, channels: d.channels, numClasses: d.classes.length, ...config.modelOverrides };
     }
     const cfg = vitConfig(config.model, overrides);
     built = buildVit(cfg, config.seed);
-    extra = { classes, image: { channels: cfg.channels, size: cfg.imageSize } };
+    extra = { classes, image: { channels: cfg.channels, size: cfg.imageSize }, images: d };
   } else {
     const text = loadText({ source: config.data, level: config.level, valFraction: config.valFraction });
     const cfg = gptConfig(config.model, { ...config.modelOverrides, vocabSize: text.vocabSize });
@@ -105,9 +108,7 @@ export function inferenceModel(run: string, checkpoint?: string): InferenceModel
 
 /** Writes the model; tensor bytes go to `<file>.data` past 1 GiB (protobuf stops at 2 GiB). */
 export function saveInferenceModel(m: InferenceModel, file: string): void {
-  const bytes = m.model.graph!.initializer.reduce((a, t) => a + t.rawData.length, 0);
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  saveModel(m.model, file, bytes > 1 << 30 ? { externalData: { location: `${path.basename(file)}.data` } } : {});
+  saveModelSized(m.model, file);
 }
 
 export interface SampleOptions {
@@ -232,8 +233,8 @@ export async function modelSummary(run: string): Promise<ReportExtra> {
     return { timing, sample: { prompt: '', text: r.text, tokensPerSecond: r.tokensPerSecond, step: m.step } };
   }
   const c = m.config;
-  const set = c.data === 'mnist' ? loadMnist(0.15, 0).test
-    : splitImages(c.data.endsWith('.safetensors') ? loadImageArrays(c.data) : loadImageFolder(c.data), c.valFraction, 0).test;
+  // the held-out split the run validated on (src/runner/task.ts: the same fractions and seed)
+  const set = m.images ? splitImages(m.images, c.valFraction, 0).test : loadMnist(0.15, 0).test;
   const K = m.classes!.length; const px = set.channels * set.size * set.size;
   const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
   const s = await ort.InferenceSession.create(encodeModel(m.model));

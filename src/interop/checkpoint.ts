@@ -5,20 +5,16 @@
 // (a checkpoint of carried state) hands back x, the point evaluation reads; parameters alone are taken as they are.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { TensorData } from '../graph/tensor-data';
+import { transpose2d, type TensorData } from '../graph/tensor-data';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { OnnxManifest } from './export';
 import { getOptimizer } from '../optim/derive';
 
 type State = Map<string, TensorData> | Record<string, TensorData>;
 
-function transpose2d(t: TensorData, key: string): TensorData {
+function transposed(t: TensorData, key: string): TensorData {
   if (t.dims.length !== 2) throw new Error(`'${key}' is marked transposed but has shape [${t.dims}]`);
-  const [r, c] = t.dims;
-  const src = t.data as Float32Array;
-  const out = new (src.constructor as Float32ArrayConstructor)(src.length);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return { dtype: t.dtype, dims: [c, r], data: out };
+  return transpose2d(t);
 }
 
 export interface TorchStateDict {
@@ -53,7 +49,7 @@ export function torchStateDict(manifest: OnnxManifest, state: State, frozen: Sta
     return { tensors, missing: [] };
   }
   for (const e of [...map.params, ...map.buffers]) {
-    const t = e.transpose ? transpose2d(value(e.onnx), e.onnx) : value(e.onnx);
+    const t = e.transpose ? transposed(value(e.onnx), e.onnx) : value(e.onnx);
     for (const k of e.torch) tensors.set(k, t);
   }
   return { tensors, missing: map.missing ?? [] };

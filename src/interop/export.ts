@@ -7,7 +7,7 @@ import { toModelProto } from '../graph/serialize';
 import { fromTensorProto, type TensorData } from '../graph/tensor-data';
 import type { Value } from '../graph/value';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
-import { loadModel, saveModel } from '../onnx/io';
+import { loadModel, saveModelSized } from '../onnx/io';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { assembleTraining, defaultWeightDecayMask, type TrainingArtifacts } from '../train/assemble';
 import { optimizer, type OptimizerSpec } from '../train/optimizers';
@@ -197,20 +197,14 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
 
   if (opts.out) {
     fs.mkdirSync(opts.out, { recursive: true });
-    save(artifacts.train, path.join(opts.out, 'train.onnx'));
-    save(artifacts.eval, path.join(opts.out, 'eval.onnx'));
-    save(forward, path.join(opts.out, 'forward.onnx'));
+    saveModelSized(artifacts.train, path.join(opts.out, 'train.onnx'));
+    saveModelSized(artifacts.eval, path.join(opts.out, 'eval.onnx'));
+    saveModelSized(forward, path.join(opts.out, 'forward.onnx'));
     saveSafetensors(path.join(opts.out, 'initial_state.safetensors'), artifacts.initialState);
     saveSafetensors(path.join(opts.out, 'frozen.safetensors'), frozenState);
     fs.writeFileSync(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   }
   return { artifacts, forward, choice, manifest, frozenState };
-}
-
-/** Protobuf messages stop at 2 GiB: models with large initializers keep their tensor bytes in `<file>.data`. */
-function save(model: ModelProto, file: string): void {
-  const bytes = model.graph!.initializer.reduce((a, t) => a + t.rawData.length, 0);
-  saveModel(model, file, bytes > 1 << 30 ? { externalData: { location: `${path.basename(file)}.data` } } : {});
 }
 
 /** The initializer a de-duplicated name (TorchScript's Identity(init) → name) points at. */

@@ -21,7 +21,7 @@
 // back to the parameter they transpose when one has those values (a tied LM head), and otherwise named from their
 // consumer's scope (`/m/lm_head/MatMul` → `m.lm_head.weight`). The de-duplication behind Identity nodes is undone by
 // the importer.
-import { fromTensorProto, toTensorProto, type TensorData } from '../graph/tensor-data';
+import { fromTensorProto, toTensorProto, transpose2d, type TensorData } from '../graph/tensor-data';
 import {
   clone, create, ModelProtoSchema, NodeProtoSchema, AttributeProtoSchema, AttributeProto_AttributeType as AT,
   type ModelProto, type NodeProto, type TensorProto,
@@ -67,14 +67,6 @@ const meta = (n: NodeProto, key: string): string | undefined => n.metadataProps.
 const moduleOf = (fqn: string): string => fqn.slice(0, Math.max(0, fqn.lastIndexOf('.')));
 const attrOf = (fqn: string): string => fqn.slice(fqn.lastIndexOf('.') + 1);
 const within = (scope: string, module: string): boolean => module === scope || module.startsWith(`${scope}.`);
-
-function transpose2d(t: TensorData): TensorData {
-  const [r, c] = t.dims;
-  const src = t.data as Float32Array;
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return { dtype: t.dtype, dims: [c, r], data: out };
-}
 
 function sameValues(a: TensorData, b: TensorData): boolean {
   if (a.dims.length !== b.dims.length || a.dims.some((d, i) => d !== b.dims[i])) return false;

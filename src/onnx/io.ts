@@ -119,6 +119,12 @@ export interface SaveOptions {
   externalData?: { location: string; threshold?: number; align?: number };
 }
 
+/** Writes a model, its tensor bytes in `<file>.data` past 1 GiB (protobuf messages stop at 2 GiB). */
+export function saveModelSized(model: ModelProto, file: string): void {
+  const bytes = model.graph!.initializer.reduce((a, t) => a + t.rawData.length, 0);
+  saveModel(model, file, bytes > 1 << 30 ? { externalData: { location: `${path.basename(file)}.data` } } : {});
+}
+
 /**
  * Writes a model; with `externalData`, large tensors go to a side file (needed above 2 GiB).
  * Both files are written to temporary names and renamed, so a crash never leaves a half-written model.
