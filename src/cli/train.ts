@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addModelToReport } from '../infer';
-import { DEFAULT_CONFIG, isVision, OPTIMIZER_FIELDS, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
+import { readJsonFile } from '../io/json';
+import { configTypeError, DEFAULT_CONFIG, isVision, OPTIMIZER_FIELDS, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
 import { getOptimizer, OPTIMIZER_NAMES, OPTIMIZERS } from '../optim/derive';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
 import { optimizerSpec, Trainer } from '../runner/trainer';
@@ -70,9 +71,9 @@ export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): 
   const given = new Set<keyof TrainConfig>();
   if (typeof args.config === 'string') {
     let fromFile: Partial<TrainConfig>;
-    try { fromFile = JSON.parse(fs.readFileSync(args.config, 'utf8')); } catch (e) {
-      throw new UsageError(`--config ${args.config}: ${(e as Error).message}`);
-    }
+    try { fromFile = readJsonFile(args.config) as Partial<TrainConfig>; } catch (e) { throw new UsageError(`--config ${(e as Error).message}`); }
+    const typeError = configTypeError(fromFile);
+    if (typeError) throw new UsageError(`--config ${args.config}: ${typeError}`);
     for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && ![...OPTIMIZER_FIELDS, 'hyper', 'gradClip'].includes(k)) {
       throw new UsageError(`--config ${args.config}: unknown setting '${k}'`);
     }

@@ -14,27 +14,40 @@ export function isImageSource(source: string): boolean {
   return source === 'mnist' || source.endsWith('.safetensors') || (fs.existsSync(source) && fs.statSync(source).isDirectory());
 }
 
+/** Largest side accepted: a header's width and height are checked before anything is allocated or inflated. */
+const MAX_SIDE = 2048;
+
 /** Decodes an 8-bit, non-interlaced PNG (gray, gray+alpha, RGB, RGBA) to channel-planar floats in [0, 1]; alpha dropped. */
 export function decodePng(bytes: Uint8Array, name: string): { width: number; height: number; channels: number; data: Float32Array } {
   const sig = [137, 80, 78, 71, 13, 10, 26, 10];
   if (bytes.length < 8 || sig.some((b, i) => bytes[i] !== b)) throw new Error(`${name}: not a PNG file`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 8; let width = 0; let height = 0; let depth = 0; let ctype = 0; let interlace = 0;
+  let pos = 8; let width = 0; let height = 0; let depth = 0; let ctype = 0; let interlace = 0; let header = false;
   const idat: Uint8Array[] = [];
   while (pos + 8 <= bytes.length) {
     const len = dv.getUint32(pos); const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    if (pos + 8 + len > bytes.length) throw new Error(`${name}: truncated PNG (chunk ${JSON.stringify(type)} runs past the end)`);
     const body = bytes.subarray(pos + 8, pos + 8 + len);
-    if (type === 'IHDR') { width = dv.getUint32(pos + 8); height = dv.getUint32(pos + 12); depth = body[8]; ctype = body[9]; interlace = body[12]; }
-    else if (type === 'IDAT') idat.push(body);
+    if (type === 'IHDR') {
+      if (len !== 13) throw new Error(`${name}: corrupt PNG header (IHDR of ${len} bytes)`);
+      width = dv.getUint32(pos + 8); height = dv.getUint32(pos + 12); depth = body[8]; ctype = body[9]; interlace = body[12]; header = true;
+    } else if (type === 'IDAT') idat.push(body);
     else if (type === 'IEND') break;
     pos += 12 + len;
   }
+  if (!header) throw new Error(`${name}: not a PNG image (no IHDR chunk)`);
   const chans = ({ 0: 1, 2: 3, 4: 2, 6: 4 } as Record<number, number>)[ctype];
-  if (!width || !chans || depth !== 8 || interlace) {
+  if (!chans || depth !== 8 || interlace) {
     throw new Error(`${name}: unsupported PNG (bit depth ${depth}, color type ${ctype}${interlace ? ', interlaced' : ''}); use 8-bit gray/RGB/RGBA`);
   }
-  const raw = inflateSync(Buffer.concat(idat));
+  if (!width || !height || width > MAX_SIDE || height > MAX_SIDE) throw new Error(`${name}: PNG of ${width}×${height} pixels (sides from 1 to ${MAX_SIDE} are read)`);
+  if (!idat.length) throw new Error(`${name}: PNG without image data (no IDAT chunk)`);
   const stride = width * chans;
+  let raw: Buffer;
+  // inflating stops at the size the header promises: a compressed bomb cannot make it allocate more
+  try { raw = inflateSync(Buffer.concat(idat), { maxOutputLength: height * (stride + 1) }); } catch (e) {
+    throw new Error(`${name}: corrupt PNG image data (${(e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? 'more pixels than the header says' : (e as Error).message})`);
+  }
   if (raw.length < height * (stride + 1)) throw new Error(`${name}: truncated image data`);
   const px = new Uint8Array(height * stride);
   for (let y = 0; y < height; y++) {
@@ -79,6 +92,9 @@ export function loadImageFolder(dir: string): LabeledImages {
   return { images, labels: Int32Array.from(labels), count: imgs.length, channels: shape[0], size: shape[1], classes };
 }
 
+/** More classes than any image set this tool trains on has: a label beyond is a corrupt file, not a class list to allocate. */
+const MAX_CLASSES = 100_000;
+
 export function loadImageArrays(file: string): LabeledImages {
   const { tensors } = loadSafetensors(file);
   const im = tensors.get('images'); const lb = tensors.get('labels');
@@ -90,9 +106,11 @@ export function loadImageArrays(file: string): LabeledImages {
   if (im.dtype === 'uint8') images = Float32Array.from(im.data as Uint8Array, (v) => v / 255);
   else if (im.dtype === 'float32') images = im.data as Float32Array;
   else throw new Error(`${file}: 'images' must be float32 or uint8, got ${im.dtype}`);
-  const labels = Int32Array.from(Array.from(lb.data as ArrayLike<number | bigint>, Number));
-  if (labels.some((l) => !(l >= 0))) throw new Error(`${file}: 'labels' must be class indices ≥ 0`);
-  const k = Math.max(...labels) + 1;
+  if (!['int64', 'int32', 'uint8', 'int16', 'uint16', 'int8'].includes(lb.dtype)) throw new Error(`${file}: 'labels' must be integers, got ${lb.dtype}`);
+  const wide = Array.from(lb.data as ArrayLike<number | bigint>, Number);
+  if (wide.some((l) => !(l >= 0 && l < MAX_CLASSES))) throw new Error(`${file}: 'labels' must be class indices from 0 to ${MAX_CLASSES - 1}`);
+  const labels = Int32Array.from(wide);
+  const k = labels.reduce((a, b) => Math.max(a, b), 0) + 1;
   return { images, labels, count: dims[0], channels: dims[1], size: dims[2], classes: Array.from({ length: k }, (_, i) => String(i)) };
 }
 

@@ -40,12 +40,14 @@ export function toTensorProto(name: string, t: TensorData): TensorProto {
 export function fromTensorProto(p: TensorProto): TensorData {
   const dtype = fromOnnxType(p.dataType, `tensor '${p.name}'`);
   const dims = p.dims.map(Number);
+  if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new Error(`tensor '${p.name}': bad shape [${dims}]`);
   const n = numel(dims);
-  const out = typedArrayFor(dtype, n);
+  // sizes are checked against the bytes present before anything is allocated (a shape field is no allocation order)
   if (p.rawData.length > 0) {
     if (p.rawData.length !== n * bytesPerElement(dtype)) {
       throw new Error(`tensor '${p.name}': raw_data has ${p.rawData.length} bytes, shape [${dims}] needs ${n * bytesPerElement(dtype)}`);
     }
+    const out = typedArrayFor(dtype, n);
     new Uint8Array(out.buffer).set(p.rawData);
     return { dtype, dims, data: out };
   }
@@ -53,6 +55,7 @@ export function fromTensorProto(p: TensorProto): TensorData {
     dtype === 'float32' ? p.floatData : dtype === 'float64' ? p.doubleData : dtype === 'int64' ? p.int64Data
       : dtype === 'uint64' || dtype === 'uint32' ? p.uint64Data : p.int32Data;
   if (src.length !== n) throw new Error(`tensor '${p.name}': has ${src.length} values, shape [${dims}] needs ${n}`);
+  const out = typedArrayFor(dtype, n);
   for (let i = 0; i < n; i++) {
     if (out instanceof BigInt64Array || out instanceof BigUint64Array) (out as BigInt64Array)[i] = BigInt(src[i]);
     else (out as Float32Array)[i] = Number(src[i]);

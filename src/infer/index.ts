@@ -16,11 +16,12 @@ import { decodePng, loadImageFolder, loadImageArrays, splitImages, type LabeledI
 import { loadMnist, MNIST_NORM } from '../data/mnist';
 import { loadText, type TextData } from '../data/text';
 import { toModelProto } from '../graph/serialize';
+import { readJsonFile } from '../io/json';
 import type { TensorData } from '../graph/tensor-data';
 import { encodeModel, saveModelSized } from '../onnx/io';
 import type { ModelProto } from '../onnx/proto';
-import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
-import { isVision, type TrainConfig } from '../runner/config';
+import { CheckpointError, loadCheckpoint, resolveCheckpoint, type LoadedCheckpoint } from '../runner/checkpoint';
+import { DEFAULT_CONFIG, isVision, validateConfig, type TrainConfig } from '../runner/config';
 import type { ReportExtra } from '../runner/report';
 import { RunDir } from '../runner/run-dir';
 import { optimizerSpec } from '../runner/trainer';
@@ -47,7 +48,17 @@ export interface InferenceModel {
 export function inferenceModel(run: string, checkpoint?: string): InferenceModel {
   const file = resolveCheckpoint(checkpoint ?? run);
   const ck = loadCheckpoint(file);
-  const config = ck.info.config as unknown as TrainConfig;
+  let config: TrainConfig;
+  try { config = validateConfig({ ...DEFAULT_CONFIG, ...ck.info.config } as TrainConfig); } catch (e) {
+    throw new CheckpointError(`${file}: the run's config in it is not valid (${(e as Error).message})`);
+  }
+  try { return buildInference(file, ck, config); } catch (e) {
+    const m = (e as Error).message;
+    throw e instanceof CheckpointError || m.includes(file) ? e : new CheckpointError(`${file}: ${m}`);
+  }
+}
+
+function buildInference(file: string, ck: LoadedCheckpoint, config: TrainConfig): InferenceModel {
   let built; let extra: Partial<InferenceModel>;
   if (isVision(config)) {
     // class names and geometry as the run saw them (MNIST, or the user's images)
@@ -255,6 +266,6 @@ export async function modelSummary(run: string): Promise<ReportExtra> {
 
 /** Adds modelSummary to a finished run's report.html. */
 export async function addModelToReport(run: string): Promise<void> {
-  const m = JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')) as TrainConfig;
+  const m = readJsonFile(path.join(run, 'config.json')) as TrainConfig;
   new RunDir(run).addToReport(`${m.model} · ${m.optimizer}`, await modelSummary(run));
 }

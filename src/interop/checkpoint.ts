@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { transpose2d, type TensorData } from '../graph/tensor-data';
+import { isJsonObject, readJsonFile } from '../io/json';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { OnnxManifest } from './export';
 import { getOptimizer } from '../optim/derive';
@@ -23,6 +24,28 @@ export interface TorchStateDict {
   missing: string[];
 }
 
+const strings = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** An export --onnx manifest, checked for what the hand-back reads (a hand-edited or damaged one is one clear error). */
+export function readManifest(file: string): OnnxManifest {
+  const m = readJsonFile(file);
+  const bad = (what: string): Error => new Error(`${file}: ${what}`);
+  if (!isJsonObject(m) || m.format !== 'ademamix.onnx-training/1') throw bad('not an export --onnx manifest (format ademamix.onnx-training/1)');
+  if (!strings(m.params)) throw bad('params must be a list of tensor names');
+  if (m.optimizer !== undefined) {
+    if (!isJsonObject(m.optimizer) || typeof m.optimizer.kind !== 'string') throw bad('optimizer must be an object with a kind');
+    try { getOptimizer(m.optimizer.kind); } catch (e) { throw bad(`optimizer: ${(e as Error).message}`); }
+  }
+  const t = m.torch;
+  if (t !== null && t !== undefined) {
+    const entries = (v: unknown): boolean => Array.isArray(v) && v.every((e) => isJsonObject(e) && typeof e.onnx === 'string' && strings(e.torch));
+    if (!isJsonObject(t) || !entries(t.params) || !entries(t.buffers) || (t.missing !== undefined && !strings(t.missing))) {
+      throw bad('torch must map tensors to state_dict keys ({params, buffers: [{onnx, torch: [keys]}], missing})');
+    }
+  }
+  return m as unknown as OnnxManifest;
+}
+
 /** The state_dict of trained `state` (initializer name → tensor), given the artifacts' manifest and frozen tensors. */
 export function torchStateDict(manifest: OnnxManifest, state: State, frozen: State = new Map()): TorchStateDict {
   const get = (m: State, k: string): TensorData | undefined => (m instanceof Map ? m.get(k) : m[k]);
@@ -30,7 +53,7 @@ export function torchStateDict(manifest: OnnxManifest, state: State, frozen: Sta
   const ep = manifest.optimizer ? getOptimizer(manifest.optimizer.kind).evalParam : undefined;
   const value = (name: string): TensorData => {
     const t = get(state, name) ?? get(frozen, name);
-    if (!t) throw new Error(`torchStateDict: no value for '${name}' in the trained state or frozen.safetensors`);
+    if (!t) throw new Error(`no value for ${JSON.stringify(name)} in the trained state or frozen.safetensors`);
     if (ep && manifest.params.includes(name)) {
       const st = ep.states.map((k) => get(state, `${name}.${k}`));
       if (st.every((x) => x)) {
@@ -62,11 +85,14 @@ export function torchStateDict(manifest: OnnxManifest, state: State, frozen: Sta
 export function exportTorchCheckpoint(artifactsDir: string, state: State | string, outFile: string): TorchStateDict {
   const manifestFile = path.join(artifactsDir, 'manifest.json');
   if (!fs.existsSync(manifestFile)) throw new Error(`${artifactsDir}: no manifest.json (not an export --onnx directory)`);
-  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as OnnxManifest;
+  const manifest = readManifest(manifestFile);
   const trained = typeof state === 'string' ? loadSafetensors(state).tensors : state;
   const frozenFile = path.join(artifactsDir, 'frozen.safetensors');
   const frozen = fs.existsSync(frozenFile) ? loadSafetensors(frozenFile).tensors : new Map<string, TensorData>();
-  const sd = torchStateDict(manifest, trained, frozen);
+  let sd: TorchStateDict;
+  try { sd = torchStateDict(manifest, trained, frozen); } catch (e) {
+    throw new Error(`${manifestFile}: ${(e as Error).message}${typeof state === 'string' ? ` (trained state: ${state})` : ''}`);
+  }
   saveSafetensors(outFile, sd.tensors, { format: 'pt' });
   return sd;
 }

@@ -20,12 +20,13 @@ import { constInts } from '../ops/grad-util';
 import { foldConstant } from './fold';
 import { getOp, OpError } from '../ops/registry';
 import {
-  AttributeProto_AttributeType as AT, type AttributeProto, type FunctionProto, type ModelProto, type NodeProto,
+  AttributeProto_AttributeType as AT, TensorProto_DataLocation, type AttributeProto, type FunctionProto, type ModelProto, type NodeProto,
   type TensorProto, type TypeProto, type ValueInfoProto,
 } from '../onnx/proto';
 
 export class ImportError extends Error {
-  constructor(message: string) { super(message); this.name = 'ImportError'; }
+  // names from the file may hold line breaks and control bytes: escaped, so the error stays one line
+  constructor(message: string) { super(message.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)); this.name = 'ImportError'; }
 }
 
 export interface ImportOptions {
@@ -167,7 +168,7 @@ class Importer {
 
   private tensor(t: TensorProto, what: string): TensorData {
     try { return fromTensorProto(t); } catch (e) {
-      throw new ImportError(`${this.src}: ${what}: ${(e as Error).message} (external data must be loaded first)`);
+      throw new ImportError(`${this.src}: ${what}: ${(e as Error).message}${t.dataLocation === TensorProto_DataLocation.EXTERNAL ? ' (external data must be loaded first)' : ''}`);
     }
   }
 
@@ -273,7 +274,9 @@ class Importer {
       case AT.FLOATS: return attr.fs([...a.floats]);
       case AT.INTS: return attr.is([...a.ints]);
       case AT.STRINGS: return { kind: 'strings', value: a.strings.map((s) => new TextDecoder().decode(s)) };
-      case AT.TENSOR: return attr.t(this.tensor(a.t!, `attribute '${a.name}'`));
+      case AT.TENSOR:
+        if (!a.t) throw new ImportError(`${this.src}: attribute '${a.name}' is of type TENSOR but holds none`);
+        return attr.t(this.tensor(a.t, `attribute '${a.name}'`));
       case AT.GRAPH: case AT.GRAPHS: return `attribute '${a.name}' is a subgraph (control flow)`;
       default: return `attribute '${a.name}' has unsupported type ${a.type}`;
     }

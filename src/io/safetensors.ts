@@ -46,33 +46,52 @@ export function encodeSafetensors(tensors: Map<string, TensorData> | Record<stri
 export interface Safetensors { tensors: Map<string, TensorData>; metadata: Record<string, string> }
 
 export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safetensors {
-  if (bytes.length < 8) throw new SafetensorsError(`${source}: too short to be a safetensors file`);
+  const bad = (what: string): SafetensorsError => new SafetensorsError(`${source}: ${what}`);
+  if (bytes.length < 8) throw bad('too short to be a safetensors file');
   const hlen = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (hlen > bytes.length - 8 || hlen > 100_000_000) throw new SafetensorsError(`${source}: corrupt header length ${hlen}`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  if (hlen > bytes.length - 8 || hlen > 100_000_000) throw bad(`corrupt header length ${hlen} (the file has ${bytes.length} bytes)`);
+  let header: unknown;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + hlen)));
-  } catch (e) {
-    throw new SafetensorsError(`${source}: corrupt header (${(e as Error).message})`);
+  } catch {
+    throw bad('corrupt header (not valid JSON)'); // JSON.parse's message quotes the bytes: not for a terminal
   }
+  if (!isObject(header)) throw bad('corrupt header (not a JSON object)');
   const base = 8 + hlen;
+  const dataLength = bytes.length - base;
   const tensors = new Map<string, TensorData>();
   let metadata: Record<string, string> = {};
   for (const [name, info] of Object.entries(header)) {
-    if (name === '__metadata__') { metadata = info as Record<string, string>; continue; }
-    const { dtype: st, shape, data_offsets: [b, e] } = info as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    const dtype = FROM_ST.get(st);
-    if (!dtype) throw new SafetensorsError(`${source}: tensor '${name}' has unsupported dtype ${st}`);
-    const n = numel(shape);
-    if (e - b !== n * bytesPerElement(dtype) || base + e > bytes.length) {
-      throw new SafetensorsError(`${source}: tensor '${name}' has bad data offsets [${b}, ${e}] (file is truncated or corrupt)`);
+    if (name === '__metadata__') {
+      if (!isObject(info) || Object.values(info).some((v) => typeof v !== 'string')) throw bad('__metadata__ must map names to strings');
+      metadata = info as Record<string, string>;
+      continue;
+    }
+    const t = `tensor '${printable(name)}'`;
+    if (!isObject(info)) throw bad(`${t}: expected {dtype, shape, data_offsets}`);
+    const { dtype: st, shape, data_offsets: offsets } = info as { dtype: unknown; shape: unknown; data_offsets: unknown };
+    const dtype = typeof st === 'string' ? FROM_ST.get(st) : undefined;
+    if (!dtype) throw bad(`${t} has ${typeof st === 'string' ? `unsupported dtype ${printable(st)}` : 'no dtype'}`);
+    if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw bad(`${t}: shape must be a list of non-negative integers`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => !Number.isSafeInteger(o) || o < 0) || offsets[0] > offsets[1]) {
+      throw bad(`${t}: data_offsets must be [begin, end] with 0 ≤ begin ≤ end`);
+    }
+    const [b, e] = offsets as [number, number];
+    const n = numel(shape as number[]);
+    // checked before allocating: the byte range must be the shape's size and lie inside the file
+    if (e - b !== n * bytesPerElement(dtype) || e > dataLength) {
+      throw bad(`${t} has bad data offsets [${b}, ${e}] for ${dtype}[${(shape as number[]).join(',')}] (file is truncated or corrupt)`);
     }
     const data = typedArrayFor(dtype, n);
     new Uint8Array(data.buffer).set(bytes.subarray(base + b, base + e));
-    tensors.set(name, { dtype, dims: shape, data });
+    tensors.set(name, { dtype, dims: shape as number[], data });
   }
   return { tensors, metadata };
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A name from a file, safe to print on one line. */
+const printable = (s: string): string => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s).slice(1, -1);
 
 export function saveSafetensors(file: string, tensors: Map<string, TensorData> | Record<string, TensorData>, metadata?: Record<string, string>): void {
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));

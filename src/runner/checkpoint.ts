@@ -89,10 +89,21 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
   let info: CheckpointInfo;
   try {
     info = { step: Number(m.step), config: JSON.parse(m.config), dataPosition: JSON.parse(m.data_position), fingerprint: m.fingerprint, counters: JSON.parse(m.counters) };
-  } catch (e) {
-    throw new CheckpointError(`checkpoint ${file}: corrupt metadata (${(e as Error).message})`);
+  } catch {
+    throw new CheckpointError(`checkpoint ${file}: corrupt metadata (not valid JSON)`);
   }
-  if (!Number.isInteger(info.step) || info.step < 1) throw new CheckpointError(`checkpoint ${file}: bad step '${m.step}'`);
+  if (!Number.isInteger(info.step) || info.step < 1) {
+    throw new CheckpointError(`checkpoint ${file}: ${typeof m.step === 'string' ? `bad step '${m.step.slice(0, 40)}'` : 'no step in its metadata'}`);
+  }
+  const record = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!record(info.config)) throw new CheckpointError(`checkpoint ${file}: corrupt metadata (config is not an object)`);
+  if (!Array.isArray(info.dataPosition) || info.dataPosition.some((x) => !Number.isSafeInteger(x))) {
+    throw new CheckpointError(`checkpoint ${file}: corrupt metadata (data_position is not a list of integers)`);
+  }
+  if (!record(info.counters) || Object.values(info.counters).some((x) => typeof x !== 'number')) {
+    throw new CheckpointError(`checkpoint ${file}: corrupt metadata (counters are not numbers)`);
+  }
+  if (typeof info.fingerprint !== 'string') throw new CheckpointError(`checkpoint ${file}: corrupt metadata (no fingerprint)`);
   const state: Record<string, Tensor> = {};
   for (const [name, t] of st.tensors) state[name] = new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
   return { file, info, state };

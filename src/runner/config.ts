@@ -77,8 +77,26 @@ export class ConfigError extends Error {
   constructor(message: string) { super(message); this.name = 'ConfigError'; }
 }
 
-/** Checks ranges and combinations once, with messages that name the setting. */
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The first setting of the wrong JSON type (a config file, a checkpoint's config), or undefined; unknown keys pass. */
+export function configTypeError(c: unknown): string | undefined {
+  if (!isRecord(c)) return 'must be a JSON object of settings';
+  for (const [k, v] of Object.entries(c)) {
+    const want = OPTIMIZER_FIELDS.includes(k) || k === 'gradClip' ? 'number'
+      : k === 'hyper' || k === 'modelOverrides' ? 'record' : k in DEFAULT_CONFIG ? typeof DEFAULT_CONFIG[k as keyof TrainConfig] : undefined;
+    if (want === undefined || (v === undefined && !(k in DEFAULT_CONFIG))) continue;
+    if (want === 'record') {
+      if (!isRecord(v) || Object.values(v).some((x) => typeof x !== 'number')) return `${k} must map names to numbers`;
+    } else if (typeof v !== want) return `${k} must be a ${want}, got ${String(JSON.stringify(v)).slice(0, 40)}`;
+  }
+  return undefined;
+}
+
+/** Checks types, ranges and combinations once, with messages that name the setting. */
 export function validateConfig(c: TrainConfig): TrainConfig {
+  const typeError = configTypeError(c);
+  if (typeError) throw new ConfigError(typeError);
   const posInt = (k: keyof TrainConfig, min = 1): void => {
     const v = c[k] as number;
     if (!Number.isInteger(v) || v < min) throw new ConfigError(`${k} must be an integer ≥ ${min}, got ${v}`);

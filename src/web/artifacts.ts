@@ -4,6 +4,7 @@
 // parameter names, metrics, checkpoint fingerprint, data position). Built in Node, served by ./server.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isJsonObject, readJsonFile } from '../io/json';
 import { buildGpt, gptConfig } from '../../graphs/gpt';
 import { isFloat } from '../graph/dtype';
 import { toModelProto } from '../graph/serialize';
@@ -87,7 +88,12 @@ export function webArtifacts(opts: { config?: TrainConfig; run?: string }): WebA
   if (opts.run !== undefined) {
     const manifestFile = path.join(opts.run, 'manifest.json');
     if (fs.existsSync(manifestFile) && fs.statSync(opts.run).isDirectory()) {
-      const m = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as Pick<WebManifest, 'config' | 'carry' | 'batchInputs' | 'params' | 'metrics'>;
+      const raw = readJsonFile(manifestFile);
+      const names = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === 'string');
+      if (!isJsonObject(raw) || !isJsonObject(raw.config) || !isJsonObject(raw.carry) || !names(raw.batchInputs) || !names(raw.params) || !names(raw.metrics)) {
+        throw new WebError(`${manifestFile}: not the manifest of \`ademamix export --model\` (config, carry, batchInputs, params, metrics)`);
+      }
+      const m = raw as unknown as Pick<WebManifest, 'config' | 'carry' | 'batchInputs' | 'params' | 'metrics'>;
       config = m.config;
       state = loadSafetensors(path.join(opts.run, 'initial_state.safetensors')).tensors;
       exported = {
