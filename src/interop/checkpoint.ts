@@ -53,7 +53,8 @@ export function torchStateDict(manifest: OnnxManifest, state: State, frozen: Sta
   const ep = manifest.optimizer ? getOptimizer(manifest.optimizer.kind).evalParam : undefined;
   const value = (name: string): TensorData => {
     const t = get(state, name) ?? get(frozen, name);
-    if (!t) throw new Error(`no value for ${JSON.stringify(name)} in the trained state or frozen.safetensors`);
+    const shown = name.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`); // a name from a file: one line
+    if (!t) throw new Error(`no value for '${shown}' in the trained state or frozen.safetensors`);
     if (ep && manifest.params.includes(name)) {
       const st = ep.states.map((k) => get(state, `${name}.${k}`));
       if (st.every((x) => x)) {

@@ -16,7 +16,10 @@ export class SafetensorsError extends Error {
   constructor(message: string) { super(message); this.name = 'SafetensorsError'; }
 }
 
-export function encodeSafetensors(tensors: Map<string, TensorData> | Record<string, TensorData>, metadata: Record<string, string> = {}): Uint8Array {
+interface Laid { header: Uint8Array; entries: [string, TensorData][]; dataBytes: number }
+
+/** The header (8-byte length + JSON, padded so the data stays 8-byte aligned) and where each tensor's bytes go. */
+function layOut(tensors: Map<string, TensorData> | Record<string, TensorData>, metadata: Record<string, string>): Laid {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
@@ -30,36 +33,40 @@ export function encodeSafetensors(tensors: Map<string, TensorData> | Record<stri
     offset += len;
   }
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // keeps the data 8-byte aligned
+  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8);
   const hbytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + hbytes.length + offset);
+  const out = new Uint8Array(8 + hbytes.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(hbytes.length), true);
   out.set(hbytes, 8);
-  let pos = 8 + hbytes.length;
-  for (const [, t] of entries) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
-    pos += t.data.byteLength;
-  }
+  return { header: out, entries, dataBytes: offset };
+}
+
+const bytesOf = (t: TensorData): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+export function encodeSafetensors(tensors: Map<string, TensorData> | Record<string, TensorData>, metadata: Record<string, string> = {}): Uint8Array {
+  const { header, entries, dataBytes } = layOut(tensors, metadata);
+  const out = new Uint8Array(header.length + dataBytes);
+  out.set(header, 0);
+  let pos = header.length;
+  for (const [, t] of entries) { out.set(bytesOf(t), pos); pos += t.data.byteLength; }
   return out;
 }
 
 export interface Safetensors { tensors: Map<string, TensorData>; metadata: Record<string, string> }
 
-export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safetensors {
+interface Entry { name: string; dtype: DType; dims: number[]; begin: number; end: number }
+
+/** Checks a header against the bytes the file holds after it, before anything is allocated. */
+function parseHeader(bytes: Uint8Array, dataLength: number, source: string): { entries: Entry[]; metadata: Record<string, string> } {
   const bad = (what: string): SafetensorsError => new SafetensorsError(`${source}: ${what}`);
-  if (bytes.length < 8) throw bad('too short to be a safetensors file');
-  const hlen = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (hlen > bytes.length - 8 || hlen > 100_000_000) throw bad(`corrupt header length ${hlen} (the file has ${bytes.length} bytes)`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + hlen)));
+    header = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     throw bad('corrupt header (not valid JSON)'); // JSON.parse's message quotes the bytes: not for a terminal
   }
   if (!isObject(header)) throw bad('corrupt header (not a JSON object)');
-  const base = 8 + hlen;
-  const dataLength = bytes.length - base;
-  const tensors = new Map<string, TensorData>();
+  const entries: Entry[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') {
@@ -76,15 +83,32 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
     if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => !Number.isSafeInteger(o) || o < 0) || offsets[0] > offsets[1]) {
       throw bad(`${t}: data_offsets must be [begin, end] with 0 ≤ begin ≤ end`);
     }
-    const [b, e] = offsets as [number, number];
-    const n = numel(shape as number[]);
-    // checked before allocating: the byte range must be the shape's size and lie inside the file
-    if (e - b !== n * bytesPerElement(dtype) || e > dataLength) {
-      throw bad(`${t} has bad data offsets [${b}, ${e}] for ${dtype}[${(shape as number[]).join(',')}] (file is truncated or corrupt)`);
+    const [begin, end] = offsets as [number, number];
+    // the byte range must be the shape's size and lie inside the file
+    if (end - begin !== numel(shape as number[]) * bytesPerElement(dtype) || end > dataLength) {
+      throw bad(`${t} has bad data offsets [${begin}, ${end}] for ${dtype}[${(shape as number[]).join(',')}] (file is truncated or corrupt)`);
     }
-    const data = typedArrayFor(dtype, n);
-    new Uint8Array(data.buffer).set(bytes.subarray(base + b, base + e));
-    tensors.set(name, { dtype, dims: shape as number[], data });
+    entries.push({ name, dtype, dims: shape as number[], begin, end });
+  }
+  return { entries, metadata };
+}
+
+function headerLength(first8: Uint8Array, fileLength: number, source: string): number {
+  if (fileLength < 8) throw new SafetensorsError(`${source}: too short to be a safetensors file`);
+  const hlen = Number(new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true));
+  if (hlen > fileLength - 8 || hlen > 100_000_000) throw new SafetensorsError(`${source}: corrupt header length ${hlen} (the file has ${fileLength} bytes)`);
+  return hlen;
+}
+
+export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safetensors {
+  const hlen = headerLength(bytes, bytes.length, source);
+  const base = 8 + hlen;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, base), bytes.length - base, source);
+  const tensors = new Map<string, TensorData>();
+  for (const e of entries) {
+    const data = typedArrayFor(e.dtype, numel(e.dims));
+    new Uint8Array(data.buffer).set(bytes.subarray(base + e.begin, base + e.end));
+    tensors.set(e.name, { dtype: e.dtype, dims: e.dims, data });
   }
   return { tensors, metadata };
 }
@@ -93,14 +117,40 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 /** A name from a file, safe to print on one line. */
 const printable = (s: string): string => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s).slice(1, -1);
 
-export function saveSafetensors(file: string, tensors: Map<string, TensorData> | Record<string, TensorData>, metadata?: Record<string, string>): void {
-  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+/** Written atomically, tensor by tensor (no copy of the whole file in memory: checkpoints can pass 2 GiB). */
+export function saveSafetensors(file: string, tensors: Map<string, TensorData> | Record<string, TensorData>, metadata: Record<string, string> = {}): void {
+  const { header, entries } = layOut(tensors, metadata);
+  writeFileAtomic(file, [header, ...entries.map(([, t]) => bytesOf(t))]);
 }
 
+/** Read tensor by tensor into their arrays (Node reads at most 2 GiB into one buffer per call, and no file past 2 GiB whole). */
 export function loadSafetensors(file: string): Safetensors {
-  let bytes: Uint8Array;
-  try { bytes = fs.readFileSync(file); } catch (e) {
+  let fd: number;
+  try { fd = fs.openSync(file, 'r'); } catch (e) {
     throw new SafetensorsError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return decodeSafetensors(bytes, file);
+  try {
+    const size = fs.fstatSync(fd).size;
+    const read = (into: Uint8Array, at: number): void => {
+      for (let done = 0; done < into.length;) {
+        const n = fs.readSync(fd, into, done, Math.min(into.length - done, 1 << 30), at + done);
+        if (n === 0) throw new SafetensorsError(`${file}: truncated while reading (the file changed?)`);
+        done += n;
+      }
+    };
+    const first = new Uint8Array(8);
+    if (size >= 8) read(first, 0);
+    const hlen = headerLength(first, size, file);
+    const hbytes = new Uint8Array(hlen);
+    read(hbytes, 8);
+    const base = 8 + hlen;
+    const { entries, metadata } = parseHeader(hbytes, size - base, file);
+    const tensors = new Map<string, TensorData>();
+    for (const e of entries) {
+      const data = typedArrayFor(e.dtype, numel(e.dims));
+      read(new Uint8Array(data.buffer, 0, e.end - e.begin), base + e.begin);
+      tensors.set(e.name, { dtype: e.dtype, dims: e.dims, data });
+    }
+    return { tensors, metadata };
+  } finally { fs.closeSync(fd); }
 }

@@ -175,12 +175,14 @@ export function saveModel(model: ModelProto, file: string, opts: SaveOptions = {
 }
 
 /** temp file + fsync + rename: readers see the old file or the new one, never a torn one. */
-export function writeFileAtomic(file: string, data: Uint8Array): void {
+export function writeFileAtomic(file: string, data: Uint8Array | Uint8Array[]): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w');
   try {
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done);
+    for (const part of Array.isArray(data) ? data : [data]) {
+      // at most 1 GiB a call: one write stops short of 2 GiB on Linux
+      for (let done = 0; done < part.length;) done += fs.writeSync(fd, part, done, Math.min(part.length - done, 1 << 30));
+    }
     fs.fsyncSync(fd);
   } finally { fs.closeSync(fd); }
   fs.renameSync(tmp, file);
