@@ -34,7 +34,8 @@ describe('whole-model gradients vs central finite differences (float32, per para
   // For each parameter tensor P: the directional derivative of the loss along û = ∇_P/|∇_P| must equal |∇_P|, and
   // along a random unit direction r̂ it must equal ⟨∇_P, r̂⟩. Steps are large enough that float32 rounding of the
   // loss (~1e-7 relative) is far below the signal; central differences have O(h²) truncation error.
-  async function check(model: ReturnType<typeof buildGpt>, feeds: Record<string, Tensor>): Promise<void> {
+  async function check(model: ReturnType<typeof buildGpt>, feeds: Record<string, Tensor>, tol: { u: number; r: number }): Promise<void> {
+    const errs: { p: string; u: number; r: number }[] = [];
     const art = assembleTraining({ forward: model.g, loss: model.loss, optimizer: adamw(), emitGradients: true });
     const train = await ort.InferenceSession.create(encodeModel(art.train));
     const evalS = await ort.InferenceSession.create(encodeModel(art.eval));
@@ -57,23 +58,27 @@ describe('whole-model gradients vs central finite differences (float32, per para
       const u = Float64Array.from(g, (v) => v / norm);
       const h = 1e-2 / Math.max(norm, 1e-2); // loss moves by ~1e-2 along û
       const fdU = ((await lossAt(p, u, h)) - (await lossAt(p, u, -h))) / (2 * h);
-      expect({ p, ok: Math.abs(fdU - norm) / norm < 2e-2 }).toEqual({ p, ok: true });
       const dr = g.reduce((s, v, i) => s + v * r[i], 0);
       const fdR = ((await lossAt(p, r, h)) - (await lossAt(p, r, -h))) / (2 * h);
-      expect({ p, ok: Math.abs(fdR - dr) < 2e-2 * norm + 1e-4 }).toEqual({ p, ok: true });
+      errs.push({ p, u: Math.abs(fdU - norm) / norm, r: Math.abs(fdR - dr) / norm });
       checked++;
     }
+    const worstU = Math.max(...errs.map((e) => e.u)); const worstR = Math.max(...errs.map((e) => e.r));
+    console.log(`${checked} of ${art.params.length} tensors: along the gradient max rel err ${worstU.toExponential(2)}, along a random direction ${worstR.toExponential(2)} (of |grad|)`);
+    expect(errs.filter((e) => e.u > tol.u || e.r > tol.r)).toEqual([]);
     expect(checked).toBeGreaterThan(art.params.length * 0.8);
   }
 
   test('gpt-tiny', async () => {
     const { batches } = textBatches(1);
-    await check(buildGpt(gptConfig('gpt-tiny', { vocabSize: 83 }), 3), batches[0].feeds);
+    // measured 2026-12-02: 3.05e-3 along the gradient, 1.99e-4 along a random direction (worst of 28 tensors)
+    await check(buildGpt(gptConfig('gpt-tiny', { vocabSize: 83 }), 3), batches[0].feeds, { u: 1.5e-2, r: 1.5e-3 });
   });
 
   test('vit-tiny', async () => {
     const task = buildTask({ ...DEFAULT_CONFIG, model: 'vit-tiny', data: 'mnist', batch: 8, evalBatches: 1 });
-    await check(buildVit(vitConfig('vit-tiny'), 3), task.train.next().feeds);
+    // measured 2026-12-02: 1.88e-3 along the gradient, 9.48e-5 along a random direction (worst of 32 tensors)
+    await check(buildVit(vitConfig('vit-tiny'), 3), task.train.next().feeds, { u: 1e-2, r: 7e-4 });
   });
 });
 
