@@ -88,13 +88,15 @@ class GptBlock(nn.Module):
 
 
 class Gpt(nn.Module):
-    def __init__(self, c: GptConfig = GptConfig()):
+    # attention: 'alternate' (the exporter tests: explicit masked softmax and SDPA, layer by layer) or 'sdpa' (every
+    # layer F.scaled_dot_product_attention, as nanoGPT runs it: the speed comparison's baseline)
+    def __init__(self, c: GptConfig = GptConfig(), attention: str = "alternate"):
         super().__init__()
         self.config = c
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(c.vocab_size, c.n_embd),
             wpe=nn.Embedding(c.block_size, c.n_embd),
-            h=nn.ModuleList([GptBlock(c, sdpa=i % 2 == 1) for i in range(c.n_layer)]),
+            h=nn.ModuleList([GptBlock(c, sdpa=attention == "sdpa" or i % 2 == 1) for i in range(c.n_layer)]),
             ln_f=nn.LayerNorm(c.n_embd),
         ))
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)

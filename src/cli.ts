@@ -19,7 +19,7 @@ ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
   ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--json]
-  bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
+  bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--compare-torch] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
 
@@ -74,7 +74,7 @@ async function bench(args: Args): Promise<void> {
     const opt = (k: string): number | undefined => (args[k] === undefined ? undefined : num(args, k, 0));
     print(await benchTrainStep({
       model: str(args, 'model', 'gpt-tiny'), batch: opt('batch'), seq: opt('seq'), steps: opt('steps'), threads: opt('threads'),
-      optimizer: args.optimizer === undefined ? undefined : str(args, 'optimizer', 'ademamix'),
+      optimizer: args.optimizer === undefined ? undefined : str(args, 'optimizer', 'ademamix'), compareTorch: args['compare-torch'] === true,
     }), json);
     return;
   }
@@ -84,7 +84,7 @@ async function bench(args: Args): Promise<void> {
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
   seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
-  torch: 'boolean',
+  torch: 'boolean', 'compare-torch': 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */

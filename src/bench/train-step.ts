@@ -1,11 +1,13 @@
 // `bench train-step`: one training step of a preset through the native session, and the optimizer's share of it,
 // from ORT's profiler (kernel times of the com.ademamix nodes over the profiled steps' total kernel time).
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tensor } from 'onnxruntime-common';
+import { gptConfig } from '../../graphs/gpt';
 import { encodeModel } from '../onnx/io';
-import { NativeSession } from '../native';
+import { NativeSession, packageRoot } from '../native';
 import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../runner/config';
 import { buildTask } from '../runner/task';
 import { optimizerSpec } from '../runner/trainer';
@@ -14,6 +16,10 @@ import { OPTIMIZERS } from '../optim/derive';
 
 export interface TrainStepBenchOptions {
   model: string; batch?: number; seq?: number; steps?: number; threads?: number; optimizer?: string;
+  /** Also time PyTorch eager AdamW on the same GPT, blocks of steps alternated with ours (a venv with torch). */
+  compareTorch?: boolean;
+  /** Python with torch (compareTorch): default the project's .venv, made by scripts/setup-python.sh. */
+  python?: string;
 }
 
 // every com.ademamix op of every definition is optimizer work: per-tensor and multi-tensor forms, fp32 and bf16 states
@@ -50,7 +56,72 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
     optimizer: (o.optimizer ?? 'ademamix') as OptimizerName, evalBatches: 1, trackBatches: 0,
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
+  if (o.compareTorch) {
+    if (!o.model.startsWith('gpt')) throw new Error('bench train-step --compare-torch: the PyTorch side is the GPT (use a gpt-* model)');
+    return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 10, threads: o.threads ?? 2, python: o.python });
+  }
   return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3 });
+}
+
+/**
+ * Our training step vs PyTorch eager (graphs/torch_models.py's GPT with SDPA attention, torch.optim.AdamW foreach)
+ * on the same shapes and threads, in one run: a torch worker process stays alive and blocks of `steps` steps
+ * alternate between the two (the machines are shared and noisy), five rounds after a warm-up block each.
+ */
+async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number }): Promise<Record<string, unknown>> {
+  const task = buildTask(config);
+  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
+  const s = NativeSession.create(encodeModel(art.train), { intraOpThreads: o.threads });
+  const init: Record<string, Tensor> = {};
+  for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
+  s.carry(art.carry); s.setState(init);
+  const ours = (n: number): number[] => Array.from({ length: n }, () => {
+    const b = task.train.next();
+    const t0 = performance.now(); s.run(b.feeds, ['loss']); return performance.now() - t0;
+  });
+  const c = gptConfig(config.model, { ...config.modelOverrides, vocabSize: art.initialState.get('wte.weight')!.dims[0] });
+  const py = o.python ?? path.join(packageRoot(), '.venv', 'bin', 'python');
+  if (!fs.existsSync(py)) throw new Error(`bench train-step --compare-torch: no Python with torch at ${py} (run \`bash scripts/setup-python.sh\`)`);
+  const torch = new TorchWorker(py, path.join(packageRoot(), 'scripts', 'bench-torch-train-step.py'));
+  try {
+    const info = await torch.call({ cmd: 'init', vocab: c.vocabSize, block: c.blockSize, layers: c.nLayer, heads: c.nHead, embd: c.nEmbd, mlp: c.mlpRatio, batch: config.batch, seq: config.seq, threads: o.threads }) as { params: number; threads: number; torch: string };
+    ours(3); await torch.call({ cmd: 'run', steps: 3 });
+    const a: number[] = []; const b: number[] = [];
+    for (let r = 0; r < (o.rounds ?? 5); r++) {
+      a.push(...ours(o.steps));
+      b.push(...((await torch.call({ cmd: 'run', steps: o.steps })) as { ms: number[] }).ms);
+    }
+    const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
+    return {
+      bench: 'train-step', compare: 'torch', model: config.model, optimizer: config.optimizer, params, torch_params: info.params,
+      batch: config.batch, seq: config.seq, threads: o.threads, torch_threads: info.threads, torch_version: info.torch,
+      steps: a.length, step_ms: +median(a).toFixed(2), torch_step_ms: +median(b).toFixed(2), ratio: +(median(b) / median(a)).toFixed(3),
+    };
+  } finally { torch.close(); s.release(); }
+}
+
+/** A line-protocol child process: one JSON command in, one JSON line out. */
+class TorchWorker {
+  private readonly p: ChildProcessWithoutNullStreams;
+  private buf = ''; private waiting: ((line: string) => void)[] = []; private err = '';
+  constructor(python: string, script: string) {
+    this.p = spawn(python, [script], { stdio: 'pipe' });
+    this.p.stdout.setEncoding('utf8');
+    this.p.stdout.on('data', (d: string) => {
+      this.buf += d;
+      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) { const line = this.buf.slice(0, i); this.buf = this.buf.slice(i + 1); this.waiting.shift()?.(line); }
+    });
+    this.p.stderr.on('data', (d: Buffer) => { this.err = (this.err + d.toString()).slice(-4000); });
+  }
+  call(cmd: object): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new Error(`the PyTorch worker exited (${code}): ${this.err.trim().split('\n').pop() ?? ''}`));
+      this.p.once('exit', onExit);
+      this.waiting.push((line) => { this.p.off('exit', onExit); resolve(JSON.parse(line)); });
+      this.p.stdin.write(`${JSON.stringify(cmd)}\n`);
+    });
+  }
+  close(): void { this.p.stdin.end(); }
 }
 
 /** Median step time and the optimizer's share of the kernel time (ORT profile) of a run's configuration. */
