@@ -32,19 +32,23 @@ interface ProfileEvent { cat?: string; name?: string; ts?: number; dur?: number;
  * Kernel time (ms) per model run in an ORT profile: all nodes, and the optimizer nodes alone. The first `skip` runs
  * are warm-up (the first run touches fresh state buffers and grows the arena) and are left out.
  */
-export function profileShares(events: ProfileEvent[], skip = 0): { runs: number; kernelMs: number; optimizerMs: number; runMs: number } {
+export function profileShares(events: ProfileEvent[], skip = 0): { runs: number; kernelMs: number; optimizerMs: number; runMs: number; byOp: Record<string, number> } {
   const runEvents = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
   const from = skip > 0 && runEvents.length > skip ? (runEvents[skip - 1].ts ?? 0) + (runEvents[skip - 1].dur ?? 0) : -Infinity;
   let kernel = 0; let opt = 0; let runs = 0; let run = 0;
+  const byOp: Record<string, number> = {};
   for (const e of events) {
     if ((e.ts ?? 0) < from) continue;
     if (e.cat === 'Session' && e.name === 'model_run') { runs++; run += e.dur ?? 0; }
     if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) continue;
     kernel += e.dur ?? 0;
-    if (OPTIMIZER_OPS.has(e.args?.op_name ?? '')) opt += e.dur ?? 0;
+    const op = e.args?.op_name ?? '?';
+    byOp[op] = (byOp[op] ?? 0) + (e.dur ?? 0);
+    if (OPTIMIZER_OPS.has(op)) opt += e.dur ?? 0;
   }
   const per = Math.max(runs, 1) * 1000;
-  return { runs, kernelMs: kernel / per, optimizerMs: opt / per, runMs: run / per };
+  for (const k of Object.keys(byOp)) byOp[k] /= per;
+  return { runs, kernelMs: kernel / per, optimizerMs: opt / per, runMs: run / per, byOp };
 }
 
 export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<string, unknown>> {
@@ -169,5 +173,8 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
     steps, step_ms: +stepMs.toFixed(2), optimizer_ms: +shares.optimizerMs.toFixed(3),
     optimizer_share: +(shares.optimizerMs / shares.kernelMs).toFixed(4), profiled_kernel_ms: +shares.kernelMs.toFixed(2),
     profiled_runs: shares.runs,
+    // where the kernel time goes: the ten ops with the most, ms per step and share
+    top_ops: Object.entries(shares.byOp).sort((a, b) => b[1] - a[1]).slice(0, 10)
+      .map(([op, ms]) => ({ op, ms: +ms.toFixed(3), share: +(ms / shares.kernelMs).toFixed(4) })),
   };
 }
