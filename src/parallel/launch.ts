@@ -54,7 +54,8 @@ export function launchWorld(ranks: number, argv: string[], onFail: (why: string)
     const scan = (line: string): void => {
       if (/^-{20,}$/.test(line.trim())) { inBanner = !inBanner; return; }
       let m = /process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+)(?: \(([^)]+)\))?/.exec(line);
-      if (m) why ??= `rank ${m[1]} (pid ${m[2]} on ${m[3]}) was killed by signal ${m[4]}${m[5] ? ` (${m[5]})` : ''}`;
+      // (Open MPI 4.1 may report PID 0 for a rank it did not fork itself)
+      if (m) why ??= `rank ${m[1]} (${m[2] !== '0' ? `pid ${m[2]} ` : ''}on ${m[3]}) was killed by signal ${m[4]}${m[5] ? ` (${m[5]})` : ''}`;
       m = /MPI_ABORT was invoked on rank (\d+)/.exec(line);
       if (m) why ??= `rank ${m[1]} stopped the run after an error (above)`;
       m = /process rank (\d+) with PID (\d+) on node (\S+) exited with status (\d+)|rank (\d+) with PID (\d+) .*exited.*status (\d+)/.exec(line);
