@@ -164,3 +164,52 @@ describe('in a world of one, the collective ops change nothing', () => {
     }
   });
 });
+
+describe('graph placement (world of 2, rank 1; graphs only)', () => {
+  const build = (shardStates: boolean): TrainingArtifacts => {
+    const m = buildGpt(gptConfig('gpt-tiny', { vocabSize: 83, nLayer: 1, nEmbd: 32, nHead: 2 }), 3);
+    return assembleTraining({ forward: m.g, loss: m.loss, optimizer: ademamix({ lr: 3e-3, alpha: 5, beta3: 0.999, tAlpha: 20, tBeta3: 20 }),
+      gradClip: 1, skipNonFinite: true, world: { size: 2, rank: 1, shardStates } });
+  };
+  /** Node types reached walking back from `output`, not past the collective ops. */
+  const upstream = (art: TrainingArtifacts, output: string): Set<string> => {
+    const nodes = art.train.graph!.node;
+    const producer = new Map<string, typeof nodes[0]>();
+    for (const n of nodes) for (const o of n.output) producer.set(o, n);
+    const seen = new Set<typeof nodes[0]>(); const types = new Set<string>();
+    const stack = [art.train.graph!.output.find((o) => o.name === output)!.name];
+    while (stack.length) {
+      const n = producer.get(stack.pop()!);
+      if (!n || seen.has(n)) continue;
+      seen.add(n); types.add(n.opType);
+      if (['AllReduce', 'ReduceScatter', 'AllGather'].includes(n.opType)) continue;
+      stack.push(...n.input);
+    }
+    return types;
+  };
+
+  test.each([false, true])('the norm, clipping and the NaN guard see only reduced values (sharded: %s)', (shard) => {
+    const art = build(shard);
+    for (const out of ['grad_norm', 'skipped', 'loss']) {
+      const t = upstream(art, out);
+      expect([out, t.has('AllReduce')]).toEqual([out, true]); // sharded: the AllReduce of the slices' squared sums and the loss
+      expect([out, t.has('MatMul') || t.has('Softmax')]).toEqual([out, false]); // no rank-local path from the model
+    }
+    // one collective node per kind: one bucket each
+    const kinds = art.train.graph!.node.map((n) => n.opType).filter((t) => ['AllReduce', 'ReduceScatter', 'AllGather'].includes(t));
+    expect(kinds.sort()).toEqual(shard ? ['AllGather', 'AllReduce', 'ReduceScatter'] : ['AllReduce']);
+  });
+
+  test("--shard-states: AdEMAMix's three states are 1/N slices on each rank; parameters stay whole", () => {
+    const whole = build(false); const sharded = build(true);
+    const size = (art: TrainingArtifacts, re: RegExp): number =>
+      [...art.initialState].filter(([k]) => re.test(k)).reduce((n, [, t]) => n + t.data.length, 0);
+    const states = /\.(m1|m2|nu)$/;
+    expect(size(whole, states)).toBe(3 * size(whole, /^(?!step$)(?!.*\.(m1|m2|nu)$)/));
+    // ceil(n/2) per tensor: half, plus at most one padding element per odd-sized tensor
+    const tensors = [...whole.initialState.keys()].filter((k) => states.test(k)).length;
+    expect(size(sharded, states)).toBeGreaterThanOrEqual(size(whole, states) / 2);
+    expect(size(sharded, states)).toBeLessThanOrEqual(size(whole, states) / 2 + tensors);
+    for (const p of sharded.params) expect(sharded.initialState.get(p)!.dims).toEqual(whole.initialState.get(p)!.dims);
+  });
+});
