@@ -46,8 +46,10 @@ export function launchWorld(ranks: number, argv: string[], onFail: (why: string)
   const mpirun = mpirunPath();
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (process.getuid?.() === 0) { env.OMPI_ALLOW_RUN_AS_ROOT = '1'; env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = '1'; } // CI runs as root
-  // --oversubscribe: more ranks than cores is allowed (2 cores here); --bind-to none: --threads decides the cores
-  const args = ['-np', String(ranks), '--oversubscribe', '--bind-to', 'none', ...argv];
+  // --oversubscribe: more ranks than cores is allowed (2 cores here); --bind-to none: --threads decides the cores;
+  // mpi_yield_when_idle: a rank waiting in a collective yields its core instead of spinning on it, since the ranks share
+  // the machine's cores with ORT's threads (measured on 2 shared cores: a 438 KB all-reduce 9.7 ms spinning, 2.8 yielding)
+  const args = ['-np', String(ranks), '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1', ...argv];
   return new Promise((resolve, reject) => {
     const child = spawn(mpirun, args, { env, stdio: ['inherit', 'inherit', 'pipe'] });
     let inBanner = false; let why: string | undefined; let pending = '';
