@@ -12,7 +12,7 @@ import { Tensor } from 'onnxruntime-common';
 import { buildGpt, gptConfig } from '../graphs/gpt';
 import { hasMpiLibrary, mpiLibraryPath, NativeSession } from '../src/native';
 import { encodeModel } from '../src/onnx/io';
-import { loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
+import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
 import { DEFAULT_CONFIG } from '../src/runner/config';
 import { buildTask } from '../src/runner/task';
 import { assembleTraining, type TrainingArtifacts } from '../src/train/assemble';
@@ -115,11 +115,34 @@ test('a killed rank ends the run within seconds with one clear error; the last c
   expect(lines[0]).toMatch(new RegExp(`^ademamix train --world 2: rank 1 \\((pid ${victim[0]} )?on \\S+\\) was killed by signal 9.*; ` +
     'mpirun stopped the other ranks\\. Last checkpoint: .*step-\\d+\\.safetensors \\(continue with --resume '));
   expect(err).not.toMatch(/^-{20,}$/m); // mpirun's banners are condensed into that line
+  for (const f of listCheckpoints(ckDir)) expect(loadCheckpoint(f).info.step % 20).toBe(0); // none corrupted
   const ck = loadCheckpoint(resolveCheckpoint(dir));
-  expect(ck.info.step % 20).toBe(0);
   ok(cli(['--resume', dir, '--world', '2', '--stop-after', String(ck.info.step + 5), '--quiet']));
   expect(loadCheckpoint(resolveCheckpoint(dir)).info.step).toBe(ck.info.step + 5);
   expect(records(dir).at(-1)!.step).toBe(ck.info.step + 5);
+});
+
+test('Ctrl-C on train --world 2 --shard-states: every rank stops after the same step, one whole checkpoint, exit 130; resume goes on', async () => {
+  const dir = tmp();
+  // detached: the test's SIGINT goes to the launcher's process group, as a terminal's Ctrl-C would
+  const child = spawn(process.execPath, [CLI, 'train', ...RUN.filter((a) => a !== '--quiet'), '--steps', '100000', '--checkpoint-every', '0',
+    '--out', dir, '--world', '2', '--shard-states'], { env: rootEnv, detached: true });
+  let err = ''; let sent = false;
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/step \d+\/100000/.test(err) && !sent) { sent = true; process.kill(-child.pid!, 'SIGINT'); }
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  expect(code).toBe(130);
+  const m = /interrupted at step (\d+); checkpoint (\S+)/.exec(err);
+  expect(m).not.toBeNull();
+  const ck = loadCheckpoint(resolveCheckpoint(dir));
+  expect([ck.file, ck.info.step]).toEqual([m![2], Number(m![1])]);
+  expect(ck.state['wte.weight.nu'].dims).toEqual(ck.state['wte.weight'].dims);
+  ok(cli(['--resume', dir, '--world', '2', '--stop-after', String(ck.info.step + 3), '--quiet']));
+  expect(loadCheckpoint(resolveCheckpoint(dir)).info.step).toBe(ck.info.step + 3);
 });
 
 test('bad world sizes are one usage error naming the flag', () => {

@@ -164,10 +164,12 @@ export async function trainCommand(args: Args): Promise<number> {
   let interrupts = 0;
   const onSigint = (): void => {
     if (++interrupts > 1) { process.stderr.write('\nsecond Ctrl-C: exiting without a checkpoint\n'); process.exit(130); }
-    process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+    if (world.lead) process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
     trainer.requestStop();
   };
   process.on('SIGINT', onSigint);
+  // several ranks: `train --world` (or `kill -USR1 <mpirun>`) asks for the stop through SIGUSR1, which mpirun forwards
+  if (world.size > 1) process.on('SIGUSR1', onSigint);
   let ok = false;
   try {
     const r = await trainer.train();
@@ -181,7 +183,7 @@ export async function trainCommand(args: Args): Promise<number> {
     if (world.size > 1) { process.stderr.write(`ademamix train (rank ${world.rank}): ${(e as Error).message}\n`); world.abort(1); }
     throw e;
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSigint); process.off('SIGUSR1', onSigint);
     trainer.release();
     if (ok) world.finalize();
   }

@@ -51,7 +51,19 @@ export function launchWorld(ranks: number, argv: string[], onFail: (why: string)
   // the machine's cores with ORT's threads (measured on 2 shared cores: a 438 KB all-reduce 9.7 ms spinning, 2.8 yielding)
   const args = ['-np', String(ranks), '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1', ...argv];
   return new Promise((resolve, reject) => {
-    const child = spawn(mpirun, args, { env, stdio: ['inherit', 'inherit', 'pipe'] });
+    // its own process group: a Ctrl-C in the terminal reaches this launcher alone, which asks the ranks to stop after
+    // their step through SIGUSR1 (mpirun forwards it; on SIGINT it would kill them at once); a second Ctrl-C or a
+    // SIGTERM ends the job through mpirun
+    const child = spawn(mpirun, args, { env, stdio: ['inherit', 'inherit', 'pipe'], detached: true });
+    let interrupts = 0;
+    const onInt = (): void => {
+      if (++interrupts === 1) {
+        process.stderr.write('\nCtrl-C: the ranks finish this step and save a checkpoint (Ctrl-C again to end them at once)\n');
+        child.kill('SIGUSR1');
+      } else child.kill('SIGTERM');
+    };
+    const onTerm = (): void => { child.kill('SIGTERM'); };
+    process.on('SIGINT', onInt); process.on('SIGTERM', onTerm);
     let inBanner = false; let why: string | undefined; let pending = '';
     const scan = (line: string): void => {
       if (/^-{20,}$/.test(line.trim())) { inBanner = !inBanner; return; }
@@ -72,8 +84,9 @@ export function launchWorld(ranks: number, argv: string[], onFail: (why: string)
     });
     child.on('error', (e) => reject(new LaunchError(`--world: cannot start ${mpirun}: ${e.message}`)));
     child.on('close', (code, signal) => {
+      process.off('SIGINT', onInt); process.off('SIGTERM', onTerm);
       if (pending) scan(pending);
-      if (code === 0) { resolve({ code: 0 }); return; }
+      if (code === 0 || (interrupts === 1 && code === 130)) { resolve({ code: code ?? 0 }); return; }
       const reason = why ?? (signal ? `mpirun ended by signal ${signal}` : `a rank failed (mpirun exit status ${code})`);
       resolve({ code: code ?? 1, message: onFail(reason) });
     });

@@ -12,6 +12,7 @@ import { saveSafetensors } from '../io/safetensors';
 import type { TensorData } from '../graph/tensor-data';
 import type { DType } from '../graph/dtype';
 import { assembleTraining, exportedParams, type TrainingArtifacts } from '../train/assemble';
+import { STOP_INPUT, STOP_OUTPUT } from '../train/data-parallel';
 import { getOptimizer, makeSpec, type OptimizerSpec } from '../optim/derive';
 import { configHyper, lrSchedule, validateConfig, type TrainConfig } from './config';
 import { checkpointPath, fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
@@ -176,6 +177,11 @@ export class Trainer {
     const tracked = new Map(this.trackedAt.map((s, k) => [s, k]));
     this.run.trackedAt = this.trackedAt;
     const fetches = ['loss', ...this.artifacts.metrics];
+    // several ranks: a stop request (Ctrl-C) is a vote fed with the step, and all ranks stop after the step whose
+    // reduced vote is non-zero, so none is left waiting in a collective
+    const voting = this.world.size > 1;
+    if (voting) fetches.push(STOP_OUTPUT);
+    const vote = (): Record<string, Tensor> => (voting ? { [STOP_INPUT]: new OrtTensor('float32', Float32Array.of(this.stopRequested ? 1 : 0), []) } : {});
     const next = (t: number): Batch => {
       const b = this.task.train.next(); // always drawn, so tracking never shifts the data order
       const k = tracked.get(t);
@@ -194,7 +200,7 @@ export class Trainer {
     while (batch && this.step < end) {
       const t = this.step + 1;
       const call = this.opts.collectTimings ? performance.now() : 0;
-      const pending = this.session.runAsync(batch.feeds, fetches);
+      const pending = this.session.runAsync({ ...batch.feeds, ...vote() }, fetches);
       const items = batch.items;
       dataPos = this.task.train.position();
       batch = t < end ? next(t + 1) : undefined; // prepared while ORT runs step t
@@ -234,7 +240,7 @@ export class Trainer {
         window = []; windowStart = now; windowItems = 0;
         if (now - lastRender > 5000 || rec.eval_loss !== undefined) { this.run.render(title, true); lastRender = now; }
       }
-      if (this.stopRequested) { status = 'interrupted'; break; }
+      if (voting ? scalar(out[STOP_OUTPUT]) > 0 : this.stopRequested) { status = 'interrupted'; break; }
       if (c.checkpointEvery > 0 && t % c.checkpointEvery === 0 && t !== end) lastCkpt = this.saveAt(dataPos);
     }
     if (status !== 'stopped-nonfinite') {

@@ -169,7 +169,9 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
 
   let grads = gradients(g, loss, params);
   let stepLoss = loss; // the loss the NaN guard and the `loss` output see: the world's mean when data-parallel
-  if (world && !sharded) ({ grads, loss: stepLoss } = dp.allReduceGradients(g, grads, loss));
+  const stopIn = world && world.size > 1 ? g.input(dp.STOP_INPUT, 'float32', []) : undefined;
+  let stopOut: Value | undefined;
+  if (world && !sharded) ({ grads, loss: stepLoss, stop: stopOut } = dp.allReduceGradients(g, grads, loss, stopIn));
   const paramShards = sharded ? params.map((p) => dp.shardInfo(initialState.get(p.name!)!.dims, world!)) : [];
   if (sharded) grads = dp.reduceScatterGradients(g, grads, world!); // this rank's slices
   const metrics: string[] = [];
@@ -184,8 +186,9 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   // global gradient norm (reported always; used for clipping when asked)
   const sq = grads.map((gr) => g.op('ReduceSum', [g.mul(gr, gr)], { keepdims: 0 }));
   let sqSum = sq.reduce((a, b) => g.add(a, b));
-  if (sharded) ({ sq: sqSum, loss: stepLoss } = dp.allReduceNormAndLoss(g, sqSum, loss, world!));
+  if (sharded) ({ sq: sqSum, loss: stepLoss, stop: stopOut } = dp.allReduceNormAndLoss(g, sqSum, loss, world!, stopIn));
   if (world) g.outputs.find((o) => o.name === 'loss')!.value = stepLoss;
+  if (stopOut) g.output(stopOut, dp.STOP_OUTPUT);
   const norm = g.sqrt(sqSum);
   g.output(norm, 'grad_norm'); metrics.push('grad_norm');
   if (spec.skipNonFinite) {

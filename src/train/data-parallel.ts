@@ -39,22 +39,26 @@ export function sliceData(t: TensorData, s: ShardInfo): TensorData {
   return out;
 }
 
-/** The mean over ranks of every gradient and the loss (float32), in one AllReduce. */
-export function allReduceGradients(g: GraphBuilder, grads: Value[], loss: Value): { grads: Value[]; loss: Value } {
+/** Graph input and output names of the stop vote: each rank feeds 1 when it wants to stop (Ctrl-C), and every rank
+ * reads the same reduced vote after the step, so all stop after the same step. It rides in the step's bucket. */
+export const STOP_INPUT = 'world.stop'; export const STOP_OUTPUT = 'world.stop_votes';
+
+/** The mean over ranks of every gradient, the loss (float32) and the stop vote, in one AllReduce. */
+export function allReduceGradients(g: GraphBuilder, grads: Value[], loss: Value, stop?: Value): { grads: Value[]; loss: Value; stop?: Value } {
   const lossF = loss.dtype === 'float32' ? loss : g.cast(loss, 'float32');
-  const r = allReduce(g, [...grads, lossF], 'mean', 'allreduce_gradients');
-  return { grads: r.slice(0, grads.length), loss: r[grads.length] };
+  const r = allReduce(g, [...grads, lossF, ...(stop ? [stop] : [])], 'mean', 'allreduce_gradients');
+  return { grads: r.slice(0, grads.length), loss: r[grads.length], stop: stop ? r[grads.length + 1] : undefined };
 }
 
 /** Each rank's slice of every mean-reduced gradient, in one ReduceScatter. */
 export const reduceScatterGradients = (g: GraphBuilder, grads: Value[], w: WorldSpec): Value[] =>
   reduceScatter(g, grads, 'mean', w.size, 'reduce_scatter_gradients');
 
-/** The world's squared gradient norm (from each rank's partial sum) and mean loss, in one AllReduce. */
-export function allReduceNormAndLoss(g: GraphBuilder, sqPartial: Value, loss: Value, w: WorldSpec): { sq: Value; loss: Value } {
+/** The world's squared gradient norm (from each rank's partial sum), mean loss and stop vote, in one AllReduce. */
+export function allReduceNormAndLoss(g: GraphBuilder, sqPartial: Value, loss: Value, w: WorldSpec, stop?: Value): { sq: Value; loss: Value; stop?: Value } {
   const lossF = loss.dtype === 'float32' ? loss : g.cast(loss, 'float32');
-  const [sq, l] = allReduce(g, [sqPartial, g.mul(lossF, 1 / w.size)], 'sum', 'allreduce_norm_loss');
-  return { sq, loss: l };
+  const [sq, l, v] = allReduce(g, [sqPartial, g.mul(lossF, 1 / w.size), ...(stop ? [stop] : [])], 'sum', 'allreduce_norm_loss');
+  return { sq, loss: l, stop: v };
 }
 
 /** This rank's slice of parameter `p` (a graph input of static shape) as a 1-D value of k elements. */
