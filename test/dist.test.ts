@@ -156,6 +156,16 @@ test('bad world sizes are one usage error naming the flag', () => {
   expect(r.stderr).toMatch(/with 2 ranks, give --out <run dir>/);
 });
 
+test('ranks started with different settings stop at once, each naming what they disagree on', () => {
+  const dir = tmp();
+  const args = (extra: string[]) => [process.execPath, CLI, 'train', ...RUN, '--steps', '20', '--out', dir, ...extra];
+  const r = spawnSync('mpirun', ['--oversubscribe', '-np', '1', ...args([]), ':', '-np', '1', ...args(['--lr', '1e-3'])],
+    { encoding: 'utf8', env: rootEnv, timeout: 60_000 });
+  expect(r.status).not.toBe(0);
+  for (const rank of [0, 1]) expect(r.stderr).toMatch(new RegExp(`ademamix train \\(rank ${rank}\\): the ranks disagree on the run configuration`));
+  expect(fs.existsSync(path.join(dir, 'checkpoints'))).toBe(false);
+});
+
 describe('in a world of one, the collective ops change nothing', () => {
   const build = (world?: { size: number; rank: number; shardStates?: boolean }): TrainingArtifacts => {
     const m = buildGpt(gptConfig('gpt-tiny', { vocabSize: 83, nLayer: 1, nEmbd: 32, nHead: 2 }), 3);

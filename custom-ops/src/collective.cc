@@ -107,9 +107,11 @@ class CollectiveKernel {
   CollectiveKernel(Kind kind, bool cuda, const OrtKernelInfo* info) : kind_(kind), cuda_(cuda) {
     size_t len = 0;
     label_ = KindName(kind);
-    if (!oapi->KernelInfo_GetNodeName(info, nullptr, &len) && len > 1) {
+    if (OrtStatus* st = oapi->KernelInfo_GetNodeName(info, nullptr, &len)) oapi->ReleaseStatus(st);
+    else if (len > 1) {
       std::string name(len, '\0');
-      if (!oapi->KernelInfo_GetNodeName(info, name.data(), &len)) label_ += " '" + std::string(name.c_str()) + "'";
+      if (OrtStatus* st2 = oapi->KernelInfo_GetNodeName(info, name.data(), &len)) oapi->ReleaseStatus(st2);
+      else label_ += " '" + std::string(name.c_str()) + "'";
     }
     char red[16] = {0};
     size_t redLen = sizeof red;

@@ -160,7 +160,14 @@ export async function trainCommand(args: Args): Promise<number> {
   const stopAfter = args['stop-after'] === undefined ? undefined : Number(args['stop-after']);
   if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after needs a positive integer`);
   const world = parallel;
-  const trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true, world, shardStates: args['shard-states'] === true });
+  // one rank failing alone would leave the others waiting in a collective: end them all (mpirun reports it)
+  const abortOthers = (e: unknown): void => {
+    if (world.size > 1) { process.stderr.write(`ademamix train (rank ${world.rank}): ${(e as Error).message}\n`); world.abort(1); }
+  };
+  let trainer: Trainer;
+  try {
+    trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true, world, shardStates: args['shard-states'] === true });
+  } catch (e) { abortOthers(e); throw e; }
   let interrupts = 0;
   const onSigint = (): void => {
     if (++interrupts > 1) { process.stderr.write('\nsecond Ctrl-C: exiting without a checkpoint\n'); process.exit(130); }
@@ -179,8 +186,7 @@ export async function trainCommand(args: Args): Promise<number> {
     if (r.status === 'done' && world.lead) await addModelToReport(r.runDir);
     return r.status === 'interrupted' ? 130 : 0;
   } catch (e) {
-    // one rank failing alone would leave the others waiting in a collective: end them all (mpirun reports it)
-    if (world.size > 1) { process.stderr.write(`ademamix train (rank ${world.rank}): ${(e as Error).message}\n`); world.abort(1); }
+    abortOthers(e);
     throw e;
   } finally {
     process.off('SIGINT', onSigint); process.off('SIGUSR1', onSigint);

@@ -120,7 +120,8 @@ export class Trainer {
       session.setState(init);
       if (world.lead && fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
     }
-    // every rank starts from the same parameters, step and data position (built from one seed, or one checkpoint)
+    // every rank runs the same configuration from the same parameters, step and data position (one seed or one checkpoint)
+    world.assertSame(stateDigest({ config: { dims: [], data: new TextEncoder().encode(JSON.stringify(config)) } }), 'the run configuration');
     const replicated = Object.values(art.carry).filter((k) => !art.shards?.has(k));
     world.assertSame(stateDigest(session.getStateRaw(replicated) as Record<string, { dims: readonly number[]; data: ArrayBufferView }>), 'the starting state');
     world.assertSame(stateDigest({ pos: { dims: [], data: Float64Array.from(task.train.position()) } }), 'the data position');
