@@ -166,6 +166,14 @@ test('ranks started with different settings stop at once, each naming what they 
   expect(fs.existsSync(path.join(dir, 'checkpoints'))).toBe(false);
 });
 
+test('the collective kernels across 2 ranks equal their definition exactly, odd sizes (padding, cut) included', () => {
+  const r = spawnSync('mpirun', ['-np', '2', '--oversubscribe', process.execPath, path.resolve(__dirname, '../scripts/gpu/collective-ep.js')],
+    { encoding: 'utf8', env: rootEnv, timeout: 60_000 });
+  expect(r.status).toBe(0);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  expect(lines.map((l) => [l.rank, l.ranks, l.cpu_exact]).sort()).toEqual([[0, 2, true], [1, 2, true]]);
+});
+
 describe('in a world of one, the collective ops change nothing', () => {
   const build = (world?: { size: number; rank: number; shardStates?: boolean }): TrainingArtifacts => {
     const m = buildGpt(gptConfig('gpt-tiny', { vocabSize: 83, nLayer: 1, nEmbd: 32, nHead: 2 }), 3);
