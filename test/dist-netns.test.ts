@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
 
 const CLI = path.resolve(__dirname, '../dist/cli.js');
-const RUN = ['--override', 'nLayer=1,nEmbd=32,nHead=2', '--seq', '16', '--batch', '8', '--warmup', '20', '--lr', '2e-3',
+const RUN = ['--override', 'nLayer=1,nEmbd=33,nHead=3', '--seq', '16', '--batch', '8', '--warmup', '20', '--lr', '2e-3',
   '--grad-clip', '1', '--eval-every', '0', '--log-every', '1', '--threads', '1', '--quiet', '--steps', '100'];
 const env = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'dist-netns-'));
@@ -63,7 +63,8 @@ afterAll(() => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-// Measured: 1.6e-7 (loss) and 2e-6 (grad-norm) relative at most, as on one machine (the same reduction order).
+// Measured: 2.3e-7 (loss) and 6.6e-6 (grad-norm) relative at most, as on one machine (the same reduction order);
+// bounds as in dist.test.ts.
 test.each([['replicated', []], ['--shard-states', ['--shard-states']]])('one rank per namespace over TCP follows the 1-rank trajectory: %s', (_, extra) => {
   const dir = path.join(work, `run${extra.length}`);
   const tx0 = hosts.map(txBytes);
@@ -74,10 +75,10 @@ test.each([['replicated', []], ['--shard-states', ['--shard-states']]])('one ran
   if (r.status !== 0) throw new Error(`mpirun exit ${r.status}: ${r.stderr}`);
   const got = records(dir);
   expect(got.map((x) => x.step)).toEqual(ref.map((x) => x.step));
-  expect(maxRel(ref, got, 'loss')).toBeLessThan(1e-6);
-  expect(maxRel(ref, got, 'grad_norm')).toBeLessThan(2e-5);
-  // each host sent at least half its gradient bucket per step across the veth (measured: 70 KB/step for 17.5k
-  // parameters unsharded, i.e. the whole bucket each way)
+  expect(maxRel(ref, got, 'loss')).toBeLessThan(1.5e-6);
+  expect(maxRel(ref, got, 'grad_norm')).toBeLessThan(4e-5);
+  // each host sent at least half its gradient bucket per step across the veth (measured, 18,414 parameters = a 74 KB
+  // bucket: 74.2 KB per step and host unsharded, 75.3 KB sharded (ReduceScatter + AllGather + the norm's AllReduce))
   const sent = hosts.map((h, i) => txBytes(h) - tx0[i]);
   for (const s of sent) expect(s).toBeGreaterThan(0.5 * 100 * 4 * paramCount);
 });

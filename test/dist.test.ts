@@ -20,9 +20,10 @@ import { ademamix } from '../src/train/optimizers';
 
 const CLI = path.resolve(__dirname, '../dist/cli.js');
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'dist-test-'));
-// lr 2e-3 with 20 warmup steps: a smooth trajectory (at 3e-3 a loss spike near step 36 amplifies rounding differences
-// to 5e-6 relative; here they stay at float32 rounding)
-const RUN = ['--override', 'nLayer=1,nEmbd=32,nHead=2', '--seq', '16', '--batch', '8', '--warmup', '20', '--lr', '2e-3',
+// lr 2e-3 with 20 warmup steps: a smooth trajectory (at 3e-3 a loss spike near step 36 amplified rounding differences
+// to 5e-6 relative; here they stay at float32 rounding). Width 33: most tensors have an odd number of elements, so
+// --shard-states pads the last rank's slices.
+const RUN = ['--override', 'nLayer=1,nEmbd=33,nHead=3', '--seq', '16', '--batch', '8', '--warmup', '20', '--lr', '2e-3',
   '--grad-clip', '1', '--eval-every', '0', '--log-every', '1', '--threads', '1', '--quiet'];
 const rootEnv = { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
 const cli = (args: string[]) => spawnSync(process.execPath, [CLI, 'train', ...args], { encoding: 'utf8', env: rootEnv });
@@ -45,9 +46,9 @@ beforeAll(() => {
   expect(ref.map((r) => r.step)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
 });
 
-// Measured on this 2-vCPU box (seed 0, 100 steps): loss 1.6e-7, grad-norm 2.6e-6 relative at most, unsharded and
-// sharded alike (float32 summation order: the batch's mean is taken as two half-batch means). Bounds at ~6-8×.
-const LOSS_TOL = 1e-6; const NORM_TOL = 2e-5;
+// Measured on this 2-vCPU box (seed 0, 100 steps): loss 2.3e-7, grad-norm 6.6e-6 relative at most, unsharded and
+// sharded alike (float32 summation order: the batch's mean is taken as two half-batch means). Bounds at ~6×.
+const LOSS_TOL = 1.5e-6; const NORM_TOL = 4e-5;
 
 test.each([
   ['--world 2 (the launcher)', (dir: string) => cli([...RUN, '--steps', '100', '--out', dir, '--world', '2'])],
@@ -140,7 +141,7 @@ test('Ctrl-C on train --world 2 --shard-states: every rank stops after the same 
   expect(m).not.toBeNull();
   const ck = loadCheckpoint(resolveCheckpoint(dir));
   expect([ck.file, ck.info.step]).toEqual([m![2], Number(m![1])]);
-  expect(ck.state['wte.weight.nu'].dims).toEqual(ck.state['wte.weight'].dims);
+  expect(ck.state['wte.weight.nu'].dims).toEqual([83, 33]);
   ok(cli(['--resume', dir, '--world', '2', '--stop-after', String(ck.info.step + 3), '--quiet']));
   expect(loadCheckpoint(resolveCheckpoint(dir)).info.step).toBe(ck.info.step + 3);
 });
