@@ -152,6 +152,8 @@ test('bad world sizes are one usage error naming the flag', () => {
   r = cli([...RUN, '--steps', '5', '--batch', '5', '--world', '2']);
   expect(r.status).toBe(2);
   expect(r.stderr.trim()).toBe('ademamix: train: --batch 5 is not divisible by the world size 2 (--world / mpirun -np): each rank takes an equal share of every global batch');
+  r = cli([...RUN, '--steps', '5', '--world', '2', '--shard-states', '--optimizer', 'mars']);
+  expect([r.status, r.stderr.trim()]).toEqual([2, 'ademamix: train: --shard-states works with --optimizer ademamix, simplified, adamw (elementwise updates), not mars']);
   r = mpirun(2, [...RUN, '--steps', '5']);
   expect(r.status).not.toBe(0);
   expect(r.stderr).toMatch(/with 2 ranks, give --out <run dir>/);

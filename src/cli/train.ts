@@ -14,6 +14,7 @@ import { UsageError, type Args, type OptionKinds } from './args';
 import { launchWorld, LaunchError, parseWorldFlag, withoutWorldFlag } from '../parallel/launch';
 import { joinWorld, worldEnv, type World } from '../parallel/world';
 import { checkShardable, ShardError } from '../parallel/shard';
+import { SHARDABLE_OPTIMIZERS } from '../train/data-parallel';
 
 // flag → config key, and how to parse it (the optimizers' own flags come from their definitions: OPTIMIZER_FLAGS)
 const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
@@ -209,6 +210,9 @@ async function parallelStart(args: Args, config: TrainConfig, outDir: string, re
   } catch (e) {
     if (e instanceof LaunchError || e instanceof ShardError) throw new UsageError(`train: ${e.message}`);
     throw e;
+  }
+  if (args['shard-states'] === true && !SHARDABLE_OPTIMIZERS.includes(getOptimizer(config.optimizer).name)) {
+    throw new UsageError(`train: --shard-states works with --optimizer ${SHARDABLE_OPTIMIZERS.join(', ')} (elementwise updates), not ${config.optimizer}`);
   }
   if (env.size > 1 && asked !== undefined && asked !== env.size) {
     throw new UsageError(`train: --world ${asked} but mpirun started ${env.size} ranks (give one or the other)`);

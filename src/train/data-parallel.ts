@@ -20,7 +20,7 @@ export interface WorldSpec {
 }
 
 /** The elementwise optimizers, whose update of a slice is the slice of the update (sharding needs that). */
-export const SHARDABLE_OPTIMIZERS = ['ademamix', 'simplified-ademamix', 'adamw'];
+export const SHARDABLE_OPTIMIZERS = ['ademamix', 'simplified', 'adamw'];
 
 /** Where a sharded tensor's slice lies: its full shape, the slice length, and this rank's element range. */
 export interface ShardInfo { dims: number[]; numel: number; k: number; lo: number; hi: number }
