@@ -60,6 +60,7 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const h of hosts) spawnSync('ip', ['netns', 'del', h.ns]); // also removes the veth pair
+  spawnSync('ip', ['link', 'del', hosts[0].veth]); // in case setup failed before the pair moved into the namespaces
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
