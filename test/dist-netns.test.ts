@@ -2,7 +2,8 @@
 // TCP (a hostfile of the two addresses, --mca btl tcp,self on the veth subnet). mpirun reaches the second host the way
 // it reaches any host, through its rsh agent: here a script that enters the namespace (`ip netns exec`) instead of ssh.
 // The trajectory must be the single-process one, replicated and with sharded states, and the gradients must really
-// have crossed the veth. Needs root (CAP_NET_ADMIN) and iproute2; fails, never skips, without them. About 15 s.
+// have crossed the veth. Needs root (CAP_NET_ADMIN) and iproute2; fails, never skips, without them. 17 s on 2 shared
+// cores at load ~7, 30 s at load 12-15.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

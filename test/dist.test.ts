@@ -2,7 +2,7 @@
 // batch B/2 follow the 1 rank × batch B trajectory (replicated and with sharded optimizer states), rank 0 alone writes,
 // checkpoints resume under another world size, a killed rank ends the run in bounded time with one clear error and a
 // resumable checkpoint, and bad --world / --batch values are one usage error. Also: the collective ops in a world of
-// one (kernels and function bodies) change nothing. About 40 s on 2 cores.
+// one (kernels and function bodies) change nothing. 45 s on 2 shared cores at load ~7, 75-90 s at load 12-15.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
