@@ -31,3 +31,5 @@ export { buildGpt, gptConfig, GPT_PRESETS } from '../graphs/gpt';
 export { buildVit, vitConfig, VIT_PRESETS } from '../graphs/vit';
 export { generateSchemasHeader } from './optim/schemas';
 export { OPTIMIZERS, getOptimizer, makeSpec } from './optim/derive';
+export { joinWorld, worldEnv, type World } from './parallel/world';
+export { allReduce, reduceScatter, allGather } from './train/collective';

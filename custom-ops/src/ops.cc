@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "ademamix/collective.h"
 #include "ademamix/kernels.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -1086,6 +1087,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   if (!OpsError().empty()) return api->CreateStatus(ORT_FAIL, ("libademamix_ops: " + OpsError()).c_str());
   for (auto& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, op.get()));
   RETURN_IF(api->CustomOpDomain_Add(domain, &CopyOp()));  // the bench's bandwidth baseline
+  RETURN_IF(AddCollectiveOps(api, domain));                 // AllReduce, ReduceScatter, AllGather (src/collective.cc)
   // The domain must outlive every session that uses it: keep it for the life of the process.
   return api->AddCustomOpDomain(options, domain);
 }

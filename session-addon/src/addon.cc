@@ -80,11 +80,14 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, loadedVersion);
 }
 
+void RegisterMpi(Napi::Env env, Napi::Object exports);  // mpi.cc
+
 }  // namespace ademamix
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, ademamix::Init, "init"));
   ademamix::Session::Register(env, exports);
+  ademamix::RegisterMpi(env, exports);
   return exports;
 }
 

@@ -12,6 +12,10 @@ import { assembleTraining } from '../train/assemble';
 import { saveModel } from '../onnx/io';
 import { saveSafetensors } from '../io/safetensors';
 import { UsageError, type Args, type OptionKinds } from './args';
+import { launchWorld, LaunchError, parseWorldFlag, withoutWorldFlag } from '../parallel/launch';
+import { joinWorld, worldEnv, type World } from '../parallel/world';
+import { checkShardable, ShardError } from '../parallel/shard';
+import { SHARDABLE_OPTIMIZERS } from '../train/data-parallel';
 
 // flag → config key, and how to parse it (the optimizers' own flags come from their definitions: OPTIMIZER_FLAGS)
 const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
@@ -23,11 +27,13 @@ const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
   'checkpoint-every': ['checkpointEvery', 'num'], keep: ['keepCheckpoints', 'num'], 'nan-policy': ['nanPolicy', 'str'],
   'track-batches': ['trackBatches', 'num'], 'track-every': ['trackEvery', 'num'],
 };
-const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override']);
+const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override', 'world', 'shard-states']);
 
 /** What each command takes (node:util parseArgs declarations; src/cli/args.ts). */
 const CONFIG_OPTIONS = (): OptionKinds => Object.fromEntries([...Object.keys(FLAGS), ...OPTIMIZER_FLAGS.keys(), 'config', 'override'].map((k) => [k, 'string' as const]));
-export const TRAIN_OPTIONS = (): OptionKinds => ({ ...CONFIG_OPTIONS(), out: 'string', resume: 'string', 'stop-after': 'string', quiet: 'boolean' });
+export const TRAIN_OPTIONS = (): OptionKinds => ({
+  ...CONFIG_OPTIONS(), out: 'string', resume: 'string', 'stop-after': 'string', quiet: 'boolean', world: 'string', 'shard-states': 'boolean',
+});
 export const EVAL_OPTIONS: OptionKinds = { run: 'string', 'eval-batches': 'string', json: 'boolean' };
 export const EXPORT_PRESET_OPTIONS = (): OptionKinds => ({ ...CONFIG_OPTIONS(), out: 'string', grads: 'boolean' });
 
@@ -57,6 +63,8 @@ ${optimizerHelp('        ')}
       --eval-every --checkpoint-every --keep N --nan-policy stop|skip --track-batches K --track-every N
       --override key=value,...  (model fields, e.g. nLayer=4)   --config file.json   --out <run dir>
       --resume <run dir|checkpoint>   --stop-after N   --quiet
+      --world N  N data-parallel ranks on this machine (starts mpirun; or run \`mpirun -np N ademamix train …\`)
+      --shard-states  optimizer states split over the ranks (ZeRO stage 1; same trajectory)
   eval --run <run dir|checkpoint>     validation loss of a checkpoint
   export --model <preset> --out dir   write train.onnx, eval.onnx and initial_state.safetensors`;
 
@@ -146,29 +154,91 @@ export async function trainCommand(args: Args): Promise<number> {
     outDir = typeof args.out === 'string' ? path.resolve(args.out) : defaultRunDir(config);
   }
   validateConfig(config);
+  const parallel = await parallelStart(args, config, outDir, resumeFrom);
+  if (typeof parallel === 'number') return parallel; // this process was the --world launcher
   if (getOptimizer(config.optimizer).noLrDecay && config.decay !== 'constant') {
     process.stderr.write(`note: ${config.optimizer} keeps the lr warmup but no decay schedule (--decay ${config.decay} is not applied)\n`);
   }
   const stopAfter = args['stop-after'] === undefined ? undefined : Number(args['stop-after']);
   if (stopAfter !== undefined && !(Number.isInteger(stopAfter) && stopAfter > 0)) throw new UsageError(`--stop-after needs a positive integer`);
-  const trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true });
+  const world = parallel;
+  // one rank failing alone would leave the others waiting in a collective: end them all (mpirun reports it)
+  const abortOthers = (e: unknown): void => {
+    if (world.size > 1) { process.stderr.write(`ademamix train (rank ${world.rank}): ${(e as Error).message}\n`); world.abort(1); }
+  };
+  let trainer: Trainer;
+  try {
+    trainer = Trainer.create(config, { outDir, resumeFrom, stopAfter, quiet: args.quiet === true, world, shardStates: args['shard-states'] === true });
+  } catch (e) { abortOthers(e); throw e; }
   let interrupts = 0;
   const onSigint = (): void => {
     if (++interrupts > 1) { process.stderr.write('\nsecond Ctrl-C: exiting without a checkpoint\n'); process.exit(130); }
-    process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+    if (world.lead) process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
     trainer.requestStop();
   };
   process.on('SIGINT', onSigint);
+  // several ranks: `train --world` (or `kill -USR1 <mpirun>`) asks for the stop through SIGUSR1, which mpirun forwards
+  if (world.size > 1) process.on('SIGUSR1', onSigint);
+  let ok = false;
   try {
     const r = await trainer.train();
-    if (r.status === 'stopped-nonfinite') { process.stderr.write(`ademamix train: ${r.message}\n`); return 1; }
+    ok = true;
+    if (r.status === 'stopped-nonfinite') { if (world.lead) process.stderr.write(`ademamix train: ${r.message}\n`); return 1; }
     // the report shows what the trained model does (a text sample, or held-out accuracy)
-    if (r.status === 'done') await addModelToReport(r.runDir);
+    if (r.status === 'done' && world.lead) await addModelToReport(r.runDir);
     return r.status === 'interrupted' ? 130 : 0;
+  } catch (e) {
+    abortOthers(e);
+    throw e;
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSigint); process.off('SIGUSR1', onSigint);
     trainer.release();
+    if (ok) world.finalize();
   }
+}
+
+/**
+ * Multi-process runs. Under mpirun: joins the world (after checking it splits the batch; every rank needs the same
+ * run directory, so --out is required unless resuming). With --world N outside mpirun: starts N ranks through mpirun
+ * and returns its exit code.
+ */
+async function parallelStart(args: Args, config: TrainConfig, outDir: string, resumeFrom: string | undefined): Promise<World | number> {
+  let asked: number | undefined;
+  const env = worldEnv();
+  try {
+    asked = parseWorldFlag(args.world);
+    if (asked !== undefined || env.size > 1) checkShardable(config.batch, asked ?? env.size);
+  } catch (e) {
+    if (e instanceof LaunchError || e instanceof ShardError) throw new UsageError(`train: ${e.message}`);
+    throw e;
+  }
+  if (args['shard-states'] === true && !SHARDABLE_OPTIMIZERS.includes(getOptimizer(config.optimizer).name)) {
+    throw new UsageError(`train: --shard-states works with --optimizer ${SHARDABLE_OPTIMIZERS.join(', ')} (elementwise updates), not ${config.optimizer}`);
+  }
+  if (env.size > 1 && asked !== undefined && asked !== env.size) {
+    throw new UsageError(`train: --world ${asked} but mpirun started ${env.size} ranks (give one or the other)`);
+  }
+  if (env.size > 1 && resumeFrom === undefined && typeof args.out !== 'string') {
+    throw new UsageError(`train: with ${env.size} ranks, give --out <run dir> (every rank must write to, and resume from, one directory)`);
+  }
+  if (asked === undefined || asked === 1 || env.size > 1) return joinWorld();
+  const i = process.argv.indexOf('train');
+  const rest = withoutWorldFlag(process.argv.slice(i + 1));
+  if (typeof args.out !== 'string') rest.push('--out', outDir);
+  let r;
+  try {
+    r = await launchWorld(asked, [process.execPath, process.argv[1], 'train', ...rest], (why) => {
+      const dir = path.join(outDir, 'checkpoints');
+      const all = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^step-\d+\.safetensors$/.test(f)).sort() : [];
+      return `${why}; mpirun stopped the other ranks. ` +
+        (all.length ? `Last checkpoint: ${path.join(dir, all[all.length - 1])} (continue with --resume ${outDir})` : 'No checkpoint was written.');
+    });
+  } catch (e) {
+    if (e instanceof LaunchError) throw new UsageError(`train: ${e.message}`);
+    throw e;
+  }
+  if (r.message) process.stderr.write(`ademamix train --world ${asked}: ${r.message}\n`);
+  return r.code;
 }
 
 export async function evalCommand(args: Args): Promise<number> {

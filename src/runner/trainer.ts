@@ -12,12 +12,16 @@ import { saveSafetensors } from '../io/safetensors';
 import type { TensorData } from '../graph/tensor-data';
 import type { DType } from '../graph/dtype';
 import { assembleTraining, exportedParams, type TrainingArtifacts } from '../train/assemble';
+import { STOP_INPUT, STOP_OUTPUT } from '../train/data-parallel';
 import { getOptimizer, makeSpec, type OptimizerSpec } from '../optim/derive';
 import { configHyper, lrSchedule, validateConfig, type TrainConfig } from './config';
-import { fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
+import { checkpointPath, fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
 import { Progress } from './progress';
 import { RunDir, type MetricRecord } from './run-dir';
 import { buildTask, type Batch, type Task } from './task';
+import { joinWorld, stateDigest, type World } from '../parallel/world';
+import { checkShardable, shardBatch } from '../parallel/shard';
+import { gatherState, sliceState } from '../parallel/state';
 
 export interface TrainerOptions {
   /** Run directory (created). */
@@ -31,6 +35,10 @@ export interface TrainerOptions {
   onRecord?: (r: MetricRecord) => void;
   /** Record when each step's native run was started and when its result arrived (for `bench runner`). */
   collectTimings?: boolean;
+  /** The MPI world this process is a rank of (default: the one mpirun started it in, else a world of one). */
+  world?: World;
+  /** ZeRO stage 1: optimizer states split over the ranks (the trajectory is the unsharded one). */
+  shardStates?: boolean;
 }
 
 /** performance.now() stamps of one step: native run started, result back in JS. */
@@ -40,6 +48,8 @@ export type RunStatus = 'done' | 'interrupted' | 'stopped-nonfinite';
 export interface RunResult {
   status: RunStatus; step: number; runDir: string; lastCheckpoint?: string;
   finalLoss?: number; evalLoss?: number; skipped: number; message?: string;
+  /** Seconds this rank spent in collectives (in-graph and outside), for the communication share of a step. */
+  commSeconds?: number;
 }
 
 /** The run's optimizer spec from its definition: each hyperparameter from the config (schedule lengths default to
@@ -73,17 +83,22 @@ export class Trainer {
     private step: number,
     private counters: Record<string, number>,
     private readonly opts: TrainerOptions,
+    readonly world: World,
   ) {
-    this.progress = new Progress(process.stderr, opts.quiet);
+    this.progress = new Progress(process.stderr, opts.quiet || !world.lead); // rank 0 alone reports
   }
 
   static create(config: TrainConfig, opts: TrainerOptions): Trainer {
     validateConfig(config);
     const resumed = opts.resumeFrom ? loadCheckpoint(opts.resumeFrom) : undefined;
+    const world = opts.world ?? joinWorld();
+    const parallel = world.size > 1 || opts.shardStates === true;
+    if (parallel) checkShardable(config.batch, world.size);
     const task = buildTask(config);
     const art = assembleTraining({
       forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
       skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },
+      world: parallel ? { size: world.size, rank: world.rank, shardStates: opts.shardStates } : undefined,
     });
     const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
     session.carry(art.carry);
@@ -95,20 +110,27 @@ export class Trainer {
         throw new CheckpointError(`checkpoint ${resumed.file} was written for a different model ` +
           `(${String(resumed.info.config.model)}, fingerprint ${resumed.info.fingerprint}) than ${config.model} (fingerprint ${fp})`);
       }
-      session.setState(resumed.state);
+      session.setState(sliceState(resumed.state, art.shards));
       task.train.seek(resumed.info.dataPosition);
       step = resumed.info.step; counters = { ...counters, ...resumed.info.counters };
-      run.loadRecords(step + 1);
+      if (world.lead) run.loadRecords(step + 1);
     } else {
       const init: Record<string, Tensor> = {};
       for (const [k, v] of art.initialState) init[k] = new OrtTensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
       session.setState(init);
-      if (fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
+      if (world.lead && fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
     }
-    run.writeJson('config.json', config);
-    saveModel(art.train, path.join(run.dir, 'train.onnx'));
-    saveModel(art.eval, path.join(run.dir, 'eval.onnx'));
-    return new Trainer(config, task, art, session, run, step, counters, opts);
+    // every rank runs the same configuration from the same parameters, step and data position (one seed or one checkpoint)
+    world.assertSame(stateDigest({ config: { dims: [], data: new TextEncoder().encode(JSON.stringify(config)) } }), 'the run configuration');
+    const replicated = Object.values(art.carry).filter((k) => !art.shards?.has(k));
+    world.assertSame(stateDigest(session.getStateRaw(replicated) as Record<string, { dims: readonly number[]; data: ArrayBufferView }>), 'the starting state');
+    world.assertSame(stateDigest({ pos: { dims: [], data: Float64Array.from(task.train.position()) } }), 'the data position');
+    if (world.lead) {
+      run.writeJson('config.json', config);
+      saveModel(art.train, path.join(run.dir, 'train.onnx'));
+      saveModel(art.eval, path.join(run.dir, 'eval.onnx'));
+    }
+    return new Trainer(config, task, art, session, run, step, counters, opts, world);
   }
 
   /** Completed steps. */
@@ -130,12 +152,15 @@ export class Trainer {
     return batches.map((b) => scalar(this.evalSession!.run(b.feeds, ['loss']).loss));
   }
 
+  /** Every rank calls it (sharded states are gathered); rank 0 writes. */
   checkpoint(): string {
     const info: CheckpointInfo = {
       step: this.step, config: this.config as unknown as Record<string, unknown>, dataPosition: this.task.train.position(),
       fingerprint: carriedFingerprint(this.session, this.artifacts), counters: this.counters,
     };
-    return saveCheckpoint(this.run.checkpoints, this.session.getState(), info, this.config.keepCheckpoints);
+    const state = gatherState(this.session.getState(), this.artifacts.shards, this.world);
+    if (!this.world.lead) return checkpointPath(this.run.checkpoints, this.step);
+    return saveCheckpoint(this.run.checkpoints, state, info, this.config.keepCheckpoints);
   }
 
   /** Final parameters alone (for hand-off, e.g. to PyTorch). */
@@ -153,10 +178,15 @@ export class Trainer {
     const tracked = new Map(this.trackedAt.map((s, k) => [s, k]));
     this.run.trackedAt = this.trackedAt;
     const fetches = ['loss', ...this.artifacts.metrics];
+    // several ranks: a stop request (Ctrl-C) is a vote fed with the step, and all ranks stop after the step whose
+    // reduced vote is non-zero, so none is left waiting in a collective
+    const voting = this.world.size > 1;
+    if (voting) fetches.push(STOP_OUTPUT);
+    const vote = (): Record<string, Tensor> => (voting ? { [STOP_INPUT]: new OrtTensor('float32', Float32Array.of(this.stopRequested ? 1 : 0), []) } : {});
     const next = (t: number): Batch => {
       const b = this.task.train.next(); // always drawn, so tracking never shifts the data order
       const k = tracked.get(t);
-      return k === undefined ? b : this.task.tracked[k];
+      return shardBatch(k === undefined ? b : this.task.tracked[k], this.world.rank, this.world.size); // this rank's rows
     };
     if (this.step === 0) this.progress.line(`training ${this.task.describe} with ${c.optimizer}, ${this.artifacts.params.length} tensors, ` +
       `${paramCount(this.artifacts)} parameters; run directory ${this.run.dir}`);
@@ -171,7 +201,7 @@ export class Trainer {
     while (batch && this.step < end) {
       const t = this.step + 1;
       const call = this.opts.collectTimings ? performance.now() : 0;
-      const pending = this.session.runAsync(batch.feeds, fetches);
+      const pending = this.session.runAsync({ ...batch.feeds, ...vote() }, fetches);
       const items = batch.items;
       dataPos = this.task.train.position();
       batch = t < end ? next(t + 1) : undefined; // prepared while ORT runs step t
@@ -194,11 +224,12 @@ export class Trainer {
       windowItems += items;
       const rec: MetricRecord = { step: t };
       const doLog = t % c.logEvery === 0 || t === end;
-      if (c.evalEvery > 0 && (t % c.evalEvery === 0 || t === c.steps)) {
+      const lead = this.world.lead; // rank 0 alone evaluates and writes metrics
+      if (lead && c.evalEvery > 0 && (t % c.evalEvery === 0 || t === c.steps)) {
         lastEval = mean(this.evaluate(this.task.val)); rec.eval_loss = lastEval;
       }
-      if (c.trackBatches > 0 && (t % c.trackEvery === 0 || tracked.has(t) || tracked.has(t + 1))) rec.tracked = this.evaluate(this.task.tracked);
-      if (doLog || rec.eval_loss !== undefined || rec.tracked) {
+      if (lead && c.trackBatches > 0 && (t % c.trackEvery === 0 || tracked.has(t) || tracked.has(t + 1))) rec.tracked = this.evaluate(this.task.tracked);
+      if (lead && (doLog || rec.eval_loss !== undefined || rec.tracked)) {
         const now = performance.now();
         if (window.length) rec.loss = lastLoss = mean(window);
         for (const k of this.artifacts.metrics) if (k !== 'skipped') (rec as unknown as Record<string, number>)[k] = scalar(out[k]);
@@ -210,19 +241,20 @@ export class Trainer {
         window = []; windowStart = now; windowItems = 0;
         if (now - lastRender > 5000 || rec.eval_loss !== undefined) { this.run.render(title, true); lastRender = now; }
       }
-      if (this.stopRequested) { status = 'interrupted'; break; }
+      if (voting ? scalar(out[STOP_OUTPUT]) > 0 : this.stopRequested) { status = 'interrupted'; break; }
       if (c.checkpointEvery > 0 && t % c.checkpointEvery === 0 && t !== end) lastCkpt = this.saveAt(dataPos);
     }
     if (status !== 'stopped-nonfinite') {
       lastCkpt = this.saveAt(dataPos);
-      if (this.step === c.steps) this.saveParams(path.join(this.run.dir, 'params.safetensors'));
+      if (this.step === c.steps && this.world.lead) this.saveParams(path.join(this.run.dir, 'params.safetensors'));
     }
-    this.run.render(title, false);
+    if (this.world.lead) this.run.render(title, false);
     this.progress.line(status === 'done'
       ? `finished step ${this.step}: train loss ${lastLoss.toFixed(4)}${lastEval !== undefined ? `, validation loss ${lastEval.toFixed(4)}` : ''}`
       : status === 'interrupted' ? `interrupted at step ${this.step}; checkpoint ${lastCkpt}` : message!);
     this.progress.line(`run directory: ${this.run.dir} (report.html, metrics.jsonl, checkpoints/)`);
-    return { status, step: this.step, runDir: this.run.dir, lastCheckpoint: lastCkpt, finalLoss: lastLoss, evalLoss: lastEval, skipped: this.counters.skipped ?? 0, message };
+    return { status, step: this.step, runDir: this.run.dir, lastCheckpoint: lastCkpt, finalLoss: lastLoss, evalLoss: lastEval,
+      skipped: this.counters.skipped ?? 0, message, commSeconds: this.world.commSeconds() };
   }
 
   /**
@@ -240,7 +272,9 @@ export class Trainer {
 
 function carriedFingerprint(s: NativeSession, art: TrainingArtifacts): string {
   const carriedInputs = new Set(Object.values(art.carry));
-  return fingerprint(Object.fromEntries(s.inputMetadata.filter((m) => carriedInputs.has(m.name)).map((m) => [m.name, m])));
+  // a sharded state counts with its whole shape: checkpoints hold it whole, for any world size
+  return fingerprint(Object.fromEntries(s.inputMetadata.filter((m) => carriedInputs.has(m.name))
+    .map((m) => [m.name, art.shards?.has(m.name) ? { ...m, dims: art.shards.get(m.name)!.dims } : m])));
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -17,6 +17,7 @@ import type { StateDtype } from '../optim/nodes';
 import { activeStates, emitStep, getOptimizer, type OptimizerSpec } from '../optim/derive';
 import type { LrSchedule } from '../optim/schedules';
 import { lrGraph } from './schedule-graph';
+import * as dp from './data-parallel';
 
 export interface TrainingSpec {
   /** The forward graph; trainable parameters are its initializers. It is consumed (parameters become inputs). */
@@ -46,6 +47,12 @@ export interface TrainingSpec {
   /** Storage type of the optimizer states (m1/m2/ν, m/ν, m/v): bfloat16 halves their memory; math stays float32. */
   stateDtype?: StateDtype;
   metadata?: Record<string, string>;
+  /**
+   * Data-parallel training over MPI ranks (src/train/data-parallel.ts): gradients and loss averaged over the world
+   * in-graph before the norm, clipping, the NaN guard and the optimizer; with shardStates the optimizer states are
+   * split over the ranks (ZeRO stage 1). The graph is this rank's.
+   */
+  world?: dp.WorldSpec;
 }
 
 export interface TrainingArtifacts {
@@ -63,6 +70,8 @@ export interface TrainingArtifacts {
   evalInputs: string[];
   optimizer: OptimizerSpec;
   manifest: OptimizerManifest;
+  /** Sharded states (world.shardStates): state input → where this rank's slice lies in the whole tensor. */
+  shards?: Map<string, dp.ShardInfo>;
 }
 
 /** What a loop outside this project needs to feed and carry (manifest.json of exported artifacts). */
@@ -112,6 +121,12 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const def = getOptimizer(opt.kind);
   const slots = activeStates(def, opt);
   const stateDtype = spec.stateDtype ?? 'float32';
+  const world = spec.world;
+  const sharded = world?.shardStates === true;
+  if (sharded && !dp.SHARDABLE_OPTIMIZERS.includes(def.name)) {
+    throw new Error(`--shard-states: ${def.name} is not elementwise; sharded states are implemented for ${dp.SHARDABLE_OPTIMIZERS.join(', ')}`);
+  }
+  const shards = sharded ? new Map<string, dp.ShardInfo>() : undefined;
   const stateInputs = new Map<string, Value>();
   const stateInput = (p: Value, slot: string): Value => {
     const name = `${p.name}.${slot}`;
@@ -119,8 +134,10 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
       const init = def.states.find((s) => s.name === slot)?.init === 'param';
       const p0 = initialState.get(p.name!)!;
       if (init && stateDtype !== 'float32') throw new Error(`assembleTraining: ${def.name} keeps its '${slot}' state in float32 only`);
-      initialState.set(name, init ? { ...p0, data: Float32Array.from(p0.data as Float32Array) } : tensorData(stateDtype, p0.dims));
-      stateInputs.set(name, g.input(name, stateDtype, p.shape));
+      let s0: TensorData = init ? { ...p0, data: Float32Array.from(p0.data as Float32Array) } : tensorData(stateDtype, p0.dims);
+      if (shards) { const si = dp.shardInfo(p0.dims, world!); shards.set(name, si); s0 = init ? dp.sliceData(s0, si) : tensorData(stateDtype, [si.k]); }
+      initialState.set(name, s0);
+      stateInputs.set(name, g.input(name, stateDtype, shards ? [shards.get(name)!.k] : p.shape));
     }
     return stateInputs.get(name)!;
   };
@@ -151,6 +168,12 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   if (!g.outputs.some((o) => o.name === 'loss')) g.outputs.unshift({ name: 'loss', value: loss });
 
   let grads = gradients(g, loss, params);
+  let stepLoss = loss; // the loss the NaN guard and the `loss` output see: the world's mean when data-parallel
+  const stopIn = world && world.size > 1 ? g.input(dp.STOP_INPUT, 'float32', []) : undefined;
+  let stopOut: Value | undefined;
+  if (world && !sharded) ({ grads, loss: stepLoss, stop: stopOut } = dp.allReduceGradients(g, grads, loss, stopIn));
+  const paramShards = sharded ? params.map((p) => dp.shardInfo(initialState.get(p.name!)!.dims, world!)) : [];
+  if (sharded) grads = dp.reduceScatterGradients(g, grads, world!); // this rank's slices
   const metrics: string[] = [];
   const carry: Record<string, string> = {};
   let ok: Value | null = null; // set when updates are guarded against non-finite values
@@ -162,17 +185,22 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
 
   // global gradient norm (reported always; used for clipping when asked)
   const sq = grads.map((gr) => g.op('ReduceSum', [g.mul(gr, gr)], { keepdims: 0 }));
-  const norm = g.sqrt(sq.reduce((a, b) => g.add(a, b)));
+  let sqSum = sq.reduce((a, b) => g.add(a, b));
+  if (sharded) ({ sq: sqSum, loss: stepLoss, stop: stopOut } = dp.allReduceNormAndLoss(g, sqSum, loss, world!, stopIn));
+  if (world) g.outputs.find((o) => o.name === 'loss')!.value = stepLoss;
+  if (stopOut) g.output(stopOut, dp.STOP_OUTPUT);
+  const norm = g.sqrt(sqSum);
   g.output(norm, 'grad_norm'); metrics.push('grad_norm');
   if (spec.skipNonFinite) {
     const finite = (x: Value): Value => g.op('Not', [g.op('Or', [g.op('IsNaN', [x]), g.op('IsInf', [x])])]);
-    ok = g.op('And', [finite(norm), finite(g.cast(loss, 'float32'))]);
+    ok = g.op('And', [finite(norm), finite(g.cast(stepLoss, 'float32'))]);
     g.output(g.cast(g.op('Not', [ok]), 'int64'), 'skipped'); metrics.push('skipped');
   }
   if (spec.gradClip !== undefined) {
     const scale = g.op('Min', [g.div(spec.gradClip, g.add(norm, 1e-6)), g.scalar(1)]);
     grads = grads.map((gr) => g.mul(gr, scale));
   }
+  if (spec.emitGradients && sharded) throw new Error('assembleTraining: emitGradients with sharded states (gradients exist as slices only)');
   if (spec.emitGradients) params.forEach((p, i) => g.output(g.identity(grads[i]), `${p.name}.grad`));
 
   const step = g.input('step', 'int64', []);
@@ -203,20 +231,26 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
       .map(([wd, idx]) => [wd, idx, `${def.name}/wd=${wd}`])
     : params.map((p, i) => [wdOf(p), [i], `${def.name}/${p.name}`]);
   const globalsCarried = new Set<string>();
+  const updatedSlices: [number, Value][] = []; // sharded: gathered into whole parameters after every group
   for (const [wd, idx, name] of groups) {
     const ps = idx.map((i) => params[i]);
     const states = Object.fromEntries(slots.map((k) => [k, ps.map((p) => stateInput(p, k))]));
     const r = emitStep(g, def, {
-      params: ps, grads: idx.map((i) => grads[i]), states, globals, step, scalars, weightDecay: wd, multi, name, stateDtype,
+      params: sharded ? idx.map((i) => dp.paramSlice(g, params[i], paramShards[i])) : ps,
+      grads: idx.map((i) => grads[i]), states, globals, step, scalars, weightDecay: wd, multi, name, stateDtype,
     }, opt);
     ps.forEach((p, j) => {
-      carried(r.params[j], p.name!);
+      if (sharded) updatedSlices.push([idx[j], r.params[j]]); else carried(r.params[j], p.name!);
       for (const k of slots) carried(r.states[k][j], `${p.name}.${k}`);
     });
     // an optimizer-wide state (Simplified's S1) is computed alike by every node: carry the first
     for (const [k, v] of Object.entries(r.globals)) {
       if (!globalsCarried.has(k)) { carried(v, `optimizer.${k}`); globalsCarried.add(k); }
     }
+  }
+  if (sharded) {
+    const whole = dp.gatherParams(g, updatedSlices.map(([, v]) => v), updatedSlices.map(([i]) => paramShards[i]), world!);
+    updatedSlices.forEach(([i], j) => carried(whole[j], params[i].name!));
   }
   const manifest: OptimizerManifest = {
     name: def.name, op: def.op, hyper: Object.fromEntries(def.hyper.map((h) => [h.key, opt[h.key] ?? null])), lr: opt.lr,
@@ -230,7 +264,7 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const train = toModelProto(g, {
     metadata: { ...spec.metadata, 'ademamix.role': 'train', [CARRY_METADATA_KEY]: JSON.stringify(carry), 'ademamix.optimizer': JSON.stringify(opt) },
   });
-  return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics, evalInputs, optimizer: opt, manifest };
+  return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics, evalInputs, optimizer: opt, manifest, shards };
 }
 
 /**
