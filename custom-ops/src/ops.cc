@@ -428,6 +428,8 @@ class OptimizerKernel : public Kernel {
     }
     void* o = nullptr;
     RETURN_IF(c.Output(0, dims, &o));
+    // a zero-size tensor has no data (null): only a non-empty output can be missing
+    if (!o && t.n) return Fail(c.Err("output 'param_out' is required"));
     t.param_out = static_cast<float*>(o);
     k = 0;
     for (int slot = 0; slot < slots; slot++) {
@@ -512,9 +514,14 @@ class OptimizerKernel : public Kernel {
       for (int64_t x : dims) t.n *= static_cast<size_t>(x);
       void* o = nullptr;
       RETURN_IF(c.Output(lay_.tensorOut + i, dims, &o));
+      if (!o && t.n) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
       t.param_out = static_cast<float*>(o);
       for (int k = 0; k < K; k++) {
         RETURN_IF(c.Output(lay_.tensorOut + (1 + k) * N + i, dims, &o));
+        if (!o && t.n && !spec_.cuda) {  // an omitted state output: scratch on the CPU, as GatherOne does
+          call->scratch.emplace_back(spec_.bf16 ? (t.n + 1) / 2 : t.n);
+          o = call->scratch.back().data();
+        }
         t.state_out[k] = o;
       }
     }
