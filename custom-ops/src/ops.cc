@@ -200,7 +200,13 @@ struct Ctx {
 OrtStatus* Step(const Ctx& c, size_t i, int64_t* step) {
   double s = 0;
   RETURN_IF(c.Scalar(i, "step", &s));
-  if (s < 1) return Fail(c.Err("'step' is 1-based and must be >= 1, got " + std::to_string(static_cast<int64_t>(s))));
+  // read as double: an int64 near 2^63 rounds up to 2^63, which (like NaN) does not convert back to int64
+  if (!(s >= 1) || s >= 9223372036854775808.0) {
+    char got[32];
+    std::snprintf(got, sizeof got, s >= 1 ? "%.6g" : "%.0f", s);
+    return Fail(c.Err(std::string(s >= 1 ? "'step' must be below 2^63" : "'step' is 1-based and must be >= 1") +
+                      ", got " + got));
+  }
   *step = static_cast<int64_t>(s);
   return nullptr;
 }
