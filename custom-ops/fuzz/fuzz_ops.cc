@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -101,6 +102,8 @@ const std::vector<OpInfo>& Ops() {
 // The header: byte offsets.
 enum {
   kOp = 0, kListLen, kInDelta, kOutDelta, kOmitIn, kOmitOut, kThroughNeg, kOutDecl, kFill, kSeed0, kSeed1, kExtraAttr,
+  kAlias,                                      // non-zero: one node input reuses the previous input's value
+  kThreads,                                    // odd: the session with 2 intra-op threads
   kAttrs,                                      // one byte per schema attribute (kMaxAttrs)
   kScalarBytes = kAttrs + 5,                    // 3 bytes (type, shape, value) per scalar slot: step, 3 scalars, s1
   kShapes = kScalarBytes + 3 * 5,               // 4 bytes (rank, 3 dims) per list entry's param shape (4 specs)
@@ -143,6 +146,7 @@ struct Case {
   std::string model;
   std::vector<Feed> feeds;
   std::vector<std::string> outputs;  // graph outputs to fetch
+  bool threads2 = false;
 };
 
 enum Kind { kParam, kGrad, kState, kStep, kScalar, kS1, kCopy };
@@ -245,6 +249,7 @@ Case Decode(const Bytes& in) {
   const auto& ops = Ops();
   Case c;
   c.op = &ops[in.at(kOp) % ops.size()];
+  c.threads2 = in.at(kThreads) & 1;
   const OpInfo& op = *c.op;
   const auto* sch = op.sch;
   Rng rng{0x9E3779B97F4A7C15ull ^ (uint64_t(in.at(kSeed0)) << 8 | in.at(kSeed1))};
@@ -378,6 +383,11 @@ Case Decode(const Bytes& in) {
     nodeIns.push_back(name);
     c.feeds.push_back(std::move(f));
   }
+  // one value feeding two inputs (param and grad, say): ORT must not hand it to the op as an in-place output
+  if (const uint8_t a = in.at(kAlias); a && nodeIns.size() > 1) {
+    const size_t j = 1 + (a - 1) % (nodeIns.size() - 1);
+    if (!nodeIns[j - 1].empty()) nodeIns[j] = nodeIns[j - 1];
+  }
   for (const std::string& s : nodeIns) node.Bytes(onnx::kNodeIn, s);
   const std::vector<int64_t> outDims = ParamDims(in, 0);
   const int outDecl = in.at(kOutDecl) % 4;
@@ -413,7 +423,7 @@ Case Decode(const Bytes& in) {
 // The runtime, set up once.
 const OrtApi* ort = nullptr;
 OrtEnv* env = nullptr;
-OrtSessionOptions* opts = nullptr;
+OrtSessionOptions* opts[2] = {};  // 1 and 2 intra-op threads
 OrtMemoryInfo* cpu = nullptr;
 
 void Check(OrtStatus* st, const char* what) {
@@ -424,6 +434,8 @@ void Check(OrtStatus* st, const char* what) {
 
 // Per-op outcomes: how far each call got (the evidence that the fuzzer reaches every op's Compute).
 struct Stats { uint64_t execs = 0, sessionErr = 0, runOk = 0, kernelErr = 0, otherRunErr = 0; };
+double sessionSeconds = 0, runSeconds = 0;
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 std::vector<Stats> stats;
 bool printStats = false;
 
@@ -435,6 +447,17 @@ void PrintStats() {
     std::fprintf(stderr, "  %-28s %7llu %7llu %7llu %7llu %7llu\n", ops[i].name.c_str(), (unsigned long long)stats[i].execs,
                  (unsigned long long)stats[i].sessionErr, (unsigned long long)stats[i].runOk,
                  (unsigned long long)stats[i].kernelErr, (unsigned long long)stats[i].otherRunErr);
+  std::fprintf(stderr, "fuzz_ops: %.1f s in session creation, %.1f s in feeds and runs\n", sessionSeconds, runSeconds);
+  // a run that never gets an op into its kernel cannot find anything there: fail it (scripts/fuzz-native.sh)
+  if (std::getenv("FUZZ_OPS_REQUIRE_REACH")) {
+    bool all = true;
+    for (size_t i = 0; i < ops.size(); i++)
+      if (stats[i].runOk + stats[i].kernelErr == 0) {
+        std::fprintf(stderr, "fuzz_ops: %s never reached its kernel\n", ops[i].name.c_str());
+        all = false;
+      }
+    if (!all) std::_Exit(3);
+  }
 }
 
 std::string OrtLibPath() {
@@ -452,13 +475,14 @@ void WriteSeeds(const char* dir) {
   const auto& ops = Ops();
   int count = 0;
   for (size_t i = 0; i < ops.size(); i++) {
-    struct Variant { int len; uint8_t shape[4]; bool neg; uint8_t beta1; };
+    struct Variant { int len; uint8_t shape[4]; bool neg; uint8_t beta1; bool threads2; };
     const Variant vs[] = {
-        {1, {0, 0, 0, 0}, false, 0},      // [4]
-        {2, {1, 3, 5, 0}, true, 0},       // [2,4], through Neg (in place where the op allows)
-        {3, {0, 230, 0, 0}, false, 0},    // [21700]: the streaming and chunked paths
-        {1, {2, 0, 0, 0}, false, 0},      // a scalar param
-        {1, {0, 0, 0, 0}, false, 1},      // beta1 = 0 as a float (AdEMAMix drops m1)
+        {1, {0, 0, 0, 0}, false, 0, false},    // [4]
+        {2, {1, 3, 5, 0}, true, 0, false},     // [2,4], through Neg (in place where the op allows)
+        {3, {0, 230, 0, 0}, false, 0, false},  // [21700]: the streaming (blocked) path
+        {1, {1, 3, 230, 0}, true, 0, true},    // [2,21700] on 2 threads: two chunks, in place
+        {1, {2, 0, 0, 0}, false, 0, false},    // a scalar param
+        {1, {0, 0, 0, 0}, false, 1, false},    // beta1 = 0 as a float (AdEMAMix drops m1)
     };
     for (const Variant& v : vs) {
       if (v.beta1 && ops[i].sch && ops[i].sch->drop_state < 0) continue;
@@ -466,6 +490,7 @@ void WriteSeeds(const char* dir) {
       b[kOp] = static_cast<uint8_t>(i);
       b[kListLen] = static_cast<uint8_t>(v.len - 1);
       b[kThroughNeg] = v.neg;
+      b[kThreads] = v.threads2;
       b[kSeed0] = static_cast<uint8_t>(count);
       std::memcpy(&b[kShapes], v.shape, 4);
       if (v.beta1) b[kAttrs] = 4;  // float form, kFloatVals[1] = 0
@@ -489,16 +514,21 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   ort = base->GetApi(ORT_API_VERSION);
   if (!ort) { std::fprintf(stderr, "fuzz_ops: %s lacks ORT API %d\n", lib.c_str(), ORT_API_VERSION); std::exit(2); }
   Check(ort->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "fuzz_ops", &env), "CreateEnv");
-  Check(ort->CreateSessionOptions(&opts), "CreateSessionOptions");
-  // one thread: the fuzzer looks for memory and UB errors, not races, and the host is shared
-  Check(ort->SetIntraOpNumThreads(opts, 1), "SetIntraOpNumThreads");
-  Check(ort->SetInterOpNumThreads(opts, 1), "SetInterOpNumThreads");
-  // no graph rewrites (cheaper sessions; the node reaches the kernel as written)
-  Check(ort->SetSessionGraphOptimizationLevel(opts, ORT_DISABLE_ALL), "SetSessionGraphOptimizationLevel");
-  // no arena: every output is its own malloc, so ASan sees a kernel write past a tensor's end
-  Check(ort->DisableCpuMemArena(opts), "DisableCpuMemArena");
-  // registered once: the library keeps its domain for the life of the process
-  Check(RegisterCustomOps(opts, base), "RegisterCustomOps");
+  for (int t = 0; t < 2; t++) {
+    OrtSessionOptions*& o = opts[t];
+    Check(ort->CreateSessionOptions(&o), "CreateSessionOptions");
+    // 1 or 2 threads: the fuzzer looks for memory and UB errors, not races (no TSan), and the host is shared; 2 runs
+    // the kernels' chunks on a real pool thread
+    Check(ort->SetIntraOpNumThreads(o, 1 + t), "SetIntraOpNumThreads");
+    Check(ort->SetInterOpNumThreads(o, 1), "SetInterOpNumThreads");
+    Check(ort->AddSessionConfigEntry(o, "session.intra_op.allow_spinning", "0"), "AddSessionConfigEntry");
+    // no graph rewrites (cheaper sessions; the node reaches the kernel as written)
+    Check(ort->SetSessionGraphOptimizationLevel(o, ORT_DISABLE_ALL), "SetSessionGraphOptimizationLevel");
+    // no arena: every output is its own malloc, so ASan sees a kernel write past a tensor's end
+    Check(ort->DisableCpuMemArena(o), "DisableCpuMemArena");
+    // registered once per options: the library keeps its domain for the life of the process
+    Check(RegisterCustomOps(o, base), "RegisterCustomOps");
+  }
   Check(ort->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &cpu), "CreateCpuMemoryInfo");
   stats.resize(Ops().size());
   printStats = std::getenv("FUZZ_OPS_STATS") != nullptr;
@@ -511,7 +541,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Stats& s = stats[static_cast<size_t>(c.op - Ops().data())];
   s.execs++;
   OrtSession* sess = nullptr;
-  if (OrtStatus* st = ort->CreateSessionFromArray(env, c.model.data(), c.model.size(), opts, &sess)) {
+  const double t0 = Now();
+  OrtStatus* created = ort->CreateSessionFromArray(env, c.model.data(), c.model.size(), opts[c.threads2], &sess);
+  const double t1 = Now();
+  sessionSeconds += t1 - t0;
+  if (OrtStatus* st = created) {
     if (std::getenv("FUZZ_OPS_VERBOSE")) std::fprintf(stderr, "session: %s\n", ort->GetErrorMessage(st));
     ort->ReleaseStatus(st);
     s.sessionErr++;
@@ -550,5 +584,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (v) ort->ReleaseValue(v);
   for (OrtValue* v : vals) ort->ReleaseValue(v);
   ort->ReleaseSession(sess);
+  runSeconds += Now() - t1;
   return 0;
 }
