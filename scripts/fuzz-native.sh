@@ -36,7 +36,7 @@ bin=$out/fuzz_ops
 # ORT keeps process-lifetime allocations: no leak check. Short allocation stacks: the allocator is the hot path.
 export ASAN_OPTIONS=detect_leaks=0:malloc_context_size=8:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-flags=(-timeout=10 -max_len=160 -len_control=0 -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$out/artifacts/" -print_final_stats=1)
+flags=(-detect_leaks=0 -timeout=10 -max_len=160 -len_control=0 -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$out/artifacts/" -print_final_stats=1)
 mkdir -p "$out/artifacts"
 shopt -s nullglob
 regressions=(custom-ops/fuzz/regressions/*)

@@ -333,7 +333,9 @@ Case Decode(const Bytes& in) {
 
   // node inputs and graph inputs
   Pb graph;
-  const bool neg = in.at(kThroughNeg) & 1;  // float tensors through Neg: intermediates ORT may update in place
+  // float tensors in through Neg and every output out through Neg or Identity: ORT hands an op an input's buffer as an
+  // output (may-inplace) only when the input is an intermediate and the output is not a graph output
+  const bool neg = in.at(kThroughNeg) & 1;
   const int fill = in.at(kFill);
   const uint8_t omitIn = in.at(kOmitIn), omitOut = in.at(kOmitOut);
   std::vector<std::string> nodeIns;
@@ -393,8 +395,16 @@ Case Decode(const Bytes& in) {
   const int outDecl = in.at(kOutDecl) % 4;
   for (size_t j = 0; j < outTypes.size(); j++) {
     if (omitOut && (omitOut - 1) % outTypes.size() == j) { node.Bytes(onnx::kNodeOut, ""); continue; }
-    const std::string name = "out" + std::to_string(j);
+    std::string name = "out" + std::to_string(j);
     node.Bytes(onnx::kNodeOut, name);
+    if (neg) {
+      Pb n;
+      n.Bytes(onnx::kNodeIn, name);
+      name += "_after";
+      n.Bytes(onnx::kNodeOut, name);
+      n.Bytes(onnx::kNodeOp, outTypes[j] == F32 ? "Neg" : "Identity");
+      graph.Msg(onnx::kGraphNode, n);
+    }
     Pb vi;
     vi.Bytes(onnx::kVIName, name);
     // 0: type only; 1: type and param 0's shape; 2: float32 whatever the op makes; 3: float64 (wrong)
