@@ -125,7 +125,8 @@ struct Rng {
 };
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN(), kInf = std::numeric_limits<float>::infinity();
-// attribute and scalar values worth trying: 0 (index 0) means the default
+// attribute and scalar values worth trying; entry 0 stands for "the usual value" (a scalar's default, 0.25 for a
+// float attribute, 0 for an int one)
 const float kFloatVals[] = {0, 0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 0.9f, 0.999f, 1.5f, 2.0f, 1e-8f, 1e30f, -1e30f,
                             kNaN, kInf, -kInf, 1e-45f, 3.4e38f, 0.9999f, 1e-3f};
 const int64_t kIntVals[] = {0, 0, 1, -1, 2, 1000000, std::numeric_limits<int64_t>::max(),
@@ -363,7 +364,7 @@ Case Decode(const Bytes& in) {
       if (s.kind == kStep && (vb / 10) % 2) value = kFloatVals[vb % 20];  // step as a float value (NaN, inf, …)
       f.decl = (sb / 6) % 3;
     } else {
-      const int types[] = {s.type, F32, BF16, F64, F16, I64, s.type, s.type};
+      const int types[] = {s.type, F32, BF16, F64, F16, I64, I32, s.type};
       f.type = types[flags & 7];
       f.dims = ParamDims(in, s.list);
       if (s.kind != kParam && s.kind != kCopy) f.dims = Perturb(f.dims, (flags >> 3) & 7);
