@@ -34,7 +34,10 @@ if ! { cmake -S custom-ops/fuzz -B "$out" -DCMAKE_CXX_COMPILER=clang++-14 -DORT_
 fi
 bin=$out/fuzz_ops
 # ORT keeps process-lifetime allocations: no leak check. Short allocation stacks: the allocator is the hot path.
-export ASAN_OPTIONS=detect_leaks=0:malloc_context_size=8:abort_on_error=0
+# New allocations filled with 0xFF (ORT's arena is off, so every output is one): FUZZ_OPS_CHECK_WRITTEN fails a run
+# that succeeds with an output element still holding that pattern (never written by the op).
+export ASAN_OPTIONS=detect_leaks=0:malloc_context_size=8:malloc_fill_byte=255:max_malloc_fill_size=1048576
+export FUZZ_OPS_CHECK_WRITTEN=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 flags=(-detect_leaks=0 -timeout=10 -max_len=160 -len_control=0 -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$out/artifacts/" -print_final_stats=1)
 mkdir -p "$out/artifacts"
