@@ -335,8 +335,8 @@ Case Decode(const Bytes& in) {
 
   // node inputs and graph inputs
   Pb graph;
-  // float tensors in through Neg and every output out through Neg or Identity: ORT hands an op an input's buffer as an
-  // output (may-inplace) only when the input is an intermediate and the output is not a graph output
+  // tensors in and out through Neg (float32) or Identity: ORT hands an op an input's buffer as an output
+  // (may-inplace) only when the input is an intermediate and the output is not a graph output
   const bool neg = in.at(kThroughNeg) & 1;
   const int fill = in.at(kFill);
   c.rawBits = fill % 8 == 6;
@@ -377,11 +377,11 @@ Case Decode(const Bytes& in) {
     vi.Bytes(onnx::kVIName, name);
     TypeProto(&vi, f.type, &f.dims, f.decl, name);
     graph.Msg(onnx::kGraphInput, vi);
-    if (neg && f.type == F32 && !scalar) {
+    if (neg && !scalar) {  // Identity for the other types (bf16 states: so the bf16 ops can run fully in place)
       Pb n;
       n.Bytes(onnx::kNodeIn, name);
       n.Bytes(onnx::kNodeOut, name + "_neg");
-      n.Bytes(onnx::kNodeOp, "Neg");
+      n.Bytes(onnx::kNodeOp, f.type == F32 ? "Neg" : "Identity");
       graph.Msg(onnx::kGraphNode, n);
       name += "_neg";
     }
