@@ -57,6 +57,6 @@ if ((update)); then
   rm -rf "$merged" && mkdir -p "$merged"
   "$bin" -merge=1 "$merged" custom-ops/fuzz/corpus "$work" > "$out/merge.log" 2>&1 || { tail -n 20 "$out/merge.log" >&2; exit 1; }
   rm -f custom-ops/fuzz/corpus/* && cp "$merged"/* custom-ops/fuzz/corpus/
-  echo "== fuzz-native: corpus now $(ls custom-ops/fuzz/corpus | wc -l) inputs, $(du -sh custom-ops/fuzz/corpus | cut -f1)" >&2
+  echo "== fuzz-native: corpus now $(ls custom-ops/fuzz/corpus | wc -l) inputs, $(du -sh --apparent-size custom-ops/fuzz/corpus | cut -f1)" >&2
 fi
 echo "fuzz-native: ok" >&2
