@@ -10,6 +10,7 @@ import type { Value } from '../src/graph/value';
 import { NativeSession } from '../src/native';
 import { opsLibraryPath } from '../src/native/paths';
 import { encodeModel } from '../src/onnx/io';
+import { create, ModelProtoSchema, NodeProtoSchema, toBinary, ValueInfoProtoSchema } from '../src/onnx/proto';
 import { activeStates, hyperOf, makeSpec, OPTIMIZERS } from '../src/optim/derive';
 import type { OptimizerDef } from '../src/optim/defs/types';
 import { DEFAULT_CONFIG, validateConfig } from '../src/runner/config';
@@ -144,5 +145,38 @@ describe('runner config and empty lists', () => {
     const m = tiny(false);
     expect(() => assembleTraining({ forward: m.g, loss: m.loss, params: [], optimizer: makeSpec(def) }))
       .toThrow('assembleTraining: no trainable parameters (no float initializers)');
+  });
+});
+
+// Inputs the native fuzzer (custom-ops/fuzz/, regressions/) found crashing the op library, as clear errors now.
+describe('hand-written nodes the fuzzer found', () => {
+  const vi = (name: string, elemType: number, dims: number[]) => create(ValueInfoProtoSchema, {
+    name, type: { value: { case: 'tensorType', value: { elemType, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } },
+  });
+  const model = (op: string, inputs: string[], outputs: string[]): Uint8Array => toBinary(ModelProtoSchema, create(ModelProtoSchema, {
+    irVersion: 10n, opsetImport: [{ domain: '', version: 20n }, { domain: 'com.ademamix', version: 1n }],
+    graph: {
+      name: 'g', node: [create(NodeProtoSchema, { opType: op, domain: 'com.ademamix', input: inputs, output: outputs, name: 'n' })],
+      input: [vi('step', 7, []), vi('lr', 1, []), ...['p', 'g', 'm', 'v'].map((x) => vi(x, 1, [2]))],
+      output: outputs.filter((o) => o).map((o) => create(ValueInfoProtoSchema, { name: o })),
+    },
+  }));
+  const feeds = (step: bigint) => ({
+    step: new Tensor('int64', BigInt64Array.from([step]), []), lr: f32([0.1], []),
+    p: f32([1, 2], [2]), g: f32([0.5, -0.5], [2]), m: f32([0, 0], [2]), v: f32([0, 0], [2]),
+  });
+  const run = (bytes: Uint8Array, step = 1n) => NativeSession.create(bytes, { opsLibrary: opsLibraryPath(), intraOpThreads: 1 }).run(feeds(step));
+  const multi = ['step', 'lr', 'p', 'g', 'm', 'v'];
+  test('a multi-tensor op with param_out omitted is refused; with a state output omitted it runs', () => {
+    expect(() => run(model('AdamWMulti', multi, ['', 'm_out', 'v_out']))).toThrow(/AdamWMulti 'n': output 'param_out\[0\]' is required/);
+    const all = run(model('AdamWMulti', multi, ['p_out', 'm_out', 'v_out']));
+    const some = run(model('AdamWMulti', multi, ['p_out', '', 'v_out']));
+    expect(Array.from(some.p_out.data as Float32Array)).toEqual(Array.from(all.p_out.data as Float32Array));
+  });
+  test('step = int64 max is refused (it does not round-trip through double)', () => {
+    const bytes = model('AdamW', ['p', 'g', 'm', 'v', 'step', 'lr'], ['p_out', 'm_out', 'v_out']);
+    expect(() => run(bytes, 9223372036854775807n)).toThrow(/AdamW 'n': 'step' must be below 2\^63/);
+    expect(() => run(bytes, 0n)).toThrow(/AdamW 'n': 'step' is 1-based and must be >= 1, got 0/);
+    expect(() => run(bytes, 9007199254740993n)).not.toThrow();
   });
 });

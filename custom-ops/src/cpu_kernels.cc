@@ -153,10 +153,14 @@ ADEMAMIX_LOOP_INLINE void blocked(const Op& op, const StreamsOf<S>& x, size_t b,
   alignas(64) S ts[K][kBlock];
   for (size_t lo = b; lo < e; lo += kBlock) {
     const size_t hi = e - lo > kBlock ? lo + kBlock : e, n = hi - lo;
-    StreamsOf<S> y = x;  // outputs redirected to the scratch block (indexed from lo)
-    y.param_out = tp - lo;
-    for (int k = 0; k < K; k++) y.state_out[k] = ts[k] - lo;
-    plain(op, y, lo, hi);
+    // inputs from lo, outputs to the scratch block, both indexed from 0 (`tp - lo` would point outside the array:
+    // undefined behaviour, reported by UBSan)
+    StreamsOf<S> y = x;
+    y.param = x.param + lo;
+    y.grad = x.grad + lo;
+    y.param_out = tp;
+    for (int k = 0; k < K; k++) { y.state[k] = x.state[k] + lo; y.state_out[k] = ts[k]; }
+    plain(op, y, 0, n);
     copy_out(x.param_out + lo, tp, n * sizeof(float), stream[K]);
     for (int k = 0; k < K; k++) copy_out(x.state_out[k] + lo, ts[k], n * sizeof(S), stream[k]);
   }

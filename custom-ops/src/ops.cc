@@ -201,7 +201,13 @@ struct Ctx {
 OrtStatus* Step(const Ctx& c, size_t i, int64_t* step) {
   double s = 0;
   RETURN_IF(c.Scalar(i, "step", &s));
-  if (s < 1) return Fail(c.Err("'step' is 1-based and must be >= 1, got " + std::to_string(static_cast<int64_t>(s))));
+  // read as double: an int64 near 2^63 rounds up to 2^63, which (like NaN) does not convert back to int64
+  if (!(s >= 1) || s >= 9223372036854775808.0) {
+    char got[32];
+    std::snprintf(got, sizeof got, s >= 1 ? "%.6g" : "%.0f", s);
+    return Fail(c.Err(std::string(s >= 1 ? "'step' must be below 2^63" : "'step' is 1-based and must be >= 1") +
+                      ", got " + got));
+  }
   *step = static_cast<int64_t>(s);
   return nullptr;
 }
@@ -429,6 +435,8 @@ class OptimizerKernel : public Kernel {
     }
     void* o = nullptr;
     RETURN_IF(c.Output(0, dims, &o));
+    // a zero-size tensor has no data (null): only a non-empty output can be missing
+    if (!o && t.n) return Fail(c.Err("output 'param_out' is required"));
     t.param_out = static_cast<float*>(o);
     k = 0;
     for (int slot = 0; slot < slots; slot++) {
@@ -513,9 +521,14 @@ class OptimizerKernel : public Kernel {
       for (int64_t x : dims) t.n *= static_cast<size_t>(x);
       void* o = nullptr;
       RETURN_IF(c.Output(lay_.tensorOut + i, dims, &o));
+      if (!o && t.n) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
       t.param_out = static_cast<float*>(o);
       for (int k = 0; k < K; k++) {
         RETURN_IF(c.Output(lay_.tensorOut + (1 + k) * N + i, dims, &o));
+        if (!o && t.n && !spec_.cuda) {  // an omitted state output: scratch on the CPU, as GatherOne does
+          call->scratch.emplace_back(spec_.bf16 ? (t.n + 1) / 2 : t.n);
+          o = call->scratch.back().data();
+        }
         t.state_out[k] = o;
       }
     }
