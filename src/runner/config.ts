@@ -85,7 +85,7 @@ export function configTypeError(c: unknown): string | undefined {
   for (const [k, v] of Object.entries(c)) {
     const want = OPTIMIZER_FIELDS.includes(k) || k === 'gradClip' ? 'number'
       : k === 'hyper' || k === 'modelOverrides' ? 'record' : k in DEFAULT_CONFIG ? typeof DEFAULT_CONFIG[k as keyof TrainConfig] : undefined;
-    if (want === undefined || (v === undefined && !(k in DEFAULT_CONFIG))) continue;
+    if (want === undefined || v === undefined) continue; // undefined is absent (JSON has none; code may spread it)
     if (want === 'record') {
       if (!isRecord(v) || Object.values(v).some((x) => typeof x !== 'number')) return `${k} must map names to numbers`;
     } else if (typeof v !== want) return `${k} must be a ${want}, got ${String(JSON.stringify(v)).slice(0, 40)}`;
