@@ -34,7 +34,7 @@ export interface FamilyVariant {
 export interface FamilyBatch { id: BatchId; batch: number; steps: number; evalEvery: number; evalBatches: number }
 
 export interface FamilyPlan {
-  quick: boolean; model: string; data: string; seq: number;
+  quick: boolean; model: string; modelOverrides: Record<string, number>; data: string; seq: number;
   /** training tokens per run, the same at both batch sizes */
   tokens: number;
   batches: FamilyBatch[];
@@ -91,14 +91,14 @@ export interface FamilyPlanOptions { quick?: boolean; tokens?: number; seeds?: n
 /**
  * The study's plan. Full: gpt-mini, 64-token sequences, batches of 4 and 32 sequences (256 and 2048 tokens), the
  * token budget `tokens` (default 196,608: 768 small-batch steps, 96 large-batch steps), 8 evaluations per run over
- * the same 16,384 validation tokens at both batch sizes, 3 seeds. Quick: gpt-tiny, 2-point grids, no extension,
- * 2 seeds, a few steps (tests the machinery, not the claims).
+ * the same 16,384 validation tokens at both batch sizes, 3 seeds. Quick: a one-layer, 32-wide gpt-tiny, 2-point
+ * grids, no extension, 2 seeds, 2048 tokens (tests the machinery, not the claims).
  */
 export function familyPlan(o: FamilyPlanOptions = {}): FamilyPlan {
   const quick = o.quick === true;
   const seq = quick ? 16 : 64;
   const [small, large] = quick ? [2, 16] : [4, 32];
-  const tokens = o.tokens ?? (quick ? 16 * 16 * 2 * 8 : 196_608);
+  const tokens = o.tokens ?? (quick ? 16 * 16 * 8 : 196_608);
   const evalTokens = quick ? 16 * 16 : 16_384;
   const points = quick ? 2 : 8;
   const mk = (id: BatchId, batch: number): FamilyBatch => {
@@ -113,23 +113,27 @@ export function familyPlan(o: FamilyPlanOptions = {}): FamilyPlan {
     vs = vs.filter((v) => o.variants!.includes(v.id));
   }
   return {
-    quick, model: quick ? 'gpt-tiny' : 'gpt-mini', data: 'moby-dick', seq, tokens,
+    quick, model: quick ? 'gpt-tiny' : 'gpt-mini', modelOverrides: quick ? { nLayer: 1, nEmbd: 32 } : {}, data: 'moby-dick', seq, tokens,
     batches: [mk('small', small), mk('large', large)], variants: vs,
     seeds: Array.from({ length: o.seeds ?? (quick ? 2 : 3) }, (_, k) => k),
     maxExtend: quick ? 0 : 2, threads: o.threads ?? 1, baseline: 'adamw',
   };
 }
 
-/** The full configuration of one run. */
+/** The full configuration of one run (no undefined fields: the config validator takes undefined for a wrong type,
+ * and DEFAULT_CONFIG's AdEMAMix α and β3 are left out unless the variant sets them). */
 export function familyConfig(plan: FamilyPlan, v: FamilyVariant, b: FamilyBatch, lr: number, seed: number): TrainConfig {
-  return {
-    ...DEFAULT_CONFIG, model: plan.model, data: plan.data, batch: b.batch, seq: plan.seq, steps: b.steps,
+  const { alpha: _alpha, beta3: _beta3, ...base } = DEFAULT_CONFIG;
+  const c: TrainConfig = {
+    ...base, model: plan.model, modelOverrides: { ...plan.modelOverrides }, data: plan.data, batch: b.batch, seq: plan.seq, steps: b.steps,
     optimizer: v.optimizer, lr, seed, warmup: warmupFor(b.steps), decay: v.decay, minLrRatio: 0.1, weightDecay: v.weightDecay,
-    beta1: v.beta1, beta2: v.beta2, beta3: undefined, alpha: undefined, tAlpha: undefined, tBeta: undefined, hyper: undefined,
+    beta1: v.beta1, beta2: v.beta2,
     ...(v.extra?.(b) ?? {}),
     threads: plan.threads, evalEvery: b.evalEvery, evalBatches: b.evalBatches, logEvery: Math.max(1, b.evalEvery / 2),
     checkpointEvery: 0, keepCheckpoints: 1, trackBatches: 0,
   };
+  for (const k of Object.keys(c) as (keyof TrainConfig)[]) if (c[k] === undefined) delete c[k];
+  return c;
 }
 
 /** Key order fixed by sorting, undefined fields dropped: the same config always gives the same text. */
@@ -190,6 +194,9 @@ export interface FamilyOptions {
   plan: FamilyPlan; out: string; jobs: number; reuse: boolean; entry?: string;
   /** also copy the outputs (figures, summary, results.jsonl) into this folder (docs/results/family) */
   docs?: string;
+  /** a markdown file (docs/results.md) whose `<!-- family:NAME -->` … `<!-- /family:NAME -->` blocks (verdicts,
+   * table, runs) are replaced by the generated text */
+  fill?: string;
   log: (s: string) => void;
 }
 
@@ -271,8 +278,29 @@ export async function familyCommand(o: FamilyOptions): Promise<FamilyReport> {
     fs.mkdirSync(o.docs, { recursive: true });
     for (const f of files) fs.copyFileSync(path.join(o.out, f), path.join(o.docs, f));
   }
+  if (o.fill && fs.existsSync(o.fill)) {
+    const cs = cells(plan, sortRows(plan, rows));
+    const runS = rows.reduce((a, r) => a + r.wallS, 0);
+    const text = fillBlocks(fs.readFileSync(o.fill, 'utf8'), {
+      verdicts: verdicts(plan, cs).map((x) => `- ${x}`).join('\n'),
+      table: familyTable(plan, cs),
+      runs: `${rows.length} runs (${rows.filter((r) => r.phase === 'sweep').length} sweep runs, ${rows.filter((r) => r.phase === 'seed').length} seed reruns), ` +
+        `run time summed over runs ${Math.round(runS)} s (${(runS / 60 / Math.max(o.jobs, 1)).toFixed(0)} min of wall at ${o.jobs} at a time); ` +
+        `median run ${median(rows.map((r) => r.wallS)).toFixed(0)} s (small batch ${median(rows.filter((r) => r.batch === 'small').map((r) => r.wallS)).toFixed(0)} s, ` +
+        `large ${median(rows.filter((r) => r.batch === 'large').map((r) => r.wallS)).toFixed(0)} s)`,
+    });
+    fs.writeFileSync(o.fill, text);
+  }
   const failed = rows.filter((r) => r.status === 'error').length;
   return { rows, newRuns, reused, failed, chosen, files, wallS: (performance.now() - t0) / 1000 };
+}
+
+const median = (xs: number[]): number => { const a = [...xs].sort((x, y) => x - y); return a.length ? a[Math.floor(a.length / 2)] : NaN; };
+
+/** Replaces the body of each `<!-- family:NAME -->` … `<!-- /family:NAME -->` block with blocks[NAME]; others stay. */
+export function fillBlocks(md: string, blocks: Record<string, string>): string {
+  return md.replace(/(<!-- family:([\w-]+) -->)[\s\S]*?(<!-- \/family:\2 -->)/g, (all, open: string, name: string, close: string) =>
+    (name in blocks ? `${open}\n${blocks[name]}\n${close}` : all));
 }
 
 /** The cache needs only result.json (and the run's metrics and plots); checkpoints and weights are dropped. */
@@ -414,7 +442,7 @@ export function writeFamilyOutputs(out: string, plan: FamilyPlan, rowsIn: Family
   const w = (name: string, s: string): void => { fs.writeFileSync(path.join(out, name), s); files.push(name); };
   w('results.jsonl', rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   const cs = cells(plan, rows);
-  const what = (b: FamilyBatch): string => `${plan.model}, batch ${b.batch}×${plan.seq} tokens, ${b.steps} steps (${fTok(plan.tokens)} tokens)`;
+  const what = (b: FamilyBatch): string => `${plan.model}${Object.keys(plan.modelOverrides).length ? ` (${Object.entries(plan.modelOverrides).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}, batch ${b.batch}×${plan.seq} tokens, ${b.steps} steps (${fTok(plan.tokens)} tokens)`;
   const series = (c: Cell, name = c.short, dashed = false): Series => ({ name: `${name} ${lrName(c.lr)}`, x: c.curve.x, y: c.curve.mean, lo: c.curve.lo, hi: c.curve.hi, dashed });
   const zoom = (ss: Series[]): [number, number] | undefined => {
     // the second half of the budget, y range from the curves that end within 10% of the best (the paper's zoom)

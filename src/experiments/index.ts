@@ -47,7 +47,8 @@ family options:
   --variants ids    subset of adamw, sf-adamw, laprop, ademamix, ademamix-b0, simplified, lion, mars
   --jobs N          runs at a time, each in its own process (default 2); --threads N ORT threads per run (default 1)
   --out dir         default runs/experiments/family (cache/<config hash>/ per run, results.jsonl, summary.md, SVGs)
-  --docs            also copy results.jsonl, summary.md and the SVGs into docs/results/family/
+  --docs            also copy results.jsonl, summary.md and the SVGs into docs/results/family/ and fill the
+                    <!-- family:… --> blocks of docs/results.md (verdicts, table, runs)
   --no-reuse        retrain runs whose cache entry holds a finished result for the same config
 rosenbrock options:
   --steps N         default 100000; --lr X default 0.003; --out dir default runs/experiments/rosenbrock
@@ -100,7 +101,8 @@ export async function experimentCommand(args: Args): Promise<number> {
       if (!plan.variants.some((v) => v.id === plan.baseline)) throw new UsageError(`experiment family: --variants must include ${plan.baseline} (the reference of the table)`);
       const out = path.resolve(str(args, 'out', path.join('runs', 'experiments', 'family')));
       const docs = args.docs === true ? path.resolve('docs', 'results', 'family') : undefined;
-      const r = await familyCommand({ plan, out, jobs: positiveInt(args, 'jobs', 2), reuse: args.reuse !== false, docs, log });
+      const fill = docs ? path.resolve('docs', 'results.md') : undefined;
+      const r = await familyCommand({ plan, out, jobs: positiveInt(args, 'jobs', 2), reuse: args.reuse !== false, docs, fill, log });
       log(`[family] ${r.rows.length} runs: ${r.newRuns} trained now, ${r.reused} from the cache, ${r.failed} failed; ` +
         `outputs in ${out}${docs ? ` and ${docs}` : ''} (${r.files.join(', ')}); wall ${r.wallS.toFixed(0)} s`);
       process.stdout.write(fs.readFileSync(path.join(out, 'summary.md'), 'utf8'));
