@@ -166,6 +166,22 @@ describe('experiment family --quick (end to end, worker processes)', () => {
     for (const f of first.files.filter((x) => x.endsWith('.svg'))) expect(now[f]).toBe(before[f]);
   }, 120_000);
 
+  test('the sweep loop extends a winning edge (one more run per extension, then the seeds at the pick)', async () => {
+    // a 2-point grid always wins at an edge, so with one extension allowed each batch gets a third lr past it
+    const p = { ...familyPlan({ quick: true, variants: ['adamw'], seeds: 2 }), maxExtend: 1 };
+    const r = await familyCommand({ plan: p, out: tmp(), jobs: 2, reuse: true, entry: CLI, log: () => undefined });
+    expect(r.failed).toBe(0);
+    for (const b of p.batches) {
+      const sw = r.rows.filter((x) => x.batch === b.id && x.phase === 'sweep').map((x) => ({ lr: x.lr, evalLoss: x.evalLoss }));
+      expect(sw).toHaveLength(3);
+      const grid = p.variants[0].grid[b.id];
+      const first = lrChoice(sw.filter((x) => grid.includes(x.lr)));
+      expect(sw.map((x) => x.lr)).toContain(first.next);
+      expect(r.chosen.adamw[b.id]).toBe(lrChoice(sw).bestLr);
+      expect(r.rows.filter((x) => x.batch === b.id && x.phase === 'seed').map((x) => [x.lr, x.seed])).toEqual([[r.chosen.adamw[b.id], 1]]);
+    }
+  }, 120_000);
+
   test('CLI: usage errors in one line, --help lists family', () => {
     const run = (...a: string[]): { code: number; err: string; out: string } => {
       try { return { code: 0, out: execFileSync('node', [CLI, ...a], { encoding: 'utf8', stdio: 'pipe' }), err: '' }; } catch (e) {
