@@ -101,9 +101,10 @@ export function familyPlan(o: FamilyPlanOptions = {}): FamilyPlan {
   const tokens = o.tokens ?? (quick ? 16 * 16 * 8 : 196_608);
   const evalTokens = quick ? 16 * 16 : 16_384;
   const points = quick ? 2 : 8;
+  // the large batch's steps must split into `points` evaluation intervals (the small batch's then do too)
+  if (!Number.isInteger(tokens / (large * seq * points))) throw new Error(`--tokens ${tokens}: must be a positive multiple of ${large * seq * points} (${points} evaluations of ${large}×${seq}-token steps)`);
   const mk = (id: BatchId, batch: number): FamilyBatch => {
     const steps = tokens / (batch * seq);
-    if (!Number.isInteger(steps) || steps % points) throw new Error(`--tokens ${tokens}: must be a multiple of ${batch * seq * points} (${points} evaluations of ${batch}×${seq}-token steps)`);
     return { id, batch, steps, evalEvery: steps / points, evalBatches: evalTokens / (batch * seq) };
   };
   let vs = variants(quick);
