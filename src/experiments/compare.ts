@@ -8,7 +8,7 @@ import { linePlotSvg, type Series } from '../runner/plot';
 import { runConfig, taskPlan, type TaskName, type TaskPlan, type Variant } from './plans';
 import { runJobs, type Job, type JobResult } from './pool';
 import {
-  band, evalCurve, forgettingCurve, markdownTable, mean, std, stepsToReach, type Band, type VariantSummary,
+  band, evalCurve, forgettingCurve, lrChoice, markdownTable, mean, std, stepsToReach, type Band, type VariantSummary,
 } from './summary';
 
 export interface CompareOptions {
@@ -39,8 +39,6 @@ export interface CompareReport {
 const lrName = (lr: number): string => lr.toExponential(1).replace('+', '');
 const secs = (t0: number): number => (performance.now() - t0) / 1000;
 const finite = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) ? v : Infinity);
-/** Index of the lowest final validation loss (the first of equals; unfinished points never win). */
-const bestIndex = (ps: SweepPoint[]): number => ps.reduce((b, p, i) => (finite(p.evalLoss ?? undefined) < finite(ps[b].evalLoss ?? undefined) ? i : b), 0);
 
 /** lr sweep: the grid, then up to two extra points past an edge that wins (a best lr on the edge is not a pick). */
 async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<{ lr: Record<string, number>; points: Record<string, SweepPoint[]>; wallS: number }> {
@@ -68,17 +66,15 @@ async function sweep(plan: TaskPlan, vs: Variant[], o: CompareOptions): Promise<
     });
     pending = [];
     for (const v of vs) {
-      const ps = points[v.id].sort((a, b) => a.lr - b.lr);
-      const best = bestIndex(ps);
-      if (ps.length < 2 || !Number.isFinite(finite(ps[best].evalLoss ?? undefined))) continue;
-      if (best === 0) pending.push({ v, lrs: [+((ps[0].lr * ps[0].lr) / ps[1].lr).toPrecision(3)] });
-      else if (best === ps.length - 1) pending.push({ v, lrs: [+((ps[best].lr * ps[best].lr) / ps[best - 1].lr).toPrecision(3)] });
+      points[v.id].sort((a, b) => a.lr - b.lr);
+      const next = lrChoice(points[v.id]).next;
+      if (next !== undefined) pending.push({ v, lrs: [next] });
     }
   }
   const lr: Record<string, number> = {};
   for (const v of vs) {
-    const ps = points[v.id];
-    const best = ps[bestIndex(ps)];
+    const ps = points[v.id].sort((a, b) => a.lr - b.lr);
+    const best = ps[lrChoice(ps).best];
     lr[v.id] = best.lr;
     o.log(`[${plan.task}] sweep ${v.id}: ` + ps.map((p) => `${lrName(p.lr)} → ${p.evalLoss?.toFixed(4) ?? p.status}`).join(', ') + `; picked ${lrName(best.lr)}`);
   }

@@ -72,5 +72,9 @@ export function runConfig(plan: TaskPlan, v: Variant, o: { lr: number; seed: num
   };
   // sweep runs: only the final validation loss matters (the trainer always evaluates at the last step)
   if (o.sweep) { c.evalEvery = o.steps; c.trackBatches = 0; }
+  // no undefined fields: the config validator takes an undefined α or β3 for a wrong type (in-process runs, --jobs 1,
+  // pass the object as it is; worker runs get it through JSON, which drops them). The JSON, and so the reuse of
+  // earlier results, is unchanged.
+  for (const k of Object.keys(c) as (keyof TrainConfig)[]) if (c[k] === undefined) delete c[k];
   return c;
 }

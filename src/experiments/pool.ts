@@ -21,12 +21,12 @@ export interface JobResult {
 const RESULT = 'result.json';
 
 /** An earlier result for exactly this configuration, if its run finished. */
-function reusable(job: Job): JobResult | undefined {
+function reusable(job: Job, statuses: readonly string[] = ['done']): JobResult | undefined {
   const f = path.join(job.outDir, RESULT);
   if (!fs.existsSync(f)) return undefined;
   try {
     const r = JSON.parse(fs.readFileSync(f, 'utf8')) as JobResult;
-    if (r.status === 'done' && JSON.stringify(r.config) === JSON.stringify(job.config)) return { ...r, key: job.key, reused: true };
+    if (statuses.includes(r.status) && JSON.stringify(r.config) === JSON.stringify(job.config)) return { ...r, key: job.key, reused: true };
   } catch { /* unreadable: run again */ }
   return undefined;
 }
@@ -67,6 +67,9 @@ export interface PoolOptions {
   /** script the children run (default: this process's entry script, which must dispatch `experiment _worker`) */
   entry?: string;
   reuse: boolean;
+  /** statuses of an earlier result that count as finished (default: done; a sweep also keeps runs that diverged,
+   * which are as deterministic as finished ones) */
+  reuseStatuses?: readonly string[];
   onDone?: (r: JobResult, done: number, total: number) => void;
 }
 
@@ -76,7 +79,7 @@ export async function runJobs(list: Job[], o: PoolOptions): Promise<JobResult[]>
   let done = 0;
   const finish = (i: number, r: JobResult): void => { results[i] = r; o.onDone?.(r, ++done, list.length); };
   const todo: number[] = [];
-  list.forEach((j, i) => { const r = o.reuse ? reusable(j) : undefined; if (r) finish(i, r); else todo.push(i); });
+  list.forEach((j, i) => { const r = o.reuse ? reusable(j, o.reuseStatuses) : undefined; if (r) finish(i, r); else todo.push(i); });
   if (!todo.length) return results;
   if (o.jobs <= 1) {
     for (const i of todo) finish(i, await runJob(list[i]));

@@ -81,6 +81,27 @@ export function forgettingCurve(records: MetricRecord[], at: number[], every: nu
   };
 }
 
+/** One point of an lr sweep: its final validation loss (null or non-finite: the run did not finish or diverged). */
+export interface LrPoint { lr: number; evalLoss: number | null }
+
+const finiteOr = (v: number | null | undefined): number => (v !== null && v !== undefined && Number.isFinite(v) ? v : Infinity);
+
+/**
+ * The lr sweep's choice over the points so far: the best (lowest final validation loss, the first of equals; points
+ * that did not finish never win) and, when the best sits on an edge of the grid, the next lr past that edge (one
+ * grid step further on the log scale: lr_edge² / lr_neighbour), or undefined when the best is inside the grid, fewer
+ * than two points exist or nothing finished. The caller bounds how many times it extends.
+ */
+export function lrChoice(points: LrPoint[]): { best: number; bestLr: number; next?: number; edge?: 'low' | 'high' } {
+  const ps = [...points].sort((a, b) => a.lr - b.lr);
+  const best = ps.reduce((b, p, i) => (finiteOr(p.evalLoss) < finiteOr(ps[b].evalLoss) ? i : b), 0);
+  const r = { best, bestLr: ps[best].lr };
+  if (ps.length < 2 || !Number.isFinite(finiteOr(ps[best].evalLoss))) return r;
+  if (best === 0) return { ...r, edge: 'low', next: +((ps[0].lr * ps[0].lr) / ps[1].lr).toPrecision(3) };
+  if (best === ps.length - 1) return { ...r, edge: 'high', next: +((ps[best].lr * ps[best].lr) / ps[best - 1].lr).toPrecision(3) };
+  return r;
+}
+
 export interface VariantSummary {
   id: string; label: string; lr: number;
   /** final validation loss per seed, and over seeds */
