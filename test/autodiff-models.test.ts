@@ -13,6 +13,8 @@ async function check(m: Built, feeds: Record<string, ort.Tensor>[]): Promise<voi
   const params = [...m.g.initializers.keys()];
   const fwd = m.g.nodes.length;
   const grads = gradients(m.g, m.loss, params);
+  // a size budget, not an error bound: measured 2026-12-02: backward nodes 2.99× the forward's (gpt-tiny, 99 forward
+  // nodes), 3.58× (vit-tiny, 83), so the bound is 2.2× the larger
   expect(m.g.nodes.length - fwd).toBeLessThan(8 * fwd);
   for (const node of m.g.nodes.slice(fwd)) expect(node.opType).not.toMatch(/Grad$/);
   m.g.output(m.loss, 'loss_value');

@@ -1,8 +1,9 @@
 // Every gradient rule against central finite differences, both run through onnxruntime-node.
-// float64 wherever ORT's CPU kernels have double (h = 1e-6, rtol 1e-6, atol 1e-8). ORT 1.30's CPU provider has no
-// double kernel for Erf, Gelu, Conv, ConvTranspose and Mean: those cases run in float32 (h = 1e-2, rtol 2e-2,
-// atol 2e-3; the step is the float32-rounded one). LayerNormalization's Mean/InvStdDev outputs are float32 even for
-// double inputs, so the rule recomputes them in double there: the float32 LN cases check the reuse path.
+// float64 wherever ORT's CPU kernels have double (h = 1e-6, rtol 2.5e-7, atol 2.5e-9). ORT 1.30's CPU provider has no
+// double kernel for Erf, Gelu, Conv, ConvTranspose and Mean: those cases run in float32 (h = 1e-2, rtol 6e-3,
+// atol 6e-4; the step is the float32-rounded one); both pairs come from measured errors (test/support/gradcheck.ts).
+// LayerNormalization's Mean/InvStdDev outputs are float32 even for double inputs, so the rule recomputes them in
+// double there: the float32 LN cases check the reuse path.
 // Cases with symbolic dims build one graph and run it at two sizes.
 import * as ort from 'onnxruntime-node';
 import { gradients } from '../src/autodiff';
@@ -216,7 +217,7 @@ for (const [group, cases] of all) {
   describe(`gradients vs central finite differences: ${group}`, () => {
     test.each(cases.map((k) => ({ ...k, title: `${k.name}${k.f32 ? ' [float32]' : ''}` })))('$title', async ({ name, inputs, build, f32 }) => {
       const r: CheckResult = await gradCheck(inputs, build, { dtype: f32 ? 'float32' : 'float64' });
-      summary.push(`${f32 ? 'f32' : 'f64'}  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  ${name}`);
+      summary.push(`worst ${r.worst.toExponential(2)} ${f32 ? 'f32' : 'f64'}  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  ${name}`);
       expect(r.worst).toBeLessThanOrEqual(1);
     });
   });
@@ -229,7 +230,7 @@ describe('models', () => {
     const r = await gradCheck(ws, (g, w) => gptBlock(g, w, g.input('ids', 'int64', ['B', 'T'])), {
       extraFeeds: [{ ids: ids([2, 3], [1, 5, 2, 0, 6, 6]) }, { ids: ids([1, 5], [3, 3, 1, 4, 0]) }],
     });
-    summary.push(`f64  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  GPT block (2 runs)`);
+    summary.push(`worst ${r.worst.toExponential(2)} f64  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  GPT block (2 runs)`);
     expect(r.worst).toBeLessThanOrEqual(1);
   });
 });
@@ -256,7 +257,7 @@ describe('models (2)', () => {
       const t = g.op('Mod', [g.op('Range', [g.scalar(0, 'int64'), g.op('Squeeze', [n]), g.scalar(1, 'int64')]), g.scalar(3, 'int64')]);
       return g.op('SoftmaxCrossEntropyLoss', [logits, t], {});
     }, { dtype: 'float32' });
-    summary.push(`f32  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  ViT (2 runs)`);
+    summary.push(`worst ${r.worst.toExponential(2)} f32  abs ${r.maxAbsErr.toExponential(1)}  rel ${r.maxRelErr.toExponential(1)}  ViT (2 runs)`);
     expect(r.worst).toBeLessThanOrEqual(1);
   });
 });
@@ -283,9 +284,11 @@ describe('Dropout in training mode', () => {
         kept += m ? 1 : 0;
         // loss = Σ x·dropout(x): dX = dropout(x) + x·mask/(1 − ratio)
         const expected = on ? (m ? 2 * data[i] / 0.75 : 0) : 2 * data[i];
-        expect(d[i]).toBeCloseTo(expected, 4);
+        expect(Math.abs(d[i] - expected)).toBeLessThan(1e-5); // float32 rounding of values ≤ 18.7: measured 2026-12-02: 1.3e-6
       }
-      if (on) { expect(kept).toBeGreaterThan(650); expect(kept).toBeLessThan(850); } else expect(kept).toBe(n);
+      // kept ~ Binomial(1000, 0.75): 750 ± 13.7; measured 2026-12-02: 741 (seed 7); the bounds are ±4σ
+      // (the ratio itself is checked exactly above, through dX)
+      if (on) { expect(kept).toBeGreaterThan(695); expect(kept).toBeLessThan(805); } else expect(kept).toBe(n);
     }
   });
 });

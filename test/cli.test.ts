@@ -39,7 +39,9 @@ test('Ctrl-C saves a checkpoint of the finished step and exits 130; --resume con
   const out = JSON.parse(e.stdout);
   expect(out.step).toBe(more);
   expect(out.eval_loss).toBeGreaterThan(0);
-  expect(out.eval_loss).toBeLessThan(Math.log(83) + 0.5); // near or below a uniform guess over the vocabulary
+  // near or below a uniform guess over the vocabulary (ln 83 = 4.42; a few steps in, so it depends on when the
+  // signal lands): measured 2026-12-02: 4.29
+  expect(out.eval_loss).toBeLessThan(Math.log(83) + 0.2);
 });
 
 test('resume refuses settings that would change the trajectory, naming them', () => {

@@ -40,18 +40,22 @@ describe('Rosenbrock (Figure 2) through the op library', () => {
     const ref = referencePath(run);
     let worst = 0;
     tr.steps.forEach((s, i) => { worst = Math.max(worst, Math.abs(tr.x[i] - ref.x[s]), Math.abs(tr.y[i] - ref.y[s])); });
-    // ~2 lr of travel per 600 steps; float32 state and gradient keep the path within 1e-4 of the float64 one
-    expect(worst).toBeLessThan(1e-4);
-    expect(Math.hypot(tr.final.x - ROSEN_START[0], tr.final.y - ROSEN_START[1])).toBeGreaterThan(0.1); // it did move
-    expect(tr.final.f).toBeCloseTo(rosenbrock(ref.x[600], ref.y[600]), 2);
+    // ~2 lr of travel per 600 steps; float32 state and gradient keep the path near the float64 one: measured
+    // 2026-12-02: 6.5e-6 (Adam β1=0.9), 2.4e-6, 4.4e-6, 2.5e-6
+    expect(worst).toBeLessThan(5e-5);
+    // it did move: measured 0.90, 1.43, 1.08, 1.10
+    expect(Math.hypot(tr.final.x - ROSEN_START[0], tr.final.y - ROSEN_START[1])).toBeGreaterThan(0.5);
+    // the final loss (11 to 482) relative to the float64 one: measured 1.1e-6, 4.8e-6, 8.3e-6, 3.7e-6
+    const fRef = rosenbrock(ref.x[600], ref.y[600]);
+    expect(Math.abs(tr.final.f - fRef) / fRef).toBeLessThan(5e-5);
   });
 
   test('schedules: β3 starts from 0 (not from β1) and α from 0, both reach their targets at the end of the run', () => {
     const run = figure2Runs(100_000)[5];
     // half-life interpolation from 0: β3(1) = 0.5^(1/(1 + h)), h ≈ −0.962 + 6930/1e5 → ≈ 0.0016 (from β1 = 0.99 it would be > 0.99)
     expect(rosenScalars(run, 1).beta3).toBeGreaterThan(0);
-    expect(rosenScalars(run, 1).beta3).toBeLessThan(0.01);
-    expect(rosenScalars(run, 1).alpha).toBeCloseTo(0.8e-5, 12);
+    expect(rosenScalars(run, 1).beta3).toBeLessThan(0.01); // measured 2026-12-02: 0.00153
+    expect(Math.abs(rosenScalars(run, 1).alpha - 0.8e-5)).toBeLessThan(1e-20); // measured 2026-12-02: 1.7e-21 (1 ulp)
     expect(rosenScalars(run, 100_000)).toEqual({ lr: 0.003, alpha: 0.8, beta3: 0.9999 });
     let prev = 0;
     for (const t of [1, 10, 100, 1000, 10_000, 50_000, 99_999]) {
@@ -64,16 +68,17 @@ describe('Rosenbrock (Figure 2) through the op library', () => {
   test('the paper\'s claim at a quarter of the budget: AdEMAMix reaches the valley floor where Adam is still far', () => {
     const [adam, , , , ademamix] = figure2Runs(25_000);
     const a = runRosenbrock(adam); const m = runRosenbrock(ademamix);
-    expect(m.final.f).toBeLessThan(1e-6);
+    // measured 2026-12-02: AdEMAMix f = 5.6e-8, below 1e-7 from step 14299; Adam f = 8.6
+    expect(m.final.f).toBeLessThan(5e-7);
     expect(a.final.f).toBeGreaterThan(1);
-    expect(m.reach1e7 ?? Infinity).toBeLessThan(25_000);
+    expect(m.reach1e7 ?? Infinity).toBeLessThan(25_000); // within the budget
   }, 60_000);
 });
 
 describe('summaries', () => {
   test('stepsToReach interpolates between recorded points; null when never reached', () => {
     const c = { x: [0, 50, 100, 150], y: [4, 3, 2, 1.5] };
-    expect(stepsToReach(c, 2.5)).toBeCloseTo(75, 10);
+    expect(stepsToReach(c, 2.5)).toBe(75); // 50 + 50·0.5: exact (measured 2026-12-02: 0)
     expect(stepsToReach(c, 5)).toBe(0);
     expect(stepsToReach(c, 1.5)).toBe(150);
     expect(stepsToReach(c, 1.4)).toBeNull();
@@ -97,14 +102,16 @@ describe('summaries', () => {
     const c = forgettingCurve(recs, [11, 21], 5, 10);
     expect(c.x).toEqual([-1, 0, 5, 10]);
     // both batches: before = 2 (steps 10 and 20), Δ(5) = −1 + 0.5, Δ(10) = 0 (interpolated between records)
-    expect(c.y[0]).toBeCloseTo(0, 10);
-    expect(c.y[2]).toBeCloseTo(-0.5, 10);
-    expect(c.y[3]).toBeCloseTo(0, 10);
+    // a few ulps of values ≤ 0.5: measured 2026-12-02: 1.1e-16 here, 2.2e-16 below
+    const near = (a: number, b: number): void => expect(Math.abs(a - b)).toBeLessThan(2e-15);
+    near(c.y[0], 0);
+    near(c.y[2], -0.5);
+    near(c.y[3], 0);
     // less the general drift: validation loss falling 0.02 per step adds 0.02·(d + 1) back to each Δ(d)
     const x = forgettingCurve(recs, [11, 21], 5, 10, { x: [0, 50], y: [3, 2] });
-    expect(x.y[0]).toBeCloseTo(0, 10);
-    expect(x.y[2]).toBeCloseTo(-0.5 + 0.12, 10);
-    expect(x.y[3]).toBeCloseTo(0 + 0.22, 10);
+    near(x.y[0], 0);
+    near(x.y[2], -0.5 + 0.12);
+    near(x.y[3], 0 + 0.22);
   });
 
   test('markdownTable: one row per variant, the baseline gets no steps-to-reach', () => {
@@ -123,7 +130,7 @@ describe('plots', () => {
   test('polyPoints drops sub-pixel steps but keeps spikes and the last point', () => {
     const xy: [number, number][] = Array.from({ length: 100_000 }, (_, i) => [i / 1000, i === 50_000 ? 300 : 100]);
     const pts = polyPoints(xy).split(' ');
-    expect(pts.length).toBeLessThan(250); // 100 px wide: about a point per half pixel
+    expect(pts.length).toBeLessThan(250); // 100 px wide: about a point per half pixel (measured 2026-12-02: 202)
     expect(pts).toContain('50.0,300.0');
     expect(pts[pts.length - 1]).toBe('100.0,100.0');
   });
@@ -163,8 +170,9 @@ describe('experiment compare (end to end, tiny budgets)', () => {
     };
     const r = await compareCommand(o);
     check(r, out, ['adamw', 'ademamix-0.999'], 2);
-    // the loss falls from the untrained model's ~ln(83) = 4.42 within 60 steps
-    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(3.9);
+    // the loss falls from the untrained model's ~ln(83) = 4.42 within 60 steps: measured 2026-12-02: 3.11 (adamw),
+    // 3.13 (ademamix-0.999), the two seeds 0.02 apart
+    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(3.5);
     // different seeds: different data order and init, so different results
     expect(r.summary[0].finalEval[0]).not.toBe(r.summary[0].finalEval[1]);
     const again = await compareCommand(o);
@@ -183,7 +191,7 @@ describe('experiment compare (end to end, tiny budgets)', () => {
     expect(ps.length).toBeGreaterThanOrEqual(4);
     for (const p of ps) {
       expect(p.perSeed).toHaveLength(2);
-      expect(p.evalLoss).toBeCloseTo((p.perSeed[0]! + p.perSeed[1]!) / 2, 12);
+      expect(p.evalLoss).toBe((p.perSeed[0]! + p.perSeed[1]!) / 2); // the same sum: measured 2026-12-02: 0
     }
     const best = ps.reduce((b, p, i) => (p.evalLoss! < ps[b].evalLoss! ? i : b), 0);
     expect(r.variants[0].lrUsed).toBe(ps[best].lr);
@@ -199,7 +207,8 @@ describe('experiment compare (end to end, tiny budgets)', () => {
       variants: ['adamw', 'simplified'], log: () => undefined,
     });
     check(r, out, ['adamw', 'simplified'], 1);
-    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(Math.log(10));
+    // chance is ln 10 = 2.30: measured 2026-12-02: 1.71 (adamw), 1.74 (simplified)
+    for (const s of r.summary) expect(s.finalEvalMean).toBeLessThan(2.0);
     expect(r.forgetting.adamw.x.slice(0, 2)).toEqual([-1, 0]);
   }, 240_000);
 });

@@ -138,11 +138,13 @@ describe('importing what exporters emit', () => {
 });
 
 test('CastLike (dynamo emits it) has a gradient rule: float64 → float32 → float64 vs central differences', async () => {
+  // the float32 leg rounds the function: measured 2026-12-02: max |Δ| 7.4e-4, max relative 3.8e-5; worst 0.14 of the
+  // bounds below (0.036 of the old rtol 1e-3, atol 1e-4)
   const r = await gradCheck([{ name: 'a', dims: [5], runs: [{ dims: [5], data: randn(5, 21) }] }], (g, [a]) => {
     const like32 = g.constant(tensorData('float32', [], [0]));
     const y32 = g.op('CastLike', [g.mul(a, 3), like32]);
     return g.op('CastLike', [g.mul(y32, y32), a]);
-  }, { dtype: 'float64', h: 1e-3, rtol: 1e-3, atol: 1e-4 });
+  }, { dtype: 'float64', h: 1e-3, rtol: 2.5e-4, atol: 2.5e-5 });
   expect(r.worst).toBeLessThanOrEqual(1);
 });
 
@@ -187,7 +189,7 @@ describe('training export of an imported graph', () => {
     for (let i = 0; i < 16; i++) {
       const up = Float32Array.from(w0); up[i] += h; const dn = Float32Array.from(w0); dn[i] -= h;
       const fd = ((await lossAt(up)) - (await lossAt(dn))) / (2 * h);
-      expect(Math.abs(fd - g[i])).toBeLessThan(2e-3);
+      expect(Math.abs(fd - g[i])).toBeLessThan(1e-4); // float32 differences, h = 1e-2: measured 2026-12-02: 1.6e-5 (|g| ≤ 0.4)
     }
     // frozen.safetensors keeps what is not an exporter constant
     expect([...r.frozenState.keys()].sort()).toEqual(['attn.bias', 'rope.inv_freq']);
@@ -222,8 +224,9 @@ describe('training export of an imported graph', () => {
       const e = y - T[i * 4 + j]; loss += (e * e) / 12;
       for (let k = 0; k < 4; k++) expected[k * 4 + j] += (2 / 12) * X[i * 4 + k] * e;
     }
-    expect(out.loss.data[0] as number).toBeCloseTo(loss, 5);
-    expect(maxDiff(out['w.grad'].data as Float32Array, expected)).toBeLessThan(1e-5);
+    // float32 graph vs this float64 loop: measured 2026-12-02: loss 4.2e-8, gradient 5.2e-8
+    expect(Math.abs((out.loss.data[0] as number) - loss)).toBeLessThan(3e-7);
+    expect(maxDiff(out['w.grad'].data as Float32Array, expected)).toBeLessThan(4e-7);
   });
 
   test('loss errors name the output and the fix', () => {

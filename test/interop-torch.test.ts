@@ -114,21 +114,25 @@ describe('gradients of imported PyTorch exports vs torch.autograd (fp32, same we
     const s = await ort.InferenceSession.create(encodeModel(r.artifacts.train));
     const state = Object.fromEntries([...r.artifacts.initialState].map(([k, v]) => [k, toTensor(v)]));
     const out = await s.run({ ...feedsAt(m, 0), ...state });
-    expect(Math.abs((out.loss.data[0] as number) - (torchGrads.get('loss')!.data[0] as number))).toBeLessThan(1e-5);
+    // measured 2026-12-02: 0 on all four (losses 4.85, 2.43); a few float32 ulps allowed for another summation order
+    expect(Math.abs((out.loss.data[0] as number) - (torchGrads.get('loss')!.data[0] as number))).toBeLessThan(2e-6);
     const errs: Record<string, number> = {};
     for (const p of r.manifest.params) errs[p] = relErr(out[`${p}.grad`].data as Float32Array, torchValue(map!, torchGrads, p));
     const worst = Object.entries(errs).sort((a, b) => b[1] - a[1])[0];
     console.log(`${m}/${e}: ${r.manifest.params.length} gradients, worst max|Δ|/max|g| = ${worst[1].toExponential(2)} (${worst[0]})`);
-    for (const [p, err] of Object.entries(errs)) expect({ p, err: err <= 1e-4 }).toEqual({ p, err: true });
+    // measured 2026-12-02: worst 6.2e-7 (vit/torchscript), 5.6e-7 to 6.2e-7 over the four (the old bound was 1e-4)
+    for (const [p, err] of Object.entries(errs)) expect({ p, err: err <= 5e-6 }).toEqual({ p, err: true });
   });
 });
 
 // Tolerances for 50 steps in float32 (the test prints the measured maxima; on ORT 1.30 CPU / torch 2.13 CPU: loss
-// ≤ 1.7e-6 relative, parameters ≤ 4e-5 of each tensor's max |p|). Each framework sums in its own order, so gradients
-// differ by ~1e-6 relative; Adam-type updates divide by √ν, which turns that into parameter differences of order
-// lr·1e-6 per step that accumulate, and feed back through the loss. The bounds leave 5× room.
+// ≤ 1.7e-6 relative, parameters ≤ 4e-5 of each tensor's max |p|; re-measured 2026-12-02: loss ≤ 1.47e-6 (vit/dynamo/
+// ademamix), parameters ≤ 9.7e-5 (gpt/torchscript/adamw, c_fc.weight), so the old 2e-4 left only 2×). Each
+// framework sums in its own order, so gradients differ by ~1e-6 relative; Adam-type updates divide by √ν, which turns
+// that into parameter differences of order lr·1e-6 per step that accumulate, and feed back through the loss.
+// The bounds leave 5–7× room.
 const LOSS_RTOL = 1e-5;
-const PARAM_RTOL = 2e-4;
+const PARAM_RTOL = 5e-4;
 const trained = new Map<string, { losses: number[]; result: OnnxTrainingResult; state: Map<string, TensorData> }>();
 
 describe('50 training steps vs PyTorch with the optimizers written from the papers', () => {
@@ -195,8 +199,9 @@ describe('hand-off to PyTorch and Python onnxruntime', () => {
       const pyErr = Math.max(...py.map((l, i) => Math.abs(l - node[i])));
       console.log(`${key}: state_dict of ${c.keys} tensors, logits max|Δ| ${c.max_abs.toExponential(2)} (max|logit| ${c.max_ref.toFixed(3)}); ` +
         `Python ORT vs Node losses over ${ORT_STEPS} steps: max|Δ| ${pyErr.toExponential(2)}`);
-      expect(c.max_abs).toBeLessThanOrEqual(1e-5);
-      expect(pyErr).toBeLessThanOrEqual(1e-6);
+      // measured 2026-12-02: logits 7.2e-7 (gpt), 4.8e-7 (vit) at |logit| ≤ 3; Python ORT's losses bit-identical (0)
+      expect(c.max_abs).toBeLessThanOrEqual(5e-6);
+      expect(pyErr).toBe(0);
     }
   });
 });

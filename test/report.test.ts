@@ -38,7 +38,8 @@ async function open(run: string): Promise<{ errors: string[]; requests: string[]
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('request', (r) => { if (!r.url().endsWith('report.html')) requests.push(r.url()); });
   await page.goto(`file://${path.join(dir, run, 'report.html')}`);
-  const shot = await page.screenshot({ fullPage: true });
+  // the first screenful (1100×1400): the full page (≈ 3300 px tall) is past decodePng's 2048-pixel side limit
+  const shot = await page.screenshot();
   const text = await page.innerText('body');
   // polyline points drawn in each inline figure
   const figures = await page.$$eval('figure', (fs) => fs.map((f) => f.querySelectorAll('polyline, path').length));
@@ -72,10 +73,13 @@ test('a GPT run\'s report: metrics, loss/schedules/grad-norm/forgetting inline, 
   expect(share).not.toBeNull();
   console.log(`report: optimizer share ${share![1]} %`);
   expect(Number(share![1])).toBeGreaterThan(0); // the fused optimizer nodes were found in the profile
-  expect(Number(share![1])).toBeLessThan(50);
+  // a share of the time, so at most all of it; how small it is is a speed figure (measured 2026-12-02: 8.53 % and
+  // 3.20 % in two runs) and belongs in the benchmarks, not here (the old bound asserted < 50 %)
+  expect(Number(share![1])).toBeLessThanOrEqual(100);
   expect(r.text).toMatch(/optimizer\tademamix/);
   const { inked, colours } = ink(r.shot);
-  expect(inked).toBeGreaterThan(0.02);
+  // not blank (a blank page: 0 and 1): measured 2026-12-02 on the first screenful: 0.027 of the pixels, 236 colours
+  expect(inked).toBeGreaterThan(0.008);
   expect(colours).toBeGreaterThan(20);
 });
 
@@ -89,6 +93,7 @@ test('a ViT run\'s report: held-out accuracy and a confusion matrix over every t
   const total = r.confusion.flat().reduce((a, b) => a + b, 0);
   expect(total).toBe(Number(m![2]));
   const diag = r.confusion.reduce((a, row, i) => a + row[i], 0);
-  expect(Math.abs((100 * diag) / total - Number(m![1]))).toBeLessThan(0.01);
-  expect(ink(r.shot).inked).toBeGreaterThan(0.02);
+  // the page prints the accuracy with toFixed(2): at most half a unit of the last digit off (measured 2026-12-02: 0.0027)
+  expect(Math.abs((100 * diag) / total - Number(m![1]))).toBeLessThanOrEqual(0.005 + 1e-9);
+  expect(ink(r.shot).inked).toBeGreaterThan(0.008); // measured 2026-12-02: 0.024
 });
