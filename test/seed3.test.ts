@@ -196,18 +196,25 @@ describe('train.onnx trajectories (kernels, then function bodies) match the floa
     }
     const fin = s.getState(art.params);
     s.release();
-    let worst = 0;
+    // Lion's update is a sign: where the interpolated momentum is within rounding of 0 the kernel and the float64
+    // reference may take different signs, and that coordinate then moves 2·lr (≈ 6e-4) apart. Such coordinates are
+    // counted (allowed: 1 in 1000), every other one is held to the same bound as the other optimizers.
+    let worst = 0; let flips = 0; let n = 0;
     art.params.forEach((p, i) => {
       const got = fin[p].data as Float32Array; const want = refs[i].params[0];
-      let err = 0; let scale = 0;
-      for (let k = 0; k < got.length; k++) { err = Math.max(err, Math.abs(got[k] - want[k])); scale = Math.max(scale, Math.abs(want[k])); }
-      worst = Math.max(worst, err / scale);
+      let scale = 0;
+      for (let k = 0; k < got.length; k++) scale = Math.max(scale, Math.abs(want[k]));
+      for (let k = 0; k < got.length; k++) {
+        const rel = Math.abs(got[k] - want[k]) / scale;
+        if (opt === 'lion' && rel > 1e-5) flips++; else worst = Math.max(worst, rel);
+      }
+      n += got.length;
     });
-    if (process.env.REPORT_ERR) console.log(`train.onnx ${opt} lib=${withLib}: ${worst.toExponential(2)}`);
+    if (process.env.REPORT_ERR) console.log(`train.onnx ${opt} lib=${withLib}: ${worst.toExponential(2)}, ${flips} flips`);
     // measured (2026-12-02): kernels 0.70–1.5e-6, bodies 0.49–1.5e-6; the worst but Lion 1.13e-6 (sf-adamw, kernel:
-    // 8.9× inside 1e-5). Lion 1.46e-6: no sign flipped here; the contract allows it 1e-2 since a sign near zero may
-    // flip (one flip moves a coordinate by 2·lr ≈ 6e-4)
-    expect(worst).toBeLessThanOrEqual(opt === 'lion' ? 1e-2 : 1e-5);
+    // 8.9× inside 1e-5). Lion 1.46e-6 with no sign flipped
+    expect(worst).toBeLessThanOrEqual(1e-5);
+    expect(flips).toBeLessThanOrEqual(n / 1000);
   });
 });
 
