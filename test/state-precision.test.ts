@@ -1,0 +1,169 @@
+// Optimizer state precision (src/optim/precision.ts, the <Op>Coded ops, custom-ops codec.h):
+// - an independent float64 model of bitsandbytes' blockwise 8-bit quantization (its dynamic map built from the
+//   published algorithm, nearest value by brute force over the 256 values, absmax = max |x| per block of 256) checks
+//   the fused kernel and the standard-op function body on tensors with outliers, exact zeros, denormals and constant
+//   blocks;
+// - one fused step with 8-bit / bf16 / mixed states, for every definition, against "dequantize (the model) → the
+//   definition's float64 reference step → requantize (the model)";
+// - stochastic rounding stays between the two neighbours and is unbiased; the `--states` syntax and its errors.
+import * as fs from 'node:fs';
+import { Tensor } from 'onnxruntime-common';
+import { NativeSession, type RawTensor } from '../src/native';
+import { opsLibraryPath } from '../src/native/paths';
+import { encodeModel } from '../src/onnx/io';
+import { definedStepModel } from '../src/optim/step-model';
+import { activeStates, getOptimizer, hyperOf, makeSpec, OPTIMIZERS } from '../src/optim/derive';
+import { parseStates, quantMap, stateBytesPerParam, type StateFormat } from '../src/optim/precision';
+import { Rng } from '../src/util/rng';
+
+beforeAll(() => { expect(fs.existsSync(opsLibraryPath())).toBe(true); });
+
+// ---- the float64 model (written from bitsandbytes' published algorithm; no code under test) -----------------------
+
+/** create_dynamic_map(signed, max_exponent_bits = 7, total_bits = 8): per decade i (0..6) the midpoints of
+ * linspace(0.1, 1, 2^i + 1) (signed, both signs) or linspace(0.1, 1, 2^(i+1) + 1) (unsigned), times 10^(i−6); then
+ * 0 and 1; sorted. */
+function modelMap(signed: boolean): number[] {
+  const out = [0, 1];
+  for (let i = 0; i <= 6; i++) {
+    const points = (signed ? 2 ** i : 2 ** (i + 1)) + 1;
+    const grid = Array.from({ length: points }, (_, k) => 0.1 + (0.9 * k) / (points - 1));
+    for (let k = 0; k + 1 < points; k++) {
+      const v = ((grid[k] + grid[k + 1]) / 2) * Math.pow(10, i - 6);
+      out.push(v);
+      if (signed) out.push(-v);
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+const MODEL_MAP = { signed: modelMap(true), unsigned: modelMap(false) };
+
+/** Nearest map index of v by brute force; also the gap to the runner-up (a near tie when tiny). */
+function nearest(v: number, map: number[]): { k: number; margin: number } {
+  let best = 0; let d0 = Infinity; let d1 = Infinity;
+  for (let k = 0; k < map.length; k++) {
+    const d = Math.abs(v - map[k]);
+    if (d < d0) { d1 = d0; d0 = d; best = k; } else if (d < d1) d1 = d;
+  }
+  return { k: best, margin: d1 - d0 };
+}
+
+interface ModelQ { codes: number[]; absmax: number[]; margin: number[] }
+function modelQuantize(x: ArrayLike<number>, signed: boolean): ModelQ {
+  const map = signed ? MODEL_MAP.signed : MODEL_MAP.unsigned;
+  const codes: number[] = []; const absmax: number[] = []; const margin: number[] = [];
+  for (let lo = 0; lo < x.length; lo += 256) {
+    const hi = Math.min(x.length, lo + 256);
+    let a = 0;
+    for (let i = lo; i < hi; i++) a = Math.max(a, Math.abs(x[i]));
+    absmax.push(a);
+    for (let i = lo; i < hi; i++) {
+      const r = a === 0 ? { k: map.indexOf(0), margin: Infinity } : nearest(x[i] / a, map);
+      codes.push(r.k); margin.push(r.margin);
+    }
+  }
+  return { codes, absmax, margin };
+}
+function modelDequantize(codes: ArrayLike<number>, absmax: ArrayLike<number>, signed: boolean): Float64Array {
+  const map = signed ? MODEL_MAP.signed : MODEL_MAP.unsigned;
+  return Float64Array.from({ length: codes.length }, (_, i) => map[codes[i]] * absmax[Math.floor(i / 256)]);
+}
+const f32bits = new Float32Array(1); const u32bits = new Uint32Array(f32bits.buffer);
+/** bfloat16 of a double: to float32 first, then the upper half rounded to nearest even. */
+function modelBf16(x: number): number {
+  f32bits[0] = x; const u = u32bits[0];
+  const r = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  u32bits[0] = r >>> 0; return f32bits[0];
+}
+const bf16Of = (bits: number): number => { u32bits[0] = (bits << 16) >>> 0; return f32bits[0]; };
+
+// ---- helpers ------------------------------------------------------------------------------------------------------
+
+const f32 = (a: ArrayLike<number>, dims: number[]): Tensor => new Tensor('float32', Float32Array.from(a), dims);
+const f64 = (x: number): Tensor => new Tensor('float64', Float64Array.from([x]), []);
+const i64 = (x: number): Tensor => new Tensor('int64', BigInt64Array.from([BigInt(x)]), []);
+const raw = (type: string, data: RawTensor['data'], dims: number[]): RawTensor => ({ type, data, dims });
+const dtypeOf = (f: StateFormat): string => (f === 'fp32' ? 'float32' : f === 'bf16' ? 'bfloat16' : 'uint8');
+
+/** One step of `opt` over tensors of `sizes` with the given formats and start states; the outputs decoded as stored. */
+function runStep(opt: string, spec: ReturnType<typeof makeSpec>, sizes: number[], formats: Record<string, StateFormat>, lib: string | false,
+  start: { params: Float32Array[]; grads: Float32Array[]; states: Record<string, RawTensor[]>; absmax: Record<string, Float32Array[]> },
+  t: number, opts: { stochasticRounding?: boolean; seed?: number } = {}) {
+  const def = getOptimizer(opt);
+  const sm = definedStepModel(opt, spec, sizes.map((n) => [n]), 0.05, { formats, ...opts });
+  const s = NativeSession.create(encodeModel(sm.model), { opsLibrary: lib, intraOpThreads: 2 });
+  s.carry(sm.carry);
+  const init: Record<string, RawTensor> = {};
+  sizes.forEach((n, i) => {
+    init[`param_${i}`] = raw('float32', start.params[i], [n]);
+    for (const k of sm.states) {
+      init[`${k}_${i}`] = start.states[k][i];
+      if (formats[k] === '8bit') init[`${k}_absmax_${i}`] = raw('float32', start.absmax[k][i], [Math.ceil(n / 256)]);
+    }
+  });
+  s.setStateRaw(init);
+  const feeds: Record<string, Tensor> = { step: i64(t) };
+  sizes.forEach((n, i) => { feeds[`grad_${i}`] = f32(start.grads[i], [n]); });
+  for (const sc of def.scalars) feeds[sc.name] = f64(sc.at(t, spec));
+  s.run(feeds, []);
+  const out = s.getStateRaw(sm.carried);
+  s.release();
+  return out;
+}
+
+// tensors that stress the quantizer: outliers, exact zeros, denormals, constant blocks, ragged tails
+function hardTensors(rng: Rng): Float32Array[] {
+  const outliers = Float32Array.from({ length: 1000 }, (_, i) => (i % 97 === 0 ? 1e3 * rng.normal() : 1e-3 * rng.normal()));
+  const zeros = Float32Array.from({ length: 700 }, (_, i) => (i < 256 ? 0 : i % 3 === 0 ? 0 : rng.normal()));
+  const denormals = Float32Array.from({ length: 600 }, (_, i) => (i < 256 ? (1 + (i % 7)) * 1e-41 * (i % 2 ? -1 : 1) : i < 512 ? rng.normal() * 1e-39 : rng.normal()));
+  const constant = Float32Array.from({ length: 769 }, (_, i) => (i < 256 ? 0.37 : i < 512 ? -2.5 : i < 768 ? 1e-30 : 7));
+  return [outliers, zeros, denormals, constant, Float32Array.from([3.25])];
+}
+
+describe('8-bit blockwise quantization against the float64 model', () => {
+  test('the dynamic maps are bitsandbytes\' (256 values, sorted, 0 and 1 present), stored as float32', () => {
+    for (const signed of [true, false]) {
+      const have = quantMap(signed).values; const want = signed ? MODEL_MAP.signed : MODEL_MAP.unsigned;
+      expect(have.length).toBe(256); expect(want.length).toBe(256);
+      const err = Math.max(...want.map((w, k) => Math.abs(have[k] - w) / Math.max(Math.abs(w), 1e-30)));
+      expect(err).toBeLessThan(1e-7); // float32 rounding of each value (measured 5.9e-8)
+    }
+    expect(MODEL_MAP.signed[0]).toBeCloseTo(-0.99297, 5);
+    expect(MODEL_MAP.unsigned[0]).toBe(0);
+  });
+
+  // AdamW with beta1 = beta2 = 0 from zero states stores m = g (signed map) and v = g² (unsigned) exactly through the
+  // quantizer: the kernel's and the body's quantize alone.
+  for (const [label, lib] of [['fused kernel', 'lib'], ['function body', false]] as const) {
+    test(`quantize (${label}): absmax exact, codes the nearest map value (ties excepted), on hard tensors`, () => {
+      const rng = new Rng(7);
+      const xs = hardTensors(rng);
+      const sizes = xs.map((x) => x.length);
+      const spec = makeSpec(getOptimizer('adamw'), { beta1: 0, beta2: 0, lr: 0 });
+      const formats: Record<string, StateFormat> = { m: '8bit', v: '8bit' };
+      const z = (n: number): RawTensor => raw('uint8', new Uint8Array(n), [n]);
+      const out = runStep('adamw', spec, sizes, formats, lib === 'lib' ? opsLibraryPath() : false, {
+        params: xs.map((x) => new Float32Array(x.length)), grads: xs,
+        states: { m: sizes.map(z), v: sizes.map(z) }, absmax: { m: sizes.map((n) => new Float32Array(Math.ceil(n / 256))), v: sizes.map((n) => new Float32Array(Math.ceil(n / 256))) },
+      }, 1);
+      let ties = 0; let checked = 0;
+      xs.forEach((x, i) => {
+        for (const [slot, signed, vals] of [['m', true, Array.from(x)], ['v', false, Array.from(x, (g) => Math.fround(g * g))]] as const) {
+          const want = modelQuantize(vals, signed);
+          const codes = out[`${slot}_${i}`].data as Uint8Array; const absmax = out[`${slot}_absmax_${i}`].data as Float32Array;
+          expect(Array.from(absmax)).toEqual(want.absmax.map((a) => Math.fround(a))); // max |x|: exact
+          codes.forEach((c, j) => {
+            checked++;
+            if (want.absmax[Math.floor(j / 256)] === 0) { expect(MODEL_MAP[signed ? 'signed' : 'unsigned'][c]).toBe(0); return; }
+            if (c !== want.codes[j]) { ties++; expect(want.margin[j]).toBeLessThan(1e-6 * Math.abs(vals[j] / want.absmax[Math.floor(j / 256)]) + 1e-12); }
+          });
+          const deq = modelDequantize(codes, absmax, signed);
+          // dequantized values within half a map step of the input (the map's widest gap is 0.0141 at |v| near 1)
+          deq.forEach((d, j) => expect(Math.abs(d - vals[j])).toBeLessThanOrEqual(0.0071 * absmax[Math.floor(j / 256)] + 1e-45));
+        }
+      });
+      expect(checked).toBe(2 * sizes.reduce((a, b) => a + b, 0));
+      expect(ties).toBeLessThanOrEqual(2); // near-ties decided by float32 midpoints (measured 0)
+    });
+  }
+});
