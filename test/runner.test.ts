@@ -38,6 +38,34 @@ test('20 steps straight equal 10 + resume + 10, byte for byte (checkpoint with p
   expect(listCheckpoints(path.join(a, 'checkpoints')).map((f) => path.basename(f))).toEqual(['step-0000016.safetensors', 'step-0000020.safetensors']);
 });
 
+// Quantized states are carried and checkpointed as they are (uint8 codes + float32 absmax, bf16 bits) and resume
+// bit-exactly, stochastic rounding included (its random stream is a function of seed, step and element).
+for (const [label, o] of [
+  ['ademamix 8bit, stochastic rounding', { states: '8bit', stochasticRounding: true }],
+  ['adamw m=bf16,v=8bit', { optimizer: 'adamw', states: 'm=bf16,v=8bit' }],
+  ['lion bf16', { optimizer: 'lion', states: 'bf16', lr: 3e-4 }],
+] as const) {
+  test(`${label}: 20 steps straight equal 10 + resume + 10, byte for byte`, async () => {
+    const a = tmp(); const b = tmp();
+    const c = micro({ ...o, checkpointEvery: 10 });
+    const full = await train(c, a);
+    expect(full.r.status).toBe('done');
+    await train(c, b, { stopAfter: 10 });
+    await train(c, b, { resumeFrom: resolveCheckpoint(b) });
+    const fa = fs.readFileSync(path.join(a, 'checkpoints/step-0000020.safetensors'));
+    const fb = fs.readFileSync(path.join(b, 'checkpoints/step-0000020.safetensors'));
+    expect(Buffer.compare(fa, fb)).toBe(0);
+    const { raw } = loadCheckpoint(path.join(a, 'checkpoints/step-0000020.safetensors'));
+    const slots = c.optimizer === 'adamw' ? { m: 'bfloat16', v: 'uint8' } : c.optimizer === 'lion' ? { m: 'bfloat16' } : { m1: 'uint8', m2: 'uint8', nu: 'uint8' };
+    for (const [k, dtype] of Object.entries(slots)) {
+      expect(raw[`wte.weight.${k}`].type).toBe(dtype);
+      if (dtype === 'uint8') expect(raw[`wte.weight.${k}.absmax`].dims).toEqual([Math.ceil(raw['wte.weight'].data.length / 256)]);
+      else expect(raw[`wte.weight.${k}.absmax`]).toBeUndefined();
+    }
+    expect(Number.isFinite(full.r.evalLoss)).toBe(true);
+  });
+}
+
 test('an interrupted run (Ctrl-C path) checkpoints the step it finished and resumes to the same end state', async () => {
   const a = tmp(); const b = tmp();
   const c = micro({ checkpointEvery: 0 });

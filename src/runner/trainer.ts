@@ -7,12 +7,13 @@ import * as path from 'node:path';
 import type { Tensor } from 'onnxruntime-common';
 import { Tensor as OrtTensor } from 'onnxruntime-common';
 import { encodeModel, saveModel } from '../onnx/io';
-import { NativeSession } from '../native';
+import { NativeSession, type RawTensor } from '../native';
 import { saveSafetensors } from '../io/safetensors';
 import type { TensorData } from '../graph/tensor-data';
 import type { DType } from '../graph/dtype';
 import { assembleTraining, exportedParams, type TrainingArtifacts } from '../train/assemble';
 import { getOptimizer, makeSpec, type OptimizerSpec } from '../optim/derive';
+import { parseStates, type StatePrecision } from '../optim/precision';
 import { configHyper, lrSchedule, validateConfig, type TrainConfig } from './config';
 import { fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
 import { Progress } from './progress';
@@ -56,6 +57,11 @@ export function optimizerSpec(c: TrainConfig): OptimizerSpec {
   return makeSpec(def, o);
 }
 
+/** The run's state storage per slot (--states, --stochastic-rounding), from its optimizer's definition. */
+export function statePrecision(c: TrainConfig): StatePrecision {
+  return { formats: parseStates(getOptimizer(c.optimizer), c.states), stochasticRounding: c.stochasticRounding === true };
+}
+
 const scalar = (t: Tensor | undefined): number => (t ? Number(t.data[0]) : NaN);
 
 export class Trainer {
@@ -84,6 +90,7 @@ export class Trainer {
     const art = assembleTraining({
       forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
       skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },
+      states: statePrecision(config), seed: config.seed,
     });
     const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
     session.carry(art.carry);
@@ -95,14 +102,14 @@ export class Trainer {
         throw new CheckpointError(`checkpoint ${resumed.file} was written for a different model ` +
           `(${String(resumed.info.config.model)}, fingerprint ${resumed.info.fingerprint}) than ${config.model} (fingerprint ${fp})`);
       }
-      session.setState(resumed.state);
+      session.setStateRaw(resumed.raw);
       task.train.seek(resumed.info.dataPosition);
       step = resumed.info.step; counters = { ...counters, ...resumed.info.counters };
       run.loadRecords(step + 1);
     } else {
-      const init: Record<string, Tensor> = {};
-      for (const [k, v] of art.initialState) init[k] = new OrtTensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
-      session.setState(init);
+      const init: Record<string, RawTensor> = {};
+      for (const [k, v] of art.initialState) init[k] = { type: v.dtype, data: v.data as RawTensor['data'], dims: v.dims };
+      session.setStateRaw(init);
       if (fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
     }
     run.writeJson('config.json', config);
@@ -135,7 +142,7 @@ export class Trainer {
       step: this.step, config: this.config as unknown as Record<string, unknown>, dataPosition: this.task.train.position(),
       fingerprint: carriedFingerprint(this.session, this.artifacts), counters: this.counters,
     };
-    return saveCheckpoint(this.run.checkpoints, this.session.getState(), info, this.config.keepCheckpoints);
+    return saveCheckpoint(this.run.checkpoints, this.session.getStateRaw(), info, this.config.keepCheckpoints);
   }
 
   /** Final parameters alone (for hand-off, e.g. to PyTorch). */
