@@ -8,6 +8,7 @@ import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleC
 import { EVAL_OPTIONS, evalCommand, EXPORT_PRESET_OPTIONS, exportPresetCommand, TRAIN_OPTIONS, trainCommand, TRAIN_USAGE } from './cli/train';
 import { EXPERIMENT_OPTIONS, EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
+import { convertCheckpoint } from './runner/convert';
 import { WEB_OPTIONS, WEB_USAGE, webCommand } from './web/command';
 
 const USAGE = `usage: ademamix <command> [options]
@@ -16,6 +17,8 @@ commands:
 ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
 ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
+  convert-checkpoint --run <run dir|checkpoint> --states fp32|bf16|8bit|slot=format,… --out <dir> [--stochastic-rounding]
+                                  re-store a checkpoint's optimizer states in other precisions (resume with train --resume <dir>)
   ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--json]
@@ -96,6 +99,7 @@ function optionsOf(cmd: string | undefined, argv: string[]): OptionKinds {
     case 'experiment': return EXPERIMENT_OPTIONS;
     case 'bench': return BENCH_OPTIONS;
     case 'web': return WEB_OPTIONS();
+    case 'convert-checkpoint': return { run: 'string', states: 'string', out: 'string', 'stochastic-rounding': 'boolean' };
     default: return {};
   }
 }
@@ -128,6 +132,15 @@ export async function main(argv: string[]): Promise<number> {
       case 'experiment': return await experimentCommand(args);
       case 'web': return await webCommand(args);
       case 'ops-path': console.log(opsLibraryPath()); return 0;
+      case 'convert-checkpoint': {
+        for (const k of ['run', 'states', 'out'] as const) {
+          if (typeof args[k] !== 'string') throw new UsageError(`convert-checkpoint needs --${k} <${k === 'run' ? 'run dir|checkpoint' : k === 'out' ? 'dir' : 'fp32|bf16|8bit|slot=format,…'}>`);
+        }
+        const r = convertCheckpoint(args.run as string, args.states as string, args.out as string,
+          args['stochastic-rounding'] === true ? true : undefined);
+        console.log(`wrote ${r.file}: ${r.converted} optimizer states from ${r.from} to ${r.to} (resume with: ademamix train --resume ${args.out as string})`);
+        return 0;
+      }
       case 'bench': await bench(args); return 0;
       case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;
       default: throw new UsageError(`unknown command '${cmd}'`);

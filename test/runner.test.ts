@@ -8,6 +8,9 @@ import { DEFAULT_CONFIG, type TrainConfig } from '../src/runner/config';
 import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
 import { Trainer } from '../src/runner/trainer';
 import { micro, train } from './support/runs';
+import { convertCheckpoint } from '../src/runner/convert';
+import { decodeState } from '../src/optim/precision';
+import { main } from '../src/cli';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-test-'));
 
@@ -183,4 +186,32 @@ test('RSS stays flat over 10k steps', async () => {
   });
   const at2k = rss.find((r) => r.step === 2000)!.mb; const end = rss[rss.length - 1].mb;
   expect(end - at2k).toBeLessThan(16);
+});
+
+test('convert-checkpoint: fp32 → 8-bit (resumes and trains on), 8-bit → fp32 decodes exactly; one-line errors', async () => {
+  const a = tmp(); const q = tmp(); const back = tmp();
+  await train(micro({ checkpointEvery: 10 }), a, { stopAfter: 10 });
+  const r = convertCheckpoint(a, 'm1=8bit,m2=8bit,nu=bf16', q);
+  expect(r.converted).toBeGreaterThan(0);
+  const ck = loadCheckpoint(r.file);
+  expect(ck.raw['wte.weight.m1'].type).toBe('uint8');
+  expect(ck.raw['wte.weight.nu'].type).toBe('bfloat16');
+  expect((ck.info.config as { states?: string }).states).toBe('m1=8bit,m2=8bit,nu=bf16');
+  const resumed = await train(ck.info.config as unknown as TrainConfig, q, { resumeFrom: r.file });
+  expect(resumed.r.status).toBe('done');
+  expect(resumed.r.step).toBe(20);
+  // back to fp32: each state exactly as the kernels decode it
+  const b = convertCheckpoint(r.file, 'fp32', back);
+  const fp = loadCheckpoint(b.file).raw;
+  const want = decodeState({ format: '8bit', data: ck.raw['wte.weight.m1'].data as Uint8Array, absmax: ck.raw['wte.weight.m1.absmax'].data as Float32Array }, true);
+  expect(Array.from(fp['wte.weight.m1'].data as Float32Array)).toEqual(Array.from(want));
+  expect(fp['wte.weight.m1.absmax']).toBeUndefined();
+  // errors name the flag and the bad value
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    expect(await main(['convert-checkpoint', '--run', a, '--states', 'm1=4bit', '--out', tmp()])).toBe(1);
+    expect(String(err.mock.calls.at(-1)?.[0])).toMatch(/--states: unknown state format '4bit'/);
+    expect(await main(['convert-checkpoint', '--run', a, '--out', tmp()])).toBe(2);
+    expect(String(err.mock.calls.at(-1)?.[0])).toMatch(/convert-checkpoint needs --states/);
+  } finally { err.mockRestore(); }
 });
