@@ -252,3 +252,78 @@ describe('one coded step of every definition vs dequantize → float64 reference
     }
   }
 });
+
+// ---- stochastic rounding ------------------------------------------------------------------------------------------
+
+describe('stochastic rounding', () => {
+  // AdamW with beta1 = 0 from zero states stores m = g: each stored m is g rounded (up or down) by the random stream.
+  const N = 256 * 200;
+  const run = (fmt: StateFormat, g: Float32Array, sr: boolean, lib: string | false) => {
+    const spec = makeSpec(getOptimizer('adamw'), { beta1: 0, beta2: 0, lr: 0 });
+    const z = (d: string): RawTensor => raw(d, d === 'uint8' ? new Uint8Array(N) : d === 'bfloat16' ? new Uint16Array(N) : new Float32Array(N), [N]);
+    return runStep('adamw', spec, [N], { m: fmt, v: 'fp32' }, lib, {
+      params: [new Float32Array(N)], grads: [g], states: { m: [z(dtypeOf(fmt))], v: [z('float32')] },
+      absmax: { m: [new Float32Array(N / 256)], v: [] },
+    }, 3, { stochasticRounding: sr, seed: 42 });
+  };
+
+  test('8-bit: every code is one of the two map values around x / absmax, and the mean is x (unbiased)', () => {
+    const v = 0.3333; // between two map values of the signed map
+    const g = Float32Array.from({ length: N }, (_, i) => (i % 256 === 0 ? 1 : v));
+    const map = MODEL_MAP.signed;
+    const hi = map.findIndex((m) => m > v); const lo = hi - 1;
+    for (const sr of [true, false]) {
+      const out = run('8bit', g, sr, opsLibraryPath());
+      const codes = out.m_0.data as Uint8Array;
+      let sum = 0; let n = 0; let up = 0;
+      codes.forEach((c, i) => { if (i % 256 === 0) return; expect([lo, hi]).toContain(c); sum += map[c]; n++; up += c === hi ? 1 : 0; });
+      const mean = sum / n;
+      if (sr) {
+        // P(up) = (v − lo) / (hi − lo): the mean's standard error is (hi − lo)·√(p(1−p)/n) ≈ 3e-5 here
+        if (process.env.ADEMAMIX_PRINT) console.log('8-bit SR mean error', Math.abs(mean - v), 'p', up / n);
+        expect(Math.abs(mean - v)).toBeLessThan(1.5e-4); // measured 1.0e-5
+        expect(up / n).toBeCloseTo((v - map[lo]) / (map[hi] - map[lo]), 1);
+      } else {
+        expect(up === 0 || up === n).toBe(true); // round to nearest: every element the same code
+      }
+    }
+  });
+
+  test('bf16: each value rounds to one of its two bf16 neighbours, unbiased; the body rounds to nearest', () => {
+    const x = 1 + 2 ** -9 + 2 ** -11; // between 1 and 1 + 2^-7, 0.3125 of the way up
+    const g = new Float32Array(N).fill(x);
+    const out = run('bf16', g, true, opsLibraryPath());
+    const vals = Array.from(out.m_0.data as Uint16Array, bf16Of);
+    for (const y of vals) expect([1, 1 + 2 ** -7]).toContain(y);
+    const mean = vals.reduce((a, b) => a + b, 0) / N;
+    if (process.env.ADEMAMIX_PRINT) console.log('bf16 SR mean error', Math.abs(mean - x));
+    expect(Math.abs(mean - x)).toBeLessThan(1e-4); // standard error 3.6e-5 (measured 1.4e-5)
+    const body = Array.from(run('bf16', g, true, false).m_0.data as Uint16Array, bf16Of);
+    expect(new Set(body)).toEqual(new Set([1])); // nearest
+  });
+});
+
+// ---- the --states syntax ------------------------------------------------------------------------------------------
+
+describe('--states', () => {
+  const ade = getOptimizer('ademamix');
+  test('one format for every slot, or slot=format pairs (others fp32); bytes of state per parameter', () => {
+    expect(parseStates(ade, '8bit')).toEqual({ m1: '8bit', m2: '8bit', nu: '8bit' });
+    expect(parseStates(ade, 'm2=fp32,nu=bf16')).toEqual({ m1: 'fp32', m2: 'fp32', nu: 'bf16' });
+    expect(parseStates(ade, undefined)).toEqual({ m1: 'fp32', m2: 'fp32', nu: 'fp32' });
+    const spec = makeSpec(ade, {});
+    expect(stateBytesPerParam(ade, spec, parseStates(ade, 'fp32'))).toBe(12);
+    expect(stateBytesPerParam(ade, spec, parseStates(ade, 'bf16'))).toBe(6);
+    expect(stateBytesPerParam(ade, spec, parseStates(ade, '8bit'))).toBeCloseTo(3.046875, 9); // 3·(1 + 4/256)
+    expect(stateBytesPerParam(getOptimizer('adamw'), makeSpec(getOptimizer('adamw'), {}), parseStates(getOptimizer('adamw'), '8bit'))).toBeCloseTo(2.03125, 9);
+    expect(stateBytesPerParam(ade, makeSpec(ade, { beta1: 0 }), parseStates(ade, '8bit'))).toBeCloseTo(2.03125, 9); // no m1
+  });
+  test('errors name the flag and the bad value or slot', () => {
+    expect(() => parseStates(ade, 'int4')).toThrow("--states: unknown state format 'int4' (use fp32, bf16, 8bit)");
+    expect(() => parseStates(ade, 'm=8bit')).toThrow("--states: ademamix has no state 'm' (its states: m1, m2, nu)");
+    expect(() => parseStates(ade, 'm1=8bit,m1=bf16')).toThrow("--states: state 'm1' is given twice");
+    expect(() => parseStates(ade, 'm1=9bit')).toThrow("--states: unknown state format '9bit'");
+    expect(() => parseStates(ade, 'm1')).toThrow("--states: unknown state format 'm1'");
+    expect(() => parseStates(ade, 'm1=8bit,=')).toThrow('--states: expected fp32|bf16|8bit or slot=format pairs');
+  });
+});
