@@ -1,6 +1,7 @@
 // The `ademamix` command line.
 import { benchAllOptimizers, benchDef, benchOptimizer, type BenchShape } from './bench/optimizer';
 import { OPTIMIZER_NAMES } from './optim/derive';
+import { parseStates } from './optim/precision';
 import { benchRunner } from './bench/runner';
 import { parseCommandArgs, num, str, UsageError, type Args, type OptionKinds } from './cli/args';
 import { EXPORT_ONNX_OPTIONS, EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
@@ -22,6 +23,7 @@ ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
   ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--json]
+                  [--states fp32|bf16|8bit|slot=format,… [--stochastic-rounding]]: state bytes/param and GB/s at that precision
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
@@ -52,6 +54,7 @@ async function bench(args: Args): Promise<void> {
     const common = {
       params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15), threads: num(args, 'threads', 0),
       fallback: args.fallback !== false, shape: shape as BenchShape, torch: typeof args.torch === 'boolean' ? args.torch : undefined,
+      states: args.states === undefined ? undefined : str(args, 'states', 'fp32'), stochasticRounding: args['stochastic-rounding'] === true,
     };
     if (args.all === true) {
       if (args.op !== undefined) throw new UsageError('bench optimizer: --all and --op exclude each other');
@@ -62,6 +65,7 @@ async function bench(args: Args): Promise<void> {
     }
     const op = str(args, 'op', 'ademamix');
     try { benchDef(op); } catch (e) { throw new UsageError(`bench optimizer: --op: ${(e as Error).message}`); }
+    try { parseStates(benchDef(op), common.states); } catch (e) { throw new UsageError(`bench optimizer: ${(e as Error).message}`); }
     print(benchOptimizer({ ...common, op }), json);
     return;
   }
@@ -87,7 +91,7 @@ async function bench(args: Args): Promise<void> {
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
   seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
-  torch: 'boolean',
+  torch: 'boolean', states: 'string', 'stochastic-rounding': 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */
