@@ -31,3 +31,4 @@ export { buildGpt, gptConfig, GPT_PRESETS } from '../graphs/gpt';
 export { buildVit, vitConfig, VIT_PRESETS } from '../graphs/vit';
 export { generateSchemasHeader } from './optim/schemas';
 export { OPTIMIZERS, getOptimizer, makeSpec } from './optim/derive';
+export { measureSlowEma, type SlowEmaOptions, type SlowEmaResult } from './bench/state-precision';
