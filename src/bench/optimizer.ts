@@ -189,7 +189,7 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const result: Record<string, unknown> = {
     bench: 'optimizer', optimizer: def.name, op: allFp32(formats) ? def.op : `${def.op}Coded`, device: 'cpu', shape, tensors: sizes.length, params: o.params,
     threads: o.threads, reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
-    state_bytes_per_param: +stateBytes.toFixed(4), bytes_per_param: +bpp.toFixed(4), bytes,
+    state_bytes_per_param: +stateBytes.toFixed(6), bytes_per_param: +bpp.toFixed(6), bytes,
     op_ms: +opMs.toFixed(3), op_gbps: gbps(bytes, opMs),
     copy_bytes: copyBytes, copy_stream_ms: +ntMs.toFixed(3), copy_stream_gbps: gbps(copyBytes, ntMs),
     copy_memcpy_ms: +mcMs.toFixed(3), copy_memcpy_gbps: gbps(copyBytes, mcMs),
