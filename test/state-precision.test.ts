@@ -7,6 +7,7 @@
 //   definition's float64 reference step → requantize (the model)";
 // - stochastic rounding stays between the two neighbours and is unbiased; the `--states` syntax and its errors.
 import * as fs from 'node:fs';
+import * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-common';
 import { NativeSession, type RawTensor } from '../src/native';
 import { opsLibraryPath } from '../src/native/paths';
@@ -15,6 +16,10 @@ import { definedStepModel } from '../src/optim/step-model';
 import { activeStates, getOptimizer, hyperOf, makeSpec, OPTIMIZERS } from '../src/optim/derive';
 import { parseStates, quantMap, stateBytesPerParam, type StateFormat } from '../src/optim/precision';
 import { Rng } from '../src/util/rng';
+import { assembleTraining } from '../src/train/assemble';
+import { buildTask } from '../src/runner/task';
+import { optimizerSpec, statePrecision } from '../src/runner/trainer';
+import { micro } from './support/runs';
 
 beforeAll(() => { expect(fs.existsSync(opsLibraryPath())).toBe(true); });
 
@@ -326,4 +331,38 @@ describe('--states', () => {
     expect(() => parseStates(ade, 'm1')).toThrow("--states: unknown state format 'm1'");
     expect(() => parseStates(ade, 'm1=8bit,=')).toThrow('--states: expected fp32|bf16|8bit or slot=format pairs');
   });
+});
+
+// ---- a whole training graph with 8-bit states runs on a stock ONNX Runtime (the function bodies) -------------------
+
+test('train.onnx with --states 8bit runs on stock onnxruntime-node (the function bodies) and follows the fused kernels', async () => {
+  // all 8-bit: onnxruntime-node's JS binding has no bfloat16 inputs (bf16 bodies are covered by the step tests above)
+  const c = micro({ states: '8bit' });
+  const task = buildTask(c);
+  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(c), states: statePrecision(c), seed: c.seed });
+  expect(art.manifest.stateFormats).toEqual({ m1: '8bit', m2: '8bit', nu: '8bit' });
+  expect(art.initialState.get('wte.weight.m1')!.dtype).toBe('uint8');
+  expect(art.initialState.get('wte.weight.m1.absmax')!.dims).toEqual([Math.ceil(art.initialState.get('wte.weight')!.data.length / 256)]);
+  const bytes = encodeModel(art.train);
+  const stock = await ort.InferenceSession.create(bytes);
+  const native = NativeSession.create(bytes, { opsLibrary: opsLibraryPath(), intraOpThreads: 2 });
+  native.carry(art.carry);
+  const init: Record<string, RawTensor> = {};
+  for (const [k, v] of art.initialState) init[k] = { type: v.dtype, data: v.data as RawTensor['data'], dims: v.dims };
+  native.setStateRaw(init);
+  let state: Record<string, Tensor> = {};
+  for (const [k, v] of art.initialState) state[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
+  const lossesStock: number[] = []; const lossesNative: number[] = [];
+  for (let t = 0; t < 5; t++) {
+    const b = task.train.next();
+    const out = await stock.run({ ...b.feeds, ...state } as Record<string, Tensor>);
+    lossesStock.push(Number(out.loss.data[0]));
+    state = Object.fromEntries(Object.entries(art.carry).map(([o, i]) => [i, out[o] as Tensor]));
+    lossesNative.push(Number(native.run(b.feeds, ['loss']).loss.data[0]));
+  }
+  native.release();
+  expect(state['wte.weight.m1'].type).toBe('uint8');
+  if (process.env.ADEMAMIX_PRINT) console.log('stock vs native losses', lossesStock, lossesNative);
+  // float32 bodies and kernels differ by rounding only (measured: identical losses over these 5 steps)
+  lossesStock.forEach((l, k) => expect(Math.abs(l - lossesNative[k])).toBeLessThan(1e-6 * Math.abs(l)));
 });
