@@ -63,12 +63,12 @@ ADEMAMIX_HD bf16 f32_to_bf16_sr(float f, uint32_t r) {
 }
 
 // Nearest map code of a normalized value: the largest k with x >= thr[k], by 8 steps of binary search (thr[0] is
-// never read). NaN compares false everywhere: code 0.
+// never read). NaN compares false everywhere: code 0. Branch-free (a mask, not a jump): the comparisons are data-
+// dependent coin flips that a branch predictor gets wrong half the time.
 ADEMAMIX_HD int quant_nearest(float x, const float* thr) {
   int c = 0;
 ADEMAMIX_UNROLL
-  for (int b = 128; b >= 1; b >>= 1)
-    if (x >= thr[c + b]) c += b;
+  for (int b = 128; b >= 1; b >>= 1) c += b & -static_cast<int>(x >= thr[c + b]);
   return c;
 }
 
@@ -77,8 +77,7 @@ ADEMAMIX_UNROLL
 ADEMAMIX_HD int quant_stochastic(float x, const float* map, uint32_t r) {
   int c = 0;
 ADEMAMIX_UNROLL
-  for (int b = 128; b >= 1; b >>= 1)
-    if (x >= map[c + b]) c += b;
+  for (int b = 128; b >= 1; b >>= 1) c += b & -static_cast<int>(x >= map[c + b]);
   if (c == 255 || !(x >= map[c])) return c;  // at/above the top, or below the bottom (or NaN)
   const float lo = map[c], hi = map[c + 1];
   const float p = (x - lo) / (hi - lo);
