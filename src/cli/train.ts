@@ -49,7 +49,7 @@ for (const d of OPTIMIZERS) {
 /** One help line: each optimizer's state slots (what `--states slot=format` names), from the definitions. */
 export function statesHelp(indent: string): string {
   return `${indent}--states fp32|bf16|8bit (every slot) or slot=format,… per slot (8bit: blocks of 256, a float32 absmax each); ` +
-    `--stochastic-rounding (bf16/8bit stores)\n${indent}  slots: ${OPTIMIZERS.map((d) => `${d.name} ${d.states.map((x) => x.name).join(',')}`).join('; ')}`;
+    `--stochastic-rounding (bf16/8bit stores)\n${indent}  slots: ${OPTIMIZERS.map((d) => `${d.name} ${d.states.map((x) => x.name + (x.eightBitAs ? ` (8bit: ${x.eightBitAs} unless named)` : '')).join(',')}`).join('; ')}`;
 }
 
 /** One help line per optimizer: its flags with their defaults. */

@@ -25,8 +25,9 @@ export class StatesError extends Error {
 const isFormat = (s: string): s is StateFormat => (STATE_FORMATS as readonly string[]).includes(s);
 
 /**
- * `--states` text → a format per slot of `def`: one format for every slot (`8bit`), or `slot=fmt` pairs
- * (`m1=8bit,m2=fp32,nu=8bit`; slots not named stay fp32). Errors name the flag and the bad value or slot.
+ * `--states` text → a format per slot of `def`: one format for every slot (`8bit`: each slot's `eightBitAs`, 8-bit
+ * unless its definition says otherwise), or `slot=fmt` pairs (`m1=8bit,m2=fp32,nu=8bit`; slots not named stay fp32).
+ * Errors name the flag and the bad value or slot.
  */
 export function parseStates(def: OptimizerDef, text: string | undefined, flag = '--states'): Record<string, StateFormat> {
   const slots = def.states.map((s) => s.name);
@@ -35,7 +36,7 @@ export function parseStates(def: OptimizerDef, text: string | undefined, flag = 
   const fmtErr = (v: string): StatesError => new StatesError(`${flag}: unknown state format '${v}' (use ${STATE_FORMATS.join(', ')})`);
   if (!text.includes('=')) {
     if (!isFormat(text)) throw fmtErr(text);
-    for (const s of slots) out[s] = text;
+    for (const s of def.states) out[s.name] = text === '8bit' ? s.eightBitAs ?? '8bit' : text;
     return out;
   }
   const seen = new Set<string>();

@@ -38,6 +38,9 @@ export interface StateDef {
   init?: 'zeros' | 'param';
   /** Never negative (second moments): 8-bit storage uses bitsandbytes' unsigned dynamic map; else the signed one. */
   unsigned?: boolean;
+  /** What a blanket `--states 8bit` stores this slot as (default 8-bit); naming the slot (`m2=8bit`) always gets 8-bit.
+   * AdEMAMix's slow EMA: chosen from the measurement in docs/results.md ("Optimizer state precision"). */
+  eightBitAs?: StateFormat;
 }
 
 /** A per-step scalar input of the op (after `step`), computed in-graph from the step in double. */
