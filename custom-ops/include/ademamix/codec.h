@@ -9,6 +9,7 @@
 // and a resumed run is bit-exact. Shared by the CPU loops (ops.cc) and the CUDA kernel (cuda_kernels.cu).
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include "ademamix/kernels.h"
 
 namespace ademamix {
@@ -143,7 +144,41 @@ bool with_functor(int op_index, const GenericHyper& h, F&& f) {
 namespace cpu {
 // One quantization block [b·256, min(n, (b+1)·256)) of one tensor: decode every slot, run the functor, encode. The
 // whole block is read before anything is written, so outputs may alias their inputs. `denom`: the functor's
-// per-tensor norm (1 unless it has a norm pass).
+// per-tensor norm (1 unless it has a norm pass). Formats are dispatched per slot outside the element loops, and
+// codes go to a local buffer first: a store through a uint8_t pointer may alias anything, which would make the
+// compiler reload every pointer and table after each code.
+// The CPU's nearest-code search starts from a table indexed by the top 13 bits of the float (sign, exponent, 4
+// mantissa bits): for every such bucket the codes of its two end values bound the code of anything inside it (codes
+// are monotone in x), so one to three steps of the same threshold search finish it. Exactly quant_nearest's result;
+// built once from quant_nearest itself.
+struct NearestTable {
+  uint8_t lo[1 << 13], top[1 << 13];  // first code; highest power of two <= the bucket's code span (0: one code)
+  explicit NearestTable(const float* thr) {
+    for (uint32_t k = 0; k < (1u << 13); k++) {
+      const int a = quant_nearest(bits_f32(k << 19), thr), b = quant_nearest(bits_f32((k << 19) | 0x7FFFFu), thr);
+      const int l = a < b ? a : b, span = (a < b ? b : a) - l;
+      int t = 0;
+      while (t * 2 <= span && span) t = t ? t * 2 : 1;
+      lo[k] = static_cast<uint8_t>(l);
+      top[k] = static_cast<uint8_t>(t);
+    }
+  }
+  int code(float x, const float* __restrict thr) const {
+    const uint32_t k = f32_bits(x) >> 19;
+    int c = lo[k];
+    const int hi = c + 2 * top[k] - (top[k] ? 1 : 0) > 255 ? 255 : c + 2 * top[k] - (top[k] ? 1 : 0);
+    for (int b = top[k]; b >= 1; b >>= 1) {
+      const int n = c + b;
+      c += b & -static_cast<int>(n <= hi && x >= thr[n <= 255 ? n : 255]);
+    }
+    return c;
+  }
+};
+inline const NearestTable& nearest_table(bool is_signed) {
+  static const NearestTable s(schema::kQuantThrSigned), u(schema::kQuantThrUnsigned);
+  return is_signed ? s : u;
+}
+
 template <class Op>
 inline void coded_block(const Op& op0, float denom, const CodedConfig& cfg, const CodedTensor& t, uint32_t tensor, int64_t b) {
   constexpr int K = Op::kStates;
@@ -151,34 +186,59 @@ inline void coded_block(const Op& op0, float denom, const CodedConfig& cfg, cons
   op.denom = denom;
   const int64_t lo = b * kQuantBlock, hi = lo + kQuantBlock < t.n ? lo + kQuantBlock : t.n;
   const int len = static_cast<int>(hi - lo);
-  float s[K][kQuantBlock];
-  const float* map[K];
-  const float* thr[K];
-  for (int k = 0; k < K; k++) {
-    map[k] = cfg.is_signed[k] ? schema::kQuantMapSigned : schema::kQuantMapUnsigned;
-    thr[k] = cfg.is_signed[k] ? schema::kQuantThrSigned : schema::kQuantThrUnsigned;
-    const float a = cfg.fmt[k] == kFmt8bit ? t.absmax[k][b] : 0.0f;
-    for (int i = 0; i < len; i++) s[k][i] = load_coded(cfg.fmt[k], t.state[k], lo + i, map[k], a);
-  }
-  for (int i = 0; i < len; i++) {
-    float e[K];
-    for (int k = 0; k < K; k++) e[k] = s[k][i];
-    t.param_out[lo + i] = op.update(t.param[lo + i], t.grad[lo + i], e);
-    for (int k = 0; k < K; k++) s[k][i] = e[k];
-  }
+  alignas(64) float s[K][kQuantBlock];
   const bool sr = cfg.stochastic != 0;
   for (int k = 0; k < K; k++) {
-    auto rnd = [&](int i) { return sr ? rand_bits(cfg.seed, cfg.step, cfg.slot_id[k], tensor, lo + i) : 0u; };
-    if (cfg.fmt[k] != kFmt8bit) {
-      for (int i = 0; i < len; i++) store_wide(cfg.fmt[k], t.state_out[k], lo + i, s[k][i], sr, rnd(i));
+    float* __restrict dst = s[k];
+    if (cfg.fmt[k] == kFmtF32) {
+      std::memcpy(dst, static_cast<const float*>(t.state[k]) + lo, sizeof(float) * len);
+    } else if (cfg.fmt[k] == kFmtBf16) {
+      const bf16* __restrict src = static_cast<const bf16*>(t.state[k]) + lo;
+      for (int i = 0; i < len; i++) dst[i] = bf16_to_f32(src[i]);
+    } else {
+      const uint8_t* __restrict src = static_cast<const uint8_t*>(t.state[k]) + lo;
+      const float* __restrict map = cfg.is_signed[k] ? schema::kQuantMapSigned : schema::kQuantMapUnsigned;
+      const float a = t.absmax[k][b];
+      for (int i = 0; i < len; i++) dst[i] = map[src[i]] * a;
+    }
+  }
+  {
+    const float* __restrict P = t.param + lo;
+    const float* __restrict G = t.grad + lo;
+    alignas(64) float po[kQuantBlock];
+    for (int i = 0; i < len; i++) {
+      float e[K];
+      for (int k = 0; k < K; k++) e[k] = s[k][i];
+      po[i] = op.update(P[i], G[i], e);
+      for (int k = 0; k < K; k++) s[k][i] = e[k];
+    }
+    std::memcpy(t.param_out + lo, po, sizeof(float) * len);
+  }
+  for (int k = 0; k < K; k++) {
+    const float* __restrict src = s[k];
+    if (cfg.fmt[k] == kFmtF32) { std::memcpy(static_cast<float*>(t.state_out[k]) + lo, src, sizeof(float) * len); continue; }
+    if (cfg.fmt[k] == kFmtBf16) {
+      alignas(64) bf16 out[kQuantBlock];
+      if (sr) for (int i = 0; i < len; i++) out[i] = f32_to_bf16_sr(src[i], rand_bits(cfg.seed, cfg.step, cfg.slot_id[k], tensor, lo + i));
+      else for (int i = 0; i < len; i++) out[i] = f32_to_bf16(src[i]);
+      std::memcpy(static_cast<bf16*>(t.state_out[k]) + lo, out, sizeof(bf16) * len);
       continue;
     }
+    const float* __restrict map = cfg.is_signed[k] ? schema::kQuantMapSigned : schema::kQuantMapUnsigned;
+    const float* __restrict thr = cfg.is_signed[k] ? schema::kQuantThrSigned : schema::kQuantThrUnsigned;
     float a = 0.0f;
-    for (int i = 0; i < len; i++) { const float m = s[k][i] < 0 ? -s[k][i] : s[k][i]; a = m > a ? m : a; }
+    for (int i = 0; i < len; i++) { const float m = src[i] < 0 ? -src[i] : src[i]; a = m > a ? m : a; }
     t.absmax_out[k][b] = a;
-    const int zero = quant_nearest(0.0f, thr[k]);
-    uint8_t* out = static_cast<uint8_t*>(t.state_out[k]);
-    for (int i = 0; i < len; i++) out[lo + i] = code_of(s[k][i], a, map[k], thr[k], zero, sr, rnd(i));
+    alignas(64) uint8_t codes[kQuantBlock];
+    if (a == 0.0f) {
+      std::memset(codes, quant_nearest(0.0f, thr), len);
+    } else if (sr) {
+      for (int i = 0; i < len; i++) codes[i] = static_cast<uint8_t>(quant_stochastic(src[i] / a, map, rand_bits(cfg.seed, cfg.step, cfg.slot_id[k], tensor, lo + i)));
+    } else {
+      const NearestTable& tab = nearest_table(cfg.is_signed[k] != 0);
+      for (int i = 0; i < len; i++) codes[i] = static_cast<uint8_t>(tab.code(src[i] / a, thr));
+    }
+    std::memcpy(static_cast<uint8_t*>(t.state_out[k]) + lo, codes, len);
   }
 }
 
