@@ -8,7 +8,7 @@ import * as path from 'node:path';
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const { linePlotSvg } = createRequire(import.meta.url)(path.join(root, 'dist/index.js'));
 const [runs, out] = process.argv.slice(2);
-const opts = ['ademamix', 'adamw']; const precs = ['fp32', 'bf16', '8bit'];
+const opts = ['ademamix', 'adamw']; const precs = ['fp32', 'bf16', '8bit', '8bit-m2fp32'];
 const read = (d) => fs.readFileSync(path.join(runs, d, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const rows = [];
 fs.mkdirSync(out, { recursive: true });
@@ -22,7 +22,7 @@ for (const o of opts) {
     const fin = ev[ev.length - 1];
     if (p === 'fp32') base = fin.eval_loss;
     rows.push({ optimizer: o, states: p, step: fin.step, eval_loss: fin.eval_loss, vs_fp32: base ? fin.eval_loss / base - 1 : null });
-    series.push({ name: `${o} ${p}`, x: ev.map((r) => r.step), y: ev.map((r) => r.eval_loss), dashed: p !== 'fp32' && p === '8bit' });
+    series.push({ name: `${o} ${p}`, x: ev.map((r) => r.step), y: ev.map((r) => r.eval_loss), dashed: p.startsWith('8bit') });
   }
   fs.writeFileSync(path.join(out, `state-precision-${o}.svg`), linePlotSvg(series, {
     title: `gpt-mini, ${o}: validation loss by optimizer-state precision`, xLabel: 'step', yLabel: 'validation loss (nats/char)',
