@@ -7,6 +7,8 @@
 //   definition's float64 reference step → requantize (the model)";
 // - stochastic rounding stays between the two neighbours and is unbiased; the `--states` syntax and its errors.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-common';
 import { NativeSession, type RawTensor } from '../src/native';
@@ -20,6 +22,8 @@ import { assembleTraining } from '../src/train/assemble';
 import { buildTask } from '../src/runner/task';
 import { optimizerSpec, statePrecision } from '../src/runner/trainer';
 import { micro } from './support/runs';
+import { main } from '../src/cli';
+import { loadSafetensors } from '../src/io/safetensors';
 
 beforeAll(() => { expect(fs.existsSync(opsLibraryPath())).toBe(true); });
 
@@ -369,4 +373,20 @@ test('train.onnx with --states 8bit runs on stock onnxruntime-node (the function
   if (process.env.ADEMAMIX_PRINT) console.log('stock vs native losses', lossesStock, lossesNative);
   // float32 bodies and kernels differ by rounding only (measured: identical losses over these 5 steps)
   lossesStock.forEach((l, k) => expect(Math.abs(l - lossesNative[k])).toBeLessThan(1e-6 * Math.abs(l)));
+});
+
+test('export --model --states: manifest and initial state carry the formats; bad values are one-line errors', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'states-export-'));
+  const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    expect(await main(['export', '--model', 'gpt-tiny', '--optimizer', 'lion', '--states', 'bf16', '--out', dir])).toBe(0);
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    expect(m.optimizer.stateFormats).toEqual({ m: 'bf16' });
+    expect(m.optimizer.stateBytesPerParam).toBe(2);
+    const st = loadSafetensors(path.join(dir, 'initial_state.safetensors')).tensors;
+    expect(st.get('wte.weight.m')!.dtype).toBe('bfloat16');
+    expect(await main(['export', '--model', 'gpt-tiny', '--states', 'nu=int8', '--out', dir])).toBe(1);
+    expect(String(err.mock.calls.at(-1)?.[0])).toBe("ademamix export: --states: unknown state format 'int8' (use fp32, bf16, 8bit)\n");
+  } finally { log.mockRestore(); err.mockRestore(); }
 });
