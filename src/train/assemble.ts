@@ -124,6 +124,9 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const stateDtype = spec.stateDtype ?? 'float32';
   const formatOf = (slot: string): StateFormat => spec.states?.formats[slot] ?? (stateDtype === 'bfloat16' ? 'bf16' : 'fp32');
   const formats = Object.fromEntries(def.states.map((s) => [s.name, formatOf(s.name)]));
+  for (const k of def.evalParam?.states ?? []) {
+    if (formats[k] !== 'fp32') throw new Error(`assembleTraining: ${def.name} keeps '${k}' in fp32 (evaluation and exported weights read it), got ${formats[k]}`);
+  }
   const stateInputs = new Map<string, Value>();
   const stateInput = (p: Value, slot: string): Value => {
     const name = `${p.name}.${slot}`;
