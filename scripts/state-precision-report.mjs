@@ -27,5 +27,10 @@ for (const o of opts) {
   fs.writeFileSync(path.join(out, `state-precision-${o}.svg`), linePlotSvg(series, {
     title: `gpt-mini, ${o}: validation loss by optimizer-state precision`, xLabel: 'step', yLabel: 'validation loss (nats/char)',
   }));
+  // the second half, where the precisions would part
+  const late = series.map((x) => { const k = x.x.findIndex((st) => st >= 1000); return { ...x, x: x.x.slice(k), y: x.y.slice(k) }; });
+  fs.writeFileSync(path.join(out, `state-precision-${o}-late.svg`), linePlotSvg(late, {
+    title: `gpt-mini, ${o}: validation loss, steps 1000-2000`, xLabel: 'step', yLabel: 'validation loss (nats/char)',
+  }));
 }
 console.log(JSON.stringify(rows, null, 1));
