@@ -972,7 +972,7 @@ struct OpDef : OrtCustomOp {
     inMem.assign(inTypes.size(), OrtMemTypeDefault);
     if (s.cuda) {
       for (int k = 0; k <= lay.scalars; k++) inMem[lay.step + k] = OrtMemTypeCPUInput;
-      if (lay.s1In >= 0) inMem[lay.s1In] = OrtMemTypeCPUInput;
+      if (lay.s1In >= 0 && s.coded < 0) inMem[lay.s1In] = OrtMemTypeCPUInput;  // coded ops have no scalar state input
     }
 
     version = ORT_API_VERSION;
