@@ -135,7 +135,7 @@ describe('8-bit blockwise quantization against the float64 model', () => {
       const have = quantMap(signed).values; const want = signed ? MODEL_MAP.signed : MODEL_MAP.unsigned;
       expect(have.length).toBe(256); expect(want.length).toBe(256);
       const err = Math.max(...want.map((w, k) => Math.abs(have[k] - w) / Math.max(Math.abs(w), 1e-30)));
-      expect(err).toBeLessThan(1e-7); // float32 rounding of each value (measured 5.9e-8)
+      expect(err).toBeLessThan(1e-7); // float32 rounding of each value (measured 5.1e-8)
     }
     expect(MODEL_MAP.signed[0]).toBeCloseTo(-0.99297, 5);
     expect(MODEL_MAP.unsigned[0]).toBe(0);
@@ -172,6 +172,7 @@ describe('8-bit blockwise quantization against the float64 model', () => {
         }
       });
       expect(checked).toBe(2 * sizes.reduce((a, b) => a + b, 0));
+      if (process.env.ADEMAMIX_PRINT) console.log(`quantize (${label}): ${ties} near-tie mismatches in ${checked}`);
       expect(ties).toBeLessThanOrEqual(2); // near-ties decided by float32 midpoints (measured 0)
     });
   }
@@ -248,8 +249,8 @@ describe('one coded step of every definition vs dequantize → float64 reference
           // param: the float32 step vs float64, relative to the update (+1e-3); the bodies' float32 β attributes add
           // ~1.3e-5 relative to (1 − β2) (measured ≤ 1.8e-4 over all definitions and formats)
           expect(worstParam).toBeLessThan(1e-3);
-          // absmax of the new 8-bit states: the same float32 effects (measured ≤ 5.8e-6 relative)
-          expect(worstAbsmax).toBeLessThan(3e-5);
+          // absmax of the new 8-bit states: the same float32 effects (measured ≤ 6.7e-6 relative)
+          expect(worstAbsmax).toBeLessThan(5e-5);
           // 8-bit codes off by one where the float32 state sits within rounding of a map midpoint (measured ≤ 1 in 3777)
           expect(flips).toBeLessThanOrEqual(Math.max(3, total * 3e-3));
           // bf16: the same value unless the float32 math lands across a rounding boundary (measured ≤ 0.92 of one step)
