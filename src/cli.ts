@@ -1,6 +1,7 @@
 // The `ademamix` command line.
 import { benchAllOptimizers, benchDef, benchOptimizer, type BenchShape } from './bench/optimizer';
 import { OPTIMIZER_NAMES } from './optim/derive';
+import { parseStates } from './optim/precision';
 import { benchRunner } from './bench/runner';
 import { parseCommandArgs, num, str, UsageError, type Args, type OptionKinds } from './cli/args';
 import { EXPORT_ONNX_OPTIONS, EXPORT_ONNX_USAGE, exportOnnxCommand } from './cli/export-onnx';
@@ -8,6 +9,7 @@ import { exportInferenceCommand, HelpShown, INFER_USAGE, predictCommand, sampleC
 import { EVAL_OPTIONS, evalCommand, EXPORT_PRESET_OPTIONS, exportPresetCommand, TRAIN_OPTIONS, trainCommand, TRAIN_USAGE } from './cli/train';
 import { EXPERIMENT_OPTIONS, EXPERIMENT_USAGE, experimentCommand } from './experiments';
 import { opsLibraryPath } from './native/paths';
+import { convertCheckpoint } from './runner/convert';
 import { WEB_OPTIONS, WEB_USAGE, webCommand } from './web/command';
 
 const USAGE = `usage: ademamix <command> [options]
@@ -16,9 +18,12 @@ commands:
 ${TRAIN_USAGE}
 ${EXPORT_ONNX_USAGE}
 ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
+  convert-checkpoint --run <run dir|checkpoint> --states fp32|bf16|8bit|slot=format,… --out <dir> [--stochastic-rounding]
+                                  re-store a checkpoint's optimizer states in other precisions (resume with train --resume <dir>)
   ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--json]
+                  [--states fp32|bf16|8bit|slot=format,… [--stochastic-rounding]]: state bytes/param and GB/s at that precision
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--compare-torch] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
@@ -49,6 +54,7 @@ async function bench(args: Args): Promise<void> {
     const common = {
       params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15), threads: num(args, 'threads', 0),
       fallback: args.fallback !== false, shape: shape as BenchShape, torch: typeof args.torch === 'boolean' ? args.torch : undefined,
+      states: args.states === undefined ? undefined : str(args, 'states', 'fp32'), stochasticRounding: args['stochastic-rounding'] === true,
     };
     if (args.all === true) {
       if (args.op !== undefined) throw new UsageError('bench optimizer: --all and --op exclude each other');
@@ -59,6 +65,7 @@ async function bench(args: Args): Promise<void> {
     }
     const op = str(args, 'op', 'ademamix');
     try { benchDef(op); } catch (e) { throw new UsageError(`bench optimizer: --op: ${(e as Error).message}`); }
+    try { parseStates(benchDef(op), common.states); } catch (e) { throw new UsageError(`bench optimizer: ${(e as Error).message}`); }
     print(benchOptimizer({ ...common, op }), json);
     return;
   }
@@ -84,7 +91,7 @@ async function bench(args: Args): Promise<void> {
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
   seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
-  torch: 'boolean', 'compare-torch': 'boolean',
+  torch: 'boolean', 'compare-torch': 'boolean', states: 'string', 'stochastic-rounding': 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */
@@ -96,6 +103,7 @@ function optionsOf(cmd: string | undefined, argv: string[]): OptionKinds {
     case 'experiment': return EXPERIMENT_OPTIONS;
     case 'bench': return BENCH_OPTIONS;
     case 'web': return WEB_OPTIONS();
+    case 'convert-checkpoint': return { run: 'string', states: 'string', out: 'string', 'stochastic-rounding': 'boolean' };
     default: return {};
   }
 }
@@ -128,6 +136,15 @@ export async function main(argv: string[]): Promise<number> {
       case 'experiment': return await experimentCommand(args);
       case 'web': return await webCommand(args);
       case 'ops-path': console.log(opsLibraryPath()); return 0;
+      case 'convert-checkpoint': {
+        for (const k of ['run', 'states', 'out'] as const) {
+          if (typeof args[k] !== 'string') throw new UsageError(`convert-checkpoint needs --${k} <${k === 'run' ? 'run dir|checkpoint' : k === 'out' ? 'dir' : 'fp32|bf16|8bit|slot=format,…'}>`);
+        }
+        const r = convertCheckpoint(args.run as string, args.states as string, args.out as string,
+          args['stochastic-rounding'] === true ? true : undefined);
+        console.log(`wrote ${r.file}: ${r.converted} optimizer states from ${r.from} to ${r.to} (resume with: ademamix train --resume ${args.out as string})`);
+        return 0;
+      }
       case 'bench': await bench(args); return 0;
       case undefined: case 'help': process.stdout.write(USAGE); return cmd ? 0 : 2;
       default: throw new UsageError(`unknown command '${cmd}'`);

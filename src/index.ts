@@ -33,3 +33,4 @@ export { generateSchemasHeader } from './optim/schemas';
 export { OPTIMIZERS, getOptimizer, makeSpec } from './optim/derive';
 export { joinWorld, worldEnv, type World } from './parallel/world';
 export { allReduce, reduceScatter, allGather } from './train/collective';
+export { measureSlowEma, type SlowEmaOptions, type SlowEmaResult } from './bench/state-precision';

@@ -5,7 +5,7 @@ import { Tensor } from 'onnxruntime-common';
 import { benchAllOptimizers, benchOptimizer, benchSizes, copyModel, copySizes, gptSmallSizes, torchPython } from '../src/bench/optimizer';
 import { NativeSession } from '../src/native';
 import { opsLibraryPath } from '../src/native/paths';
-import { OPTIMIZERS } from '../src/optim/derive';
+import { getOptimizer, OPTIMIZERS } from '../src/optim/derive';
 
 describe('GPT-shaped parameter lists', () => {
   test('gpt-small layout: 148 tensors, GPT-2 124M', () => {
@@ -65,6 +65,22 @@ describe('bench optimizer end to end', () => {
       expect(r.tensors).toBe(1);
       for (const f of fields) expect(typeof r[f]).toBe('number');
       expect(r.torch_adamw_foreach_ms).toBeUndefined();
+    }
+  });
+  test('--states: bytes of state per parameter (AdEMAMix 12 → 6 → 3.05, AdamW 8 → 4 → 2.03) and the coded op timed', () => {
+    // AdEMAMix all three slots 8-bit (a blanket --states 8bit keeps its m2 in fp32: 6.03)
+    const want: Record<string, Record<string, number>> = {
+      ademamix: { fp32: 12, bf16: 6, 'm1=8bit,m2=8bit,nu=8bit': 3.046875, '8bit': 6.03125 }, adamw: { fp32: 8, bf16: 4, '8bit': 2.03125 },
+    };
+    for (const [opt, byFormat] of Object.entries(want)) {
+      for (const [states, bytes] of Object.entries(byFormat)) {
+        const r = benchOptimizer({ op: opt, params: 3000, reps: 1, threads: 2, fallback: states.includes('8bit'), shape: 'flat', torch: false, states });
+        expect(r.state_bytes_per_param).toBeCloseTo(bytes, 4);
+        expect(r.op).toBe(states === 'fp32' ? getOptimizer(opt).op : `${getOptimizer(opt).op}Coded`);
+        // bytes one step moves: param r/w + grad + each state read and written at its stored size
+        expect(r.bytes_per_param).toBeCloseTo(12 + 2 * bytes, 4);
+        for (const f of fields) expect(typeof r[f]).toBe('number');
+      }
     }
   });
 });

@@ -8,6 +8,9 @@ import { DEFAULT_CONFIG, type TrainConfig } from '../src/runner/config';
 import { listCheckpoints, loadCheckpoint, resolveCheckpoint } from '../src/runner/checkpoint';
 import { Trainer } from '../src/runner/trainer';
 import { micro, train } from './support/runs';
+import { convertCheckpoint } from '../src/runner/convert';
+import { decodeState } from '../src/optim/precision';
+import { main } from '../src/cli';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'runner-test-'));
 
@@ -37,6 +40,35 @@ test('20 steps straight equal 10 + resume + 10, byte for byte (checkpoint with p
   // keep-last-N
   expect(listCheckpoints(path.join(a, 'checkpoints')).map((f) => path.basename(f))).toEqual(['step-0000016.safetensors', 'step-0000020.safetensors']);
 });
+
+// Quantized states are carried and checkpointed as they are (uint8 codes + float32 absmax, bf16 bits) and resume
+// bit-exactly, stochastic rounding included (its random stream is a function of seed, step and element).
+for (const [label, o] of [
+  ['ademamix 8bit, stochastic rounding', { states: '8bit', stochasticRounding: true }],
+  ['adamw m=bf16,v=8bit', { optimizer: 'adamw', states: 'm=bf16,v=8bit' }],
+  ['lion bf16', { optimizer: 'lion', states: 'bf16', lr: 3e-4 }],
+] as const) {
+  test(`${label}: 20 steps straight equal 10 + resume + 10, byte for byte`, async () => {
+    const a = tmp(); const b = tmp();
+    const c = micro({ ...o, checkpointEvery: 10 });
+    const full = await train(c, a);
+    expect(full.r.status).toBe('done');
+    await train(c, b, { stopAfter: 10 });
+    await train(c, b, { resumeFrom: resolveCheckpoint(b) });
+    const fa = fs.readFileSync(path.join(a, 'checkpoints/step-0000020.safetensors'));
+    const fb = fs.readFileSync(path.join(b, 'checkpoints/step-0000020.safetensors'));
+    expect(Buffer.compare(fa, fb)).toBe(0);
+    const { raw } = loadCheckpoint(path.join(a, 'checkpoints/step-0000020.safetensors'));
+    // a blanket 8bit keeps AdEMAMix's m2 in fp32 (docs/results.md)
+    const slots = c.optimizer === 'adamw' ? { m: 'bfloat16', v: 'uint8' } : c.optimizer === 'lion' ? { m: 'bfloat16' } : { m1: 'uint8', m2: 'float32', nu: 'uint8' };
+    for (const [k, dtype] of Object.entries(slots)) {
+      expect(raw[`wte.weight.${k}`].type).toBe(dtype);
+      if (dtype === 'uint8') expect(raw[`wte.weight.${k}.absmax`].dims).toEqual([Math.ceil(raw['wte.weight'].data.length / 256)]);
+      else expect(raw[`wte.weight.${k}.absmax`]).toBeUndefined();
+    }
+    expect(Number.isFinite(full.r.evalLoss)).toBe(true);
+  });
+}
 
 test('an interrupted run (Ctrl-C path) checkpoints the step it finished and resumes to the same end state', async () => {
   const a = tmp(); const b = tmp();
@@ -158,4 +190,32 @@ test('RSS stays flat over 10k steps', async () => {
   // measured 2026-12-02: +0.75 and +0.59 MB from step 2000 to 10k (two runs), the largest excursion +1.6 MB; 6 MB
   // catches a leak of ≥ 0.8 KB a step (the old 16 MB let 2 KB a step through)
   expect(end - at2k).toBeLessThan(6);
+});
+
+test('convert-checkpoint: fp32 → 8-bit (resumes and trains on), 8-bit → fp32 decodes exactly; one-line errors', async () => {
+  const a = tmp(); const q = tmp(); const back = tmp();
+  await train(micro({ checkpointEvery: 10 }), a, { stopAfter: 10 });
+  const r = convertCheckpoint(a, 'm1=8bit,m2=8bit,nu=bf16', q);
+  expect(r.converted).toBeGreaterThan(0);
+  const ck = loadCheckpoint(r.file);
+  expect(ck.raw['wte.weight.m1'].type).toBe('uint8');
+  expect(ck.raw['wte.weight.nu'].type).toBe('bfloat16');
+  expect((ck.info.config as { states?: string }).states).toBe('m1=8bit,m2=8bit,nu=bf16');
+  const resumed = await train(ck.info.config as unknown as TrainConfig, q, { resumeFrom: r.file });
+  expect(resumed.r.status).toBe('done');
+  expect(resumed.r.step).toBe(20);
+  // back to fp32: each state exactly as the kernels decode it
+  const b = convertCheckpoint(r.file, 'fp32', back);
+  const fp = loadCheckpoint(b.file).raw;
+  const want = decodeState({ format: '8bit', data: ck.raw['wte.weight.m1'].data as Uint8Array, absmax: ck.raw['wte.weight.m1.absmax'].data as Float32Array }, true);
+  expect(Array.from(fp['wte.weight.m1'].data as Float32Array)).toEqual(Array.from(want));
+  expect(fp['wte.weight.m1.absmax']).toBeUndefined();
+  // errors name the flag and the bad value
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    expect(await main(['convert-checkpoint', '--run', a, '--states', 'm1=4bit', '--out', tmp()])).toBe(1);
+    expect(String(err.mock.calls.at(-1)?.[0])).toMatch(/--states: unknown state format '4bit'/);
+    expect(await main(['convert-checkpoint', '--run', a, '--out', tmp()])).toBe(2);
+    expect(String(err.mock.calls.at(-1)?.[0])).toMatch(/convert-checkpoint needs --states/);
+  } finally { err.mockRestore(); }
 });

@@ -229,6 +229,142 @@ int Dispatch(const Op& op, const ademamix_cuda_tensor* t, size_t count, int bf16
                      : LaunchAll<Op, float>(op, t, count, scalar_out, scalar_value, s);
 }
 
+
+// ---- coded states (codec.h): one 256-thread block per 256-element quantization block ----------------------------
+constexpr int kCodedMaxTensors = 22;  // keeps the list + config + functor within the 4 KB parameter block
+
+struct CodedList {
+  CodedTensor t[kCodedMaxTensors];
+  unsigned first_block[kCodedMaxTensors + 1];
+  unsigned index[kCodedMaxTensors];  // the tensor's index in the node's list (the random stream's counter)
+  int count;
+};
+static_assert(sizeof(CodedList) + sizeof(CodedConfig) + 256 <= 4096, "kernel parameters must stay within 4 KB");
+
+// index 0: unsigned map, 1: signed (CodedConfig::is_signed)
+__constant__ float kCodedMap[2][256] = {ADEMAMIX_QMAP_UNSIGNED, ADEMAMIX_QMAP_SIGNED};
+__constant__ float kCodedThr[2][256] = {ADEMAMIX_QTHR_UNSIGNED, ADEMAMIX_QTHR_SIGNED};
+
+__device__ __forceinline__ int CodedTensorOf(const CodedList& list) {
+  int t = 0;
+  while (t + 1 < list.count && list.first_block[t + 1] <= blockIdx.x) t++;
+  return t;
+}
+
+template <class Op>
+__global__ void __launch_bounds__(kQuantBlock)
+    CodedStepKernel(const Op op0, const CodedConfig cfg, const __grid_constant__ CodedList list, const float* denom) {
+  constexpr int K = Op::kStates;
+  __shared__ float red[kQuantBlock];
+  const int t = CodedTensorOf(list);
+  const CodedTensor& d = list.t[t];
+  Op op = op0;
+  if constexpr (Op::kNormPass) op.denom = denom[t];
+  const int64_t b = int64_t(blockIdx.x - list.first_block[t]);
+  const int64_t i = b * kQuantBlock + threadIdx.x;
+  const bool active = i < d.n;
+  float e[K];
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    const float a = cfg.fmt[k] == kFmt8bit ? d.absmax[k][b] : 0.0f;
+    e[k] = active ? load_coded(cfg.fmt[k], d.state[k], i, kCodedMap[cfg.is_signed[k]], a) : 0.0f;
+  }
+  if (active) d.param_out[i] = op.update(d.param[i], d.grad[i], e);
+  const bool sr = cfg.stochastic != 0;
+#pragma unroll
+  for (int k = 0; k < K; k++) {
+    const uint32_t r = sr ? rand_bits(cfg.seed, cfg.step, cfg.slot_id[k], list.index[t], i) : 0u;
+    if (cfg.fmt[k] != kFmt8bit) {  // uniform over the grid
+      if (active) store_wide(cfg.fmt[k], d.state_out[k], i, e[k], sr, r);
+      continue;
+    }
+    red[threadIdx.x] = active ? fabsf(e[k]) : 0.0f;
+    __syncthreads();
+    for (int w = kQuantBlock / 2; w > 0; w /= 2) {
+      if (threadIdx.x < w) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + w]);
+      __syncthreads();
+    }
+    const float a = red[0];
+    __syncthreads();  // red is reused by the next slot
+    if (threadIdx.x == 0) d.absmax_out[k][b] = a;
+    const float* map = kCodedMap[cfg.is_signed[k]];
+    const float* thr = kCodedThr[cfg.is_signed[k]];
+    if (active) static_cast<uint8_t*>(d.state_out[k])[i] = code_of(e[k], a, map, thr, quant_nearest(0.0f, thr), sr, r);
+  }
+}
+
+template <class Op>
+__global__ void __launch_bounds__(kQuantBlock)
+    CodedNormKernel(const Op op, const CodedConfig cfg, const __grid_constant__ CodedList list, double* partial) {
+  constexpr int K = Op::kStates;
+  __shared__ double red[kQuantBlock];
+  const int t = CodedTensorOf(list);
+  const CodedTensor& d = list.t[t];
+  const int64_t b = int64_t(blockIdx.x - list.first_block[t]);
+  const int64_t i = b * kQuantBlock + threadIdx.x;
+  double acc = 0;
+  if (i < d.n) {
+    float e[K];
+#pragma unroll
+    for (int k = 0; k < K; k++)
+      e[k] = load_coded(cfg.fmt[k], d.state[k], i, kCodedMap[cfg.is_signed[k]], cfg.fmt[k] == kFmt8bit ? d.absmax[k][b] : 0.0f);
+    if constexpr (Op::kNormPass) { const double c = op.pre(d.grad[i], e); acc = c * c; }
+  }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = kQuantBlock / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = red[0];
+}
+
+__global__ void FinishCodedNorm(const __grid_constant__ CodedList list, const double* partial, float* denom) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= list.count) return;
+  double s = 0;
+  for (unsigned b = list.first_block[t]; b < list.first_block[t + 1]; b++) s += partial[b];
+  denom[t] = fmaxf(static_cast<float>(sqrt(s)), 1.0f);
+}
+
+template <class Op>
+int LaunchCoded(const Op& op, const CodedConfig& cfg, const CodedTensor* tensors, size_t count, cudaStream_t stream) {
+  CodedList list;
+  list.count = 0;
+  list.first_block[0] = 0;
+  auto flush = [&]() -> int {
+    const unsigned blocks = list.first_block[list.count];
+    if (blocks == 0) { list.count = 0; return 0; }
+    float* denom = nullptr;
+    double* partial = nullptr;
+    if constexpr (Op::kNormPass) {
+      if (int err = static_cast<int>(cudaMallocAsync(reinterpret_cast<void**>(&partial), sizeof(double) * blocks, stream))) return err;
+      if (int err = static_cast<int>(cudaMallocAsync(reinterpret_cast<void**>(&denom), sizeof(float) * kCodedMaxTensors, stream))) return err;
+      CodedNormKernel<Op><<<blocks, kQuantBlock, 0, stream>>>(op, cfg, list, partial);
+      FinishCodedNorm<<<1, kCodedMaxTensors, 0, stream>>>(list, partial, denom);
+    }
+    CodedStepKernel<Op><<<blocks, kQuantBlock, 0, stream>>>(op, cfg, list, denom);
+    list.count = 0;
+    int err = static_cast<int>(cudaGetLastError());
+    if constexpr (Op::kNormPass) {
+      cudaFreeAsync(partial, stream);
+      cudaFreeAsync(denom, stream);
+    }
+    return err;
+  };
+  for (size_t i = 0; i < count; i++) {
+    if (tensors[i].n <= 0) continue;
+    const int64_t blocks = (tensors[i].n + kQuantBlock - 1) / kQuantBlock;
+    if (list.count == kCodedMaxTensors || int64_t(list.first_block[list.count]) + blocks > INT_MAX)
+      if (int err = flush()) return err;
+    list.t[list.count] = tensors[i];
+    list.index[list.count] = static_cast<unsigned>(i);
+    list.first_block[list.count + 1] = list.first_block[list.count] + static_cast<unsigned>(blocks);
+    list.count++;
+  }
+  return flush();
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace ademamix
@@ -260,6 +396,15 @@ extern "C" int ademamix_cuda_generic(int op_index, const GenericHyper* h, const 
 #undef ADEMAMIX_CUDA_CASE
   }
   return static_cast<int>(cudaErrorInvalidValue);
+}
+
+extern "C" int ademamix_cuda_coded(int op_index, const GenericHyper* h, const CodedConfig* cfg, const CodedTensor* t,
+                                   size_t count, void* stream) {
+  int err = 0;
+  const bool known = with_functor(op_index, *h, [&](auto op) {
+    err = cuda::LaunchCoded(op, *cfg, t, count, static_cast<cudaStream_t>(stream));
+  });
+  return known ? err : static_cast<int>(cudaErrorInvalidValue);
 }
 
 extern "C" int ademamix_cuda_copy(void* dst, const void* src, size_t bytes, void* stream) {

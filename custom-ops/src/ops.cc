@@ -17,6 +17,7 @@
 #include <vector>
 #include "ademamix/collective.h"
 #include "ademamix/kernels.h"
+#include "ademamix/codec.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -75,6 +76,7 @@ struct OpSpec {
   bool cuda;   // registered for CUDAExecutionProvider (else CPUExecutionProvider)
   const schema::Op* sch = nullptr;  // the generated schema of the base op (schemas.gen.h)
   int generic = -1;                 // index in schema::kOps of a generic op (its own kernel), else -1
+  int coded = -1;                   // index in schema::kOps of a coded-state op (`<Op>Coded`), else -1
 };
 
 // The generated schema of an op, by its ONNX name; null when the definitions do not have it.
@@ -283,14 +285,13 @@ std::vector<ademamix_cuda_tensor> CudaTensors(const std::vector<TensorIO>& list)
 
 // Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
 template <class Fn>
-OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn) {
-  constexpr size_t kChunk = size_t(1) << 15;
+OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn, size_t kChunk = size_t(1) << 15) {
   const size_t chunks = (n + kChunk - 1) / kChunk;
   if (chunks <= 1) { if (n) fn(size_t(0), n); return nullptr; }
-  struct Job { Fn* fn; size_t n; } job{&fn, n};
+  struct Job { Fn* fn; size_t n; size_t chunk; } job{&fn, n, kChunk};
   auto body = [](void* data, size_t c) {
     Job* j = static_cast<Job*>(data);
-    const size_t b = c * kChunk, e = b + kChunk < j->n ? b + kChunk : j->n;
+    const size_t b = c * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
     (*j->fn)(b, e);
   };
   return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
@@ -729,12 +730,201 @@ class GenericKernel : public Kernel {
   double attr_[schema::kMaxAttrs] = {};
 };
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// The coded-state ops (`<Op>Coded`, every definition; codec.h): a storage format per state slot (attribute
+// `formats`: one code per slot of the definition, 0 fp32, 1 bf16, 2 8-bit), stochastic rounding on request. Inputs
+// step, the scalars, then N params, N grads, N of each active slot, N absmax of each 8-bit slot; outputs N params_out,
+// N of each slot's out, N absmax_out of each 8-bit slot. Work is cut in whole 256-element quantization blocks, so a
+// thread always owns every element of the blocks it quantizes.
+class CodedKernel : public Kernel {
+ public:
+  CodedKernel(const OpSpec& spec, const OrtKernelInfo* info)
+      : spec_(spec), sch_(*spec.sch), label_(NodeLabel(info, spec.name)) {
+    for (int k = 0; k < sch_.n_attrs; k++) {
+      const schema::Attr& a = sch_.attrs[k];
+      attr_[k] = a.is_int ? static_cast<double>(AttrI(info, a.name, static_cast<int64_t>(a.dflt))) : AttrF(info, a.name, a.dflt);
+    }
+    std::vector<int64_t> formats(static_cast<size_t>(sch_.n_states), kFmtF32);
+    size_t n = 0;
+    if (OrtStatus* st = api->KernelInfoGetAttributeArray_int64(info, "formats", nullptr, &n)) {
+      api->ReleaseStatus(st);
+    } else if (n != formats.size()) {
+      error_ = "attribute 'formats' needs " + std::to_string(formats.size()) + " codes, got " + std::to_string(n);
+    } else if (OrtStatus* st2 = api->KernelInfoGetAttributeArray_int64(info, "formats", formats.data(), &n)) {
+      api->ReleaseStatus(st2);
+    }
+    cfg_.stochastic = AttrI(info, "stochastic_rounding", 0) != 0;
+    cfg_.seed = static_cast<uint32_t>(AttrI(info, "seed", 0));
+    cfg_.n_states = 0;
+    for (int k = 0; k < sch_.n_states; k++) {
+      if (k == sch_.drop_state) {
+        double v = 0;
+        for (int j = 0; j < sch_.n_attrs; j++) if (std::strcmp(sch_.attrs[j].name, sch_.drop_attr) == 0) v = attr_[j];
+        if (v == 0.0) continue;  // the slot is dropped (AdEMAMix's m1 at beta1 = 0)
+      }
+      if (formats[k] < kFmtF32 || formats[k] > kFmt8bit) error_ = "attribute 'formats': unknown code " + std::to_string(formats[k]) + " (0 fp32, 1 bf16, 2 8-bit)";
+      const int j = cfg_.n_states++;
+      cfg_.fmt[j] = static_cast<int>(formats[k]);
+      cfg_.is_signed[j] = sch_.unsigned_states[k] ? 0 : 1;
+      cfg_.slot_id[j] = k;
+      names_.push_back(sch_.states[k]);
+    }
+    for (int j = 0; j < cfg_.n_states; j++) if (cfg_.fmt[j] == kFmt8bit) q_.push_back(j);
+    if (sch_.n_globals && sch_.n_attrs) {
+      for (int j = 0; j < sch_.n_attrs; j++)
+        if (std::strcmp(sch_.attrs[j].name, "bias_correction1") == 0 && attr_[j] != 0.0)
+          error_ = "bias_correction1 (the scalar state s1) is not supported with coded states";
+    }
+  }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    if (!error_.empty()) return Fail(c.Err(error_));
+    GenericHyper h{};
+    for (int k = 0; k < sch_.n_attrs; k++) h.attr[k] = attr_[k];
+    RETURN_IF(Step(c, 0, &h.step));
+    for (int k = 0; k < sch_.n_scalars; k++) RETURN_IF(c.Scalar(1 + k, sch_.scalars[k], &h.scalar[k]));
+    CodedConfig cfg = cfg_;
+    cfg.step = h.step;
+    std::vector<CodedTensor> list;
+    RETURN_IF(Gather(c, &list));
+    if (spec_.cuda) return Cuda(c, h, cfg, list);
+    OrtStatus* st = nullptr;
+    const bool known = with_functor(spec_.coded, h, [&](auto op) { st = Cpu(c, op, cfg, list); });
+    if (!known) return Fail(c.Err("no kernel functor for this op in this build"));
+    return st;
+  }
+
+ private:
+  static ONNXTensorElementDataType TypeOf(int fmt) { return fmt == kFmtF32 ? F32 : fmt == kFmtBf16 ? BF16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+
+  OrtStatus* Gather(const Ctx& c, std::vector<CodedTensor>* list) const {
+    size_t nIn = 0, nOut = 0;
+    RETURN_IF(c.Counts(&nIn, &nOut));
+    const size_t K = names_.size(), Q = q_.size(), first = 1 + static_cast<size_t>(sch_.n_scalars);
+    const size_t per = 2 + K + Q;
+    std::string groups = "params, grads";
+    for (size_t k = 0; k < K; k++) groups += std::string(", ") + names_[k];
+    for (int j : q_) groups += std::string(", ") + names_[j] + " absmax";
+    const size_t tensors = nIn > first ? nIn - first : 0;
+    if (tensors == 0 || tensors % per != 0)
+      return Fail(c.Err("expects step and " + std::to_string(sch_.n_scalars) + " scalar inputs, then N tensors of each of (" +
+                        groups + "): a multiple of " + std::to_string(per) + " tensor inputs, got " + std::to_string(tensors)));
+    const size_t N = tensors / per;
+    if (nOut != N * (1 + K + Q))
+      return Fail(c.Err("with " + std::to_string(N) + " tensors it has " + std::to_string(N * (1 + K + Q)) +
+                        " outputs (params_out, each state's out, each 8-bit state's absmax out), got " + std::to_string(nOut)));
+    list->resize(N);
+    auto nm = [](const std::string& what, size_t i) { return what + "[" + std::to_string(i) + "]"; };
+    Dims dims, d;
+    for (size_t i = 0; i < N; i++) {
+      CodedTensor& t = (*list)[i];
+      t = CodedTensor{};
+      const void* p = nullptr;
+      const std::string pn = nm("param", i);
+      RETURN_IF(c.Tensor(first + i, pn, F32, nullptr, "", &dims, &p));
+      t.param = static_cast<const float*>(p);
+      RETURN_IF(c.Tensor(first + N + i, nm("grad", i), F32, &dims, pn, &d, &p));
+      t.grad = static_cast<const float*>(p);
+      t.n = 1;
+      for (int64_t x : dims) t.n *= x;
+      const Dims blocks{(t.n + kQuantBlock - 1) / kQuantBlock};
+      for (size_t k = 0; k < K; k++) {
+        RETURN_IF(c.Tensor(first + (2 + k) * N + i, nm(names_[k], i), TypeOf(cfg_.fmt[k]), &dims, pn, &d, &p));
+        t.state[k] = p;
+      }
+      for (size_t j = 0; j < Q; j++) {
+        const int k = q_[j];
+        RETURN_IF(c.Tensor(first + (2 + K + j) * N + i, nm(std::string(names_[k]) + ".absmax", i), F32, &blocks,
+                           "ceil(numel(" + pn + ") / 256)", &d, &p));
+        t.absmax[k] = static_cast<const float*>(p);
+      }
+      void* o = nullptr;
+      RETURN_IF(c.Output(i, dims, &o));
+      if (!o && t.n) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
+      t.param_out = static_cast<float*>(o);
+      for (size_t k = 0; k < K; k++) {
+        RETURN_IF(c.Output((1 + k) * N + i, dims, &o));
+        if (!o && t.n) return Fail(c.Err("output '" + nm(names_[k], i) + "_out' is required"));
+        t.state_out[k] = o;
+      }
+      for (size_t j = 0; j < Q; j++) {
+        const int k = q_[j];
+        RETURN_IF(c.Output((1 + K + j) * N + i, blocks, &o));
+        if (!o && t.n) return Fail(c.Err("output '" + nm(std::string(names_[k]) + ".absmax", i) + "_out' is required"));
+        t.absmax_out[k] = static_cast<float*>(o);
+      }
+    }
+    return nullptr;
+  }
+
+  // CPU: the norm pass when the functor has one (per tensor, pieces of 128 blocks summed in order: the same result for
+  // any thread count), then every tensor's blocks laid end to end and cut into chunks of whole blocks.
+  template <class Op>
+  OrtStatus* Cpu(const Ctx& c, const Op& op, const CodedConfig& cfg, const std::vector<CodedTensor>& list) const {
+    std::vector<size_t> start(list.size() + 1, 0);
+    for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + static_cast<size_t>((list[i].n + kQuantBlock - 1) / kQuantBlock);
+    const size_t kBlocksPerChunk = 128;  // 32768 elements, the other kernels' chunk
+    std::vector<float> denom(list.size(), 1.0f);
+    if constexpr (Op::kNormPass) {
+      std::vector<double> partial((start.back() + kBlocksPerChunk - 1) / kBlocksPerChunk, 0.0);
+      std::vector<double> total(list.size(), 0.0);
+      // per tensor: its own pieces (a piece never spans two tensors), summed in order below
+      struct Piece { size_t tensor, b, e; };
+      std::vector<Piece> pieces;
+      for (size_t i = 0; i < list.size(); i++)
+        for (size_t b = 0; b < start[i + 1] - start[i]; b += kBlocksPerChunk) pieces.push_back({i, b, std::min(start[i + 1] - start[i], b + kBlocksPerChunk)});
+      partial.assign(pieces.size(), 0.0);
+      RETURN_IF(ParallelRange(c.ctx, pieces.size(), [&](size_t b, size_t e) {
+        for (size_t k = b; k < e; k++) {
+          double acc = 0;
+          for (size_t blk = pieces[k].b; blk < pieces[k].e; blk++) acc += cpu::coded_sumsq(op, cfg, list[pieces[k].tensor], static_cast<int64_t>(blk));
+          partial[k] = acc;
+        }
+      }, 1));
+      for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor] += partial[k];
+      for (size_t i = 0; i < list.size(); i++) denom[i] = std::max(static_cast<float>(std::sqrt(total[i])), 1.0f);
+    }
+    return ParallelRange(c.ctx, start.back(), [&](size_t b, size_t e) {
+      size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+      for (size_t blk = b; blk < e; blk++) {
+        while (blk >= start[i + 1]) i++;
+        cpu::coded_block(op, denom[i], cfg, list[i], static_cast<uint32_t>(i), static_cast<int64_t>(blk - start[i]));
+      }
+    }, kBlocksPerChunk);
+  }
+
+  OrtStatus* Cuda(const Ctx& c, const GenericHyper& h, const CodedConfig& cfg, const std::vector<CodedTensor>& list) const {
+#if defined(ADEMAMIX_WITH_CUDA)
+    void* stream = nullptr;
+    RETURN_IF(api->KernelContext_GetGPUComputeStream(c.ctx, &stream));
+    if (int err = ademamix_cuda_coded(spec_.coded, &h, &cfg, list.data(), list.size(), stream))
+      return Fail(c.Err(std::string("CUDA kernel launch failed: ") + ademamix_cuda_error_string(err)));
+    return nullptr;
+#else
+    (void)h; (void)cfg; (void)list;
+    return Fail(c.Err("this op library was built without CUDA"));
+#endif
+  }
+
+  const OpSpec spec_;
+  const schema::Op& sch_;
+  const std::string label_;
+  double attr_[schema::kMaxAttrs] = {};
+  CodedConfig cfg_{};
+  std::vector<const char*> names_;  // active slots
+  std::vector<int> q_;              // active slots stored in 8 bits
+  std::string error_;
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // Shape inference: each tensor output takes its param's shape. ORT's allocation planner only lets an output reuse an
 // input's buffer (may-inplace) when both shapes are known, so this is what makes in-place updates possible. A rank-0
 // `param` is left alone: this API cannot tell a scalar from an unknown shape, and a wrong guess would clash with a
 // declared output shape. The status is not read by ORT: failures just leave the shapes unknown.
 OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
+OrtStatusPtr ORT_API_CALL InferCodedShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
 // ---------------------------------------------------------------------------------------------------------------
 // An OrtCustomOp built from an OpSpec: input/output types and characteristics follow from the algorithm, layout,
@@ -749,7 +939,15 @@ struct OpDef : OrtCustomOp {
   explicit OpDef(const OpSpec& s) : OrtCustomOp{}, spec(s) {
     const auto st = s.bf16 ? BF16 : F32;
     const Layout lay = LayoutOf(*s.sch, s.multi);
-    if (s.generic >= 0) {
+    if (s.coded >= 0) {
+      // step, the scalars, then one variadic list of mixed element types (float32 params, coded states, absmax)
+      inTypes = {I64};
+      inChar = {REQ};
+      for (int k = 0; k < lay.scalars; k++) { inTypes.push_back(ANY); inChar.push_back(REQ); }
+      inTypes.push_back(ANY); inChar.push_back(VAR);
+      outTypes = {ANY}; outChar = {VAR};
+      homogeneous = false;
+    } else if (s.generic >= 0) {
       // step, the scalars, then one variadic float32 list in and out (generic ops are multi-tensor only)
       inTypes = {I64};
       inChar = {REQ};
@@ -788,7 +986,7 @@ struct OpDef : OrtCustomOp {
     inMem.assign(inTypes.size(), OrtMemTypeDefault);
     if (s.cuda) {
       for (int k = 0; k <= lay.scalars; k++) inMem[lay.step + k] = OrtMemTypeCPUInput;
-      if (lay.s1In >= 0) inMem[lay.s1In] = OrtMemTypeCPUInput;
+      if (lay.s1In >= 0 && s.coded < 0) inMem[lay.s1In] = OrtMemTypeCPUInput;  // coded ops have no scalar state input
     }
 
     version = ORT_API_VERSION;
@@ -813,12 +1011,13 @@ struct OpDef : OrtCustomOp {
     KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
     CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
       const OpSpec& spec = static_cast<const OpDef*>(op)->spec;
-      if (spec.generic >= 0) *kernel = new GenericKernel(spec, info);
+      if (spec.coded >= 0) *kernel = new CodedKernel(spec, info);
+      else if (spec.generic >= 0) *kernel = new GenericKernel(spec, info);
       else *kernel = new OptimizerKernel(spec, info);
       return nullptr;
     };
     KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
-    InferOutputShapeFn = InferShapes;
+    InferOutputShapeFn = s.coded >= 0 ? InferCodedShapes : InferShapes;
     GetStartVersion = [](const OrtCustomOp*) { return 1; };
     GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
     GetMayInplace = nullptr;  // set per op below (the callback gets no op pointer)
@@ -920,6 +1119,48 @@ OrtStatusPtr ORT_API_CALL InferShapes(const OrtCustomOp* op, OrtShapeInferContex
     std::vector<ONNXTensorElementDataType> types;
     for (size_t k = 0; k <= K; k++) { to.push_back(lay.tensorOut + k * N + i); types.push_back(k ? st : F32); }
     SameShape(ctx, lay.tensorIn + i, to, types);
+  }
+  return nullptr;
+}
+
+// The coded ops: param i → param_out i (float32), each active slot's state i → its out (the slot's element type, the
+// param's shape), each absmax i → its out (the input's shape). The formats come from the node's attribute.
+OrtStatusPtr ORT_API_CALL InferCodedShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
+  const OpSpec& s = static_cast<const OpDef*>(op)->spec;
+  const schema::Op& sch = *s.sch;
+  size_t nIn = 0;
+  if (OrtStatus* st = api->ShapeInferContext_GetInputCount(ctx, &nIn)) { api->ReleaseStatus(st); return nullptr; }
+  std::vector<int64_t> formats(static_cast<size_t>(sch.n_states), kFmtF32);
+  const OrtOpAttr* a = nullptr;
+  if (OrtStatus* st = api->ShapeInferContext_GetAttribute(ctx, "formats", &a)) { api->ReleaseStatus(st); a = nullptr; }
+  if (a) {
+    size_t len = 0;
+    if (OrtStatus* st = api->ReadOpAttr(a, ORT_OP_ATTR_INTS, formats.data(), formats.size() * sizeof(int64_t), &len)) {
+      api->ReleaseStatus(st);
+      return nullptr;
+    }
+  }
+  std::vector<ONNXTensorElementDataType> types;
+  for (int k = 0; k < sch.n_states; k++) {
+    if (k == sch.drop_state) {
+      double dflt = 0;
+      for (int j = 0; j < sch.n_attrs; j++)
+        if (std::strcmp(sch.attrs[j].name, sch.drop_attr) == 0) dflt = sch.attrs[j].dflt;
+      if (InferAttrF(ctx, sch.drop_attr, dflt) == 0.0) continue;
+    }
+    types.push_back(formats[k] == kFmtBf16 ? BF16 : formats[k] == kFmt8bit ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : F32);
+  }
+  size_t Q = 0;
+  for (auto t : types) Q += t == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  const size_t K = types.size(), first = 1 + static_cast<size_t>(sch.n_scalars);
+  if (nIn <= first || (nIn - first) % (2 + K + Q)) return nullptr;  // the kernel reports it
+  const size_t N = (nIn - first) / (2 + K + Q);
+  for (size_t i = 0; i < N; i++) {
+    std::vector<size_t> to{i};
+    std::vector<ONNXTensorElementDataType> ty{F32};
+    for (size_t k = 0; k < K; k++) { to.push_back((1 + k) * N + i); ty.push_back(types[k]); }
+    SameShape(ctx, first + i, to, ty);
+    for (size_t j = 0; j < Q; j++) SameShape(ctx, first + (2 + K + j) * N + i, {(1 + K + j) * N + i}, {F32});
   }
   return nullptr;
 }
@@ -1076,6 +1317,20 @@ std::vector<std::unique_ptr<OpDef>>& Ops() {
   ops.emplace_back(new OpDef(OpSpec{schema::kOps[IDX].name, Algo::kAdamW, true, false, cuda, &schema::kOps[IDX], IDX}));
     ADEMAMIX_GENERIC_OPS(ADEMAMIX_GENERIC_ROW)
 #undef ADEMAMIX_GENERIC_ROW
+    // the coded-state ops: every definition, multi-tensor, a format per slot (codec.h's with_functor maps the first
+    // three schema rows to the original functors)
+    static std::vector<std::string> codedNames;
+    if (codedNames.empty()) for (const schema::Op& o : schema::kOps) codedNames.push_back(std::string(o.name) + "Coded");
+    if (std::strcmp(schema::kOps[0].name, "AdEMAMix") || std::strcmp(schema::kOps[1].name, "SimplifiedAdEMAMix") ||
+        std::strcmp(schema::kOps[2].name, "AdamW")) {
+      OpsError() = "schemas.gen.h must list AdEMAMix, SimplifiedAdEMAMix, AdamW first (codec.h with_functor)";
+      return ops;
+    }
+    for (int i = 0; i < schema::kNumOps; i++) {
+      OpSpec sp{codedNames[i].c_str(), Algo::kAdamW, true, false, cuda, &schema::kOps[i], -1};
+      sp.coded = i;
+      ops.emplace_back(new OpDef(sp));
+    }
   }
   return ops;
 }

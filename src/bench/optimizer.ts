@@ -18,6 +18,8 @@ import { opsLibraryPath, packageRoot } from '../native/paths';
 import { encodeModel } from '../onnx/io';
 import { getOptimizer, makeSpec, OPTIMIZERS } from '../optim/derive';
 import { definedStepModel } from '../optim/step-model';
+import { allFp32, formatStates, parseStates, stateBytesPerParam } from '../optim/precision';
+import type { RawTensor } from '../native';
 
 export type BenchShape = 'gpt' | 'flat';
 
@@ -27,6 +29,9 @@ export interface OptimizerBenchOptions {
   shape?: BenchShape;
   /** torch's AdamW column: true = required, false = off, undefined = when the venv has torch */
   torch?: boolean;
+  /** Optimizer state storage (--states, as for train; default fp32) and stochastic rounding of its stores. */
+  states?: string;
+  stochasticRounding?: boolean;
 }
 
 /** The definition an `--op` names: its CLI name or its op name. */
@@ -72,17 +77,23 @@ interface Timed { run(r: number): number; release(): void }
 function opRunner(o: OptimizerBenchOptions, sizes: number[], opsLibrary: string | false): Timed {
   const def = benchDef(o.op);
   const spec = makeSpec(def, { weightDecay: 0.1 });
-  const sm = definedStepModel(def.name, spec, sizes.map((n) => [n]), 0.1);
+  const formats = parseStates(def, o.states);
+  const sm = definedStepModel(def.name, spec, sizes.map((n) => [n]), 0.1, { formats, stochasticRounding: o.stochasticRounding, seed: 1 });
   const s = NativeSession.create(encodeModel(sm.model), { opsLibrary, intraOpThreads: o.threads });
   s.carry(sm.carry);
   const sizeOf = (name: string): number => sizes[Number(name.slice(name.lastIndexOf('_') + 1))];
-  const init: Record<string, Tensor> = {};
+  const init: Record<string, RawTensor> = {};
   for (const k of sm.carried) {
     const n = sizeOf(k);
-    init[k] = new Tensor('float32', new Float32Array(n).fill(k.startsWith('param') || k.startsWith('z') ? 0.5 : 0), [n]);
+    const slot = k.slice(0, k.lastIndexOf('_'));
+    if (slot.endsWith('_absmax')) { init[k] = { type: 'float32', data: new Float32Array(Math.ceil(n / 256)), dims: [Math.ceil(n / 256)] }; continue; }
+    const f = formats[slot] ?? 'fp32';
+    if (f === '8bit') init[k] = { type: 'uint8', data: new Uint8Array(n), dims: [n] };
+    else if (f === 'bf16') init[k] = { type: 'bfloat16', data: new Uint16Array(n), dims: [n] };
+    else init[k] = { type: 'float32', data: new Float32Array(n).fill(k.startsWith('param') || k.startsWith('z') ? 0.5 : 0), dims: [n] };
   }
   for (const k of sm.globals) init[k] = new Tensor('float32', new Float32Array(1), []);
-  s.setState(init);
+  s.setStateRaw(init);
   const grads: Record<string, Tensor> = {};
   sizes.forEach((n, i) => { grads[`grad_${i}`] = new Tensor('float32', Float32Array.from({ length: n }, (_, j) => ((j % 1000) - 500) * 1e-4), [n]); });
   return {
@@ -153,7 +164,11 @@ const gbps = (bytes: number, ms: number): number => +(bytes / ms / 1e6).toFixed(
 export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string, TorchTimes>): Record<string, unknown> {
   const def = benchDef(o.op);
   const shape = o.shape ?? 'gpt';
-  const bpp = def.bytesPerParam(makeSpec(def, {}));
+  const spec = makeSpec(def, {});
+  const formats = parseStates(def, o.states);
+  // bytes one step moves: the fp32 step's, with each state read and written at its stored size instead of 4 bytes
+  const stateBytes = stateBytesPerParam(def, spec, formats);
+  const bpp = def.bytesPerParam(spec) - 2 * stateBytesPerParam(def, spec, {}) + 2 * stateBytes;
   const bytes = bpp * o.params;
   const sizes = benchSizes(shape, o.params);
   const cSizes = copySizes(sizes, bpp);
@@ -172,8 +187,9 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const opMs = median(opT); const ntMs = median(ntT); const mcMs = median(mcT);
   const opG = bytes / opMs; const copyG = Math.max(copyBytes / ntMs, copyBytes / mcMs);
   const result: Record<string, unknown> = {
-    bench: 'optimizer', optimizer: def.name, op: def.op, device: 'cpu', shape, tensors: sizes.length, params: o.params,
-    threads: o.threads, reps: o.reps, bytes_per_param: bpp, bytes,
+    bench: 'optimizer', optimizer: def.name, op: allFp32(formats) ? def.op : `${def.op}Coded`, device: 'cpu', shape, tensors: sizes.length, params: o.params,
+    threads: o.threads, reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
+    state_bytes_per_param: +stateBytes.toFixed(6), bytes_per_param: +bpp.toFixed(6), bytes,
     op_ms: +opMs.toFixed(3), op_gbps: gbps(bytes, opMs),
     copy_bytes: copyBytes, copy_stream_ms: +ntMs.toFixed(3), copy_stream_gbps: gbps(copyBytes, ntMs),
     copy_memcpy_ms: +mcMs.toFixed(3), copy_memcpy_gbps: gbps(copyBytes, mcMs),

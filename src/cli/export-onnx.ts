@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { exportTrainingFromOnnx } from '../interop/export';
 import { validateConfig } from '../runner/config';
-import { optimizerSpec } from '../runner/trainer';
+import { optimizerSpec, statePrecision } from '../runner/trainer';
 import { UsageError, type Args, type OptionKinds } from './args';
 import { configFromArgs, OPTIMIZER_FLAGS as HYPER_FLAGS } from './train';
 import { OPTIMIZER_NAMES } from '../optim/derive';
@@ -13,13 +13,15 @@ const OWN = new Set(['_', 'onnx', 'loss', 'out', 'params', 'freeze', 'grads', 'q
 export const EXPORT_ONNX_OPTIONS: OptionKinds = {
   onnx: 'string', loss: 'string', out: 'string', params: 'string', freeze: 'string', 'torch-state': 'string',
   grads: 'boolean', quiet: 'boolean', 'allow-untrained': 'boolean', verbose: 'boolean',
+  states: 'string', 'stochastic-rounding': 'boolean', seed: 'string',
 };
 // the optimizer and schedule flags of `train` (their defaults too; --steps sets the schedules' length)
-const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip', 'steps', ...HYPER_FLAGS.keys()]);
+const OPTIMIZER_FLAGS = new Set(['optimizer', 'lr', 'warmup', 'decay', 'min-lr-ratio', 'grad-clip', 'steps', 'states', 'stochastic-rounding', 'seed', ...HYPER_FLAGS.keys()]);
 
 export const EXPORT_ONNX_USAGE = `  export --onnx model.onnx --loss <output|ce:labels[@logits]> --out dir [--params names|file] [--freeze regex]
          [--optimizer ${OPTIMIZER_NAMES.join('|')}] [--lr --warmup --decay --steps --grad-clip]
          [--${[...HYPER_FLAGS.keys()].join(' --')}: the optimizer's flags, as for train] [--grads]
+         [--states fp32|bf16|8bit|slot=format,… [--stochastic-rounding] [--seed N]: optimizer state storage, as for train]
          [--torch-state sd.safetensors] [--allow-untrained] [--verbose]
          training artifacts of a PyTorch-exported forward graph (docs/interop.md)`;
 
@@ -48,6 +50,7 @@ export async function exportOnnxCommand(args: Args): Promise<void> {
   const quiet = args.quiet === true;
   const r = exportTrainingFromOnnx({
     onnx, loss, out, params: opt('params'), freeze, optimizer: optimizerSpec(config), gradClip: config.gradClip,
+    states: statePrecision(config), seed: config.seed,
     emitGradients: args.grads === true, allowUntrained: args['allow-untrained'] === true, torchState: opt('torch-state'), verbose: args.verbose === true, log: quiet ? undefined : (s) => console.log(s),
   });
   const files = ['train.onnx', 'eval.onnx', 'forward.onnx', 'initial_state.safetensors', 'frozen.safetensors', 'manifest.json'];

@@ -6,7 +6,7 @@ import { readJsonFile } from '../io/json';
 import { configTypeError, DEFAULT_CONFIG, isVision, OPTIMIZER_FIELDS, RESUMABLE_KEYS, validateConfig, type TrainConfig } from '../runner/config';
 import { getOptimizer, OPTIMIZER_NAMES, OPTIMIZERS } from '../optim/derive';
 import { loadCheckpoint, resolveCheckpoint } from '../runner/checkpoint';
-import { optimizerSpec, Trainer } from '../runner/trainer';
+import { optimizerSpec, statePrecision, Trainer } from '../runner/trainer';
 import { buildTask } from '../runner/task';
 import { assembleTraining } from '../train/assemble';
 import { saveModel } from '../onnx/io';
@@ -25,12 +25,17 @@ const FLAGS: Record<string, [keyof TrainConfig, 'num' | 'str']> = {
   'grad-clip': ['gradClip', 'num'], steps: ['steps', 'num'], batch: ['batch', 'num'], seq: ['seq', 'num'], seed: ['seed', 'num'],
   threads: ['threads', 'num'], 'eval-every': ['evalEvery', 'num'], 'eval-batches': ['evalBatches', 'num'], 'log-every': ['logEvery', 'num'],
   'checkpoint-every': ['checkpointEvery', 'num'], keep: ['keepCheckpoints', 'num'], 'nan-policy': ['nanPolicy', 'str'],
-  'track-batches': ['trackBatches', 'num'], 'track-every': ['trackEvery', 'num'],
+  'track-batches': ['trackBatches', 'num'], 'track-every': ['trackEvery', 'num'], states: ['states', 'str'],
 };
+/** Boolean config flags (no value). */
+const BOOL_FLAGS: Record<string, keyof TrainConfig> = { 'stochastic-rounding': 'stochasticRounding' };
 const OTHER = new Set(['_', 'out', 'resume', 'stop-after', 'quiet', 'config', 'override', 'world', 'shard-states']);
 
 /** What each command takes (node:util parseArgs declarations; src/cli/args.ts). */
-const CONFIG_OPTIONS = (): OptionKinds => Object.fromEntries([...Object.keys(FLAGS), ...OPTIMIZER_FLAGS.keys(), 'config', 'override'].map((k) => [k, 'string' as const]));
+const CONFIG_OPTIONS = (): OptionKinds => ({
+  ...Object.fromEntries([...Object.keys(FLAGS), ...OPTIMIZER_FLAGS.keys(), 'config', 'override'].map((k) => [k, 'string' as const])),
+  ...Object.fromEntries(Object.keys(BOOL_FLAGS).map((k) => [k, 'boolean' as const])),
+});
 export const TRAIN_OPTIONS = (): OptionKinds => ({
   ...CONFIG_OPTIONS(), out: 'string', resume: 'string', 'stop-after': 'string', quiet: 'boolean', world: 'string', 'shard-states': 'boolean',
 });
@@ -48,6 +53,12 @@ for (const d of OPTIMIZERS) {
   }
 }
 
+/** One help line: each optimizer's state slots (what `--states slot=format` names), from the definitions. */
+export function statesHelp(indent: string): string {
+  return `${indent}--states fp32|bf16|8bit (every slot) or slot=format,… per slot (8bit: blocks of 256, a float32 absmax each); ` +
+    `--stochastic-rounding (bf16/8bit stores)\n${indent}  slots: ${OPTIMIZERS.map((d) => `${d.name} ${d.states.map((x) => x.name + (x.eightBitAs ? ` (8bit: ${x.eightBitAs} unless named)` : '')).join(',')}`).join('; ')}`;
+}
+
 /** One help line per optimizer: its flags with their defaults. */
 export function optimizerHelp(indent: string): string {
   return OPTIMIZERS.map((d) => `${indent}${d.name}: ${d.title}; lr ${d.lr}` +
@@ -59,6 +70,7 @@ export const TRAIN_USAGE = `  train [options]                 train a preset mod
       --optimizer ${OPTIMIZER_NAMES.join('|')}   --lr --warmup --decay cosine|linear|constant
       optimizer flags (defaults of the method; the run's defaults: lr 2e-3, weight-decay 0.1, alpha 5, beta3 0.999):
 ${optimizerHelp('        ')}
+${statesHelp('      ')}
       --grad-clip   --steps --batch --seq --seed --threads
       --eval-every --checkpoint-every --keep N --nan-policy stop|skip --track-batches K --track-every N
       --override key=value,...  (model fields, e.g. nLayer=4)   --config file.json   --out <run dir>
@@ -69,7 +81,7 @@ ${optimizerHelp('        ')}
   export --model <preset> --out dir   write train.onnx, eval.onnx and initial_state.safetensors`;
 
 function checkFlags(args: Args, allowed: Set<string>, cmd: string): void {
-  const bad = Object.keys(args).filter((k) => !allowed.has(k) && !(k in FLAGS) && !OPTIMIZER_FLAGS.has(k));
+  const bad = Object.keys(args).filter((k) => !allowed.has(k) && !(k in FLAGS) && !(k in BOOL_FLAGS) && !OPTIMIZER_FLAGS.has(k));
   if (bad.length) throw new UsageError(`${cmd}: unknown option${bad.length > 1 ? 's' : ''} ${bad.map((b) => `--${b}`).join(', ')}`);
 }
 
@@ -82,7 +94,7 @@ export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): 
     try { fromFile = readJsonFile(args.config) as Partial<TrainConfig>; } catch (e) { throw new UsageError(`--config ${(e as Error).message}`); }
     const typeError = configTypeError(fromFile);
     if (typeError) throw new UsageError(`--config ${args.config}: ${typeError}`);
-    for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && ![...OPTIMIZER_FIELDS, 'hyper', 'gradClip'].includes(k)) {
+    for (const k of Object.keys(fromFile)) if (!(k in DEFAULT_CONFIG) && ![...OPTIMIZER_FIELDS, 'hyper', 'gradClip', 'states', 'stochasticRounding'].includes(k)) {
       throw new UsageError(`--config ${args.config}: unknown setting '${k}'`);
     }
     c = { ...c, ...fromFile };
@@ -97,6 +109,13 @@ export function configFromArgs(args: Args, base: TrainConfig = DEFAULT_CONFIG): 
       if (!Number.isFinite(n)) throw new UsageError(`--${flag} needs a number, got '${v}'`);
       (c as unknown as Record<string, unknown>)[key] = n;
     } else (c as unknown as Record<string, unknown>)[key] = v;
+    given.add(key);
+  }
+  for (const [flag, key] of Object.entries(BOOL_FLAGS)) {
+    const v = args[flag];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw new UsageError(`--${flag} takes no value`);
+    (c as unknown as Record<string, unknown>)[key] = v;
     given.add(key);
   }
   for (const [flag, f] of OPTIMIZER_FLAGS) {
@@ -268,7 +287,7 @@ export async function exportPresetCommand(args: Args): Promise<number> {
   const task = buildTask(config);
   const art = assembleTraining({
     forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
-    emitGradients: args.grads === true, metadata: { 'ademamix.model': config.model },
+    emitGradients: args.grads === true, metadata: { 'ademamix.model': config.model }, states: statePrecision(config), seed: config.seed,
   });
   fs.mkdirSync(args.out, { recursive: true });
   saveModel(art.train, path.join(args.out, 'train.onnx'));

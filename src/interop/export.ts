@@ -1,6 +1,7 @@
 // A forward graph exported by PyTorch (or any ONNX producer) → training artifacts: train.onnx, eval.onnx,
 // forward.onnx (the model's own outputs, parameters as inputs), initial_state.safetensors, frozen.safetensors (what
 // does not train but a PyTorch state_dict needs back) and manifest.json.
+import type { StatePrecision } from '../optim/precision';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { toModelProto } from '../graph/serialize';
@@ -33,6 +34,9 @@ export interface OnnxTrainingOptions {
   weightDecayMask?: (name: string, v: Value) => boolean;
   emitGradients?: boolean;
   multiTensor?: boolean;
+  /** Optimizer state storage per slot (--states, --stochastic-rounding) and the rounding's seed. */
+  states?: StatePrecision;
+  seed?: number;
   /**
    * The model's own state_dict (a safetensors file, `safetensors.torch.save_file(model.state_dict(), f)`, or tensors):
    * recovers parameters the export folded into constants (position tables sliced to a static length).
@@ -163,7 +167,7 @@ export function exportTrainingFromOnnx(opts: OnnxTrainingOptions): OnnxTrainingR
   try {
     artifacts = assembleTraining({
       forward: imp.g, loss, params: choice.params, optimizer, gradClip: opts.gradClip, weightDecayMask: mask,
-      emitGradients: opts.emitGradients, multiTensor: opts.multiTensor,
+      emitGradients: opts.emitGradients, multiTensor: opts.multiTensor, states: opts.states, seed: opts.seed,
       metadata: { 'ademamix.source': path.basename(source), 'ademamix.loss': opts.loss },
     });
   } catch (e) {

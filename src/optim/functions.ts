@@ -11,7 +11,7 @@ import {
   type AttributeProto, type FunctionProto, type NodeProto,
 } from '../onnx/proto';
 import { multiScalars, OPS_DOMAIN, perTensorInputs, perTensorOutputs } from './defs/layout';
-import type { OptimizerDef } from './defs/types';
+import type { BodyArgs, BodyResult, OptimizerDef } from './defs/types';
 
 /** The value of the calling node's float attribute `name`, as a float32 scalar. */
 const fattr = (g: GraphBuilder, name: string): Value => g.op('Constant', [], { value_float: attr.ref(name, 'float') });
@@ -42,25 +42,85 @@ function secondMoment(g: GraphBuilder, nu: Value, grad: Value, b2: Value): Value
   return g.add(g.mul(b2, nu), g.mul(g.sub(1, b2), g.mul(grad, grad)));
 }
 
+// The float32 math of each original op, as a definition body (defs/types.ts BodyArgs): the per-tensor function
+// below wraps it in the op's formal inputs, and the coded-state body (derive.ts) in dequantize/quantize.
+
+/** AdEMAMix: states m2, nu and (unless beta1 = 0) m1. */
+export function ademamixBody({ g, param, grad, states, step, scalars, attr: at }: BodyArgs): BodyResult {
+  const hasM1 = states.m1 !== undefined;
+  const b1 = at('beta1'); const b2 = at('beta2'); const eps = at('eps'); const wd = at('weight_decay');
+  const lr = g.cast(scalars.lr, 'float32'); const alpha = g.cast(scalars.alpha, 'float32');
+  const b3d = g.cast(scalars.beta3, 'float64');
+  const b3 = g.cast(b3d, 'float32');
+  const oneMinusB3 = g.cast(g.sub(g.scalar(1, 'float64'), b3d), 'float32'); // ~1e-4: float32 β3 would lose it
+  const m1 = hasM1 ? g.add(g.mul(b1, states.m1), g.mul(g.sub(1, b1), grad)) : g.identity(grad);
+  const m2 = g.add(g.mul(b3, states.m2), g.mul(oneMinusB3, grad));
+  const nu = secondMoment(g, states.nu, grad, b2);
+  const bc2 = oneMinusPow(g, b2, step);
+  const fast = hasM1 ? g.div(m1, oneMinusPow(g, b1, step)) : m1;
+  const u = g.div(g.add(fast, g.mul(alpha, m2)), g.add(g.sqrt(g.div(nu, bc2)), eps));
+  return { param: applyUpdate(g, param, u, lr, wd), states: { ...(hasM1 ? { m1 } : {}), m2, nu } };
+}
+
+/** Simplified-AdEMAMix without its scalar state S1 (bias_correction1 off); the per-tensor function adds S1. */
+export function simplifiedBody(a: BodyArgs): BodyResult {
+  const r = simplifiedCore(a, null);
+  return { param: r.param, states: { m: r.m, nu: r.nu } };
+}
+
+function simplifiedCore({ g, param, grad, states, step, scalars, attr: at }: BodyArgs, s1In: Value | null): { param: Value; m: Value; nu: Value; s1: Value } {
+  const b2 = at('beta2'); const eps = at('eps'); const wd = at('weight_decay');
+  const lr = g.cast(scalars.lr, 'float32'); const alpha = g.cast(scalars.alpha, 'float32');
+  const b1 = g.cast(scalars.beta1, 'float32');
+  const m = g.add(g.mul(b1, states.m), grad);
+  const nu = secondMoment(g, states.nu, grad, b2);
+  // denominator = √ν·S2^(−c/2) + ε·S2^((1−c)/2) with c = bias_correction2 ∈ {0, 1}: both variants, no branch.
+  const s2 = g.cast(oneMinusPow(g, b2, step), 'float64');
+  const c = g.cast(iattr(g, 'bias_correction2'), 'float64');
+  const kNu = g.cast(g.pow(s2, g.mul(c, -0.5)), 'float32');
+  const kEps = g.cast(g.pow(s2, g.mul(g.sub(1, c), 0.5)), 'float32');
+  let u = g.div(g.add(m, g.mul(alpha, grad)), g.add(g.mul(g.sqrt(nu), kNu), g.mul(eps, kEps)));
+  let s1: Value;
+  if (s1In) {
+    s1 = g.add(g.mul(b1, g.cast(s1In, 'float32')), 1);
+    // u / S1^c1: S1 is only applied with bias_correction1
+    const c1 = g.cast(iattr(g, 'bias_correction1'), 'float32');
+    u = g.div(u, g.pow(s1, c1));
+  } else {
+    s1 = g.scalar(0);
+  }
+  return { param: applyUpdate(g, param, u, lr, wd), m, nu, s1 };
+}
+
+export function adamwBody({ g, param, grad, states, step, scalars, attr: at }: BodyArgs): BodyResult {
+  const b1 = at('beta1'); const b2 = at('beta2'); const eps = at('eps'); const wd = at('weight_decay');
+  const lr = g.cast(scalars.lr, 'float32');
+  const m = g.add(g.mul(b1, states.m), g.mul(g.sub(1, b1), grad));
+  const v = secondMoment(g, states.v, grad, b2);
+  const decayed = g.mul(param, g.sub(1, g.mul(lr, wd)));
+  const u = g.div(g.div(m, oneMinusPow(g, b1, step)), g.add(g.sqrt(g.div(v, oneMinusPow(g, b2, step))), eps));
+  return { param: g.sub(decayed, g.mul(lr, u)), states: { m, v } };
+}
+
+/** The body's arguments from an original op's formal inputs (attributes by reference, once each). */
+function bodyArgs(g: GraphBuilder, x: Record<string, Value>, states: string[], scalars: string[]): BodyArgs {
+  const cache = new Map<string, Value>();
+  return {
+    g, param: x.param, grad: x.grad, step: x.step,
+    states: Object.fromEntries(states.filter((k) => x[k]).map((k) => [k, x[k]])),
+    scalars: Object.fromEntries(scalars.map((k) => [k, x[k]])),
+    attr: (name) => { if (!cache.has(name)) cache.set(name, fattr(g, name)); return cache.get(name)!; },
+  };
+}
+
 export function ademamixFunction(hasM1: boolean): FunctionProto {
   const g = new GraphBuilder();
   const x = formals(g, perTensorInputs(defOf('AdEMAMix')));
-  const b1 = fattr(g, 'beta1'); const b2 = fattr(g, 'beta2');
-  const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
-  const lr = g.cast(x.lr, 'float32'); const alpha = g.cast(x.alpha, 'float32');
-  const b3d = g.cast(x.beta3, 'float64');
-  const b3 = g.cast(b3d, 'float32');
-  const oneMinusB3 = g.cast(g.sub(g.scalar(1, 'float64'), b3d), 'float32'); // ~1e-4: float32 β3 would lose it
-  const m1 = hasM1 ? g.add(g.mul(b1, x.m1), g.mul(g.sub(1, b1), x.grad)) : g.identity(x.grad);
-  const m2 = g.add(g.mul(b3, x.m2), g.mul(oneMinusB3, x.grad));
-  const nu = secondMoment(g, x.nu, x.grad, b2);
-  const bc2 = oneMinusPow(g, b2, x.step);
-  const fast = hasM1 ? g.div(m1, oneMinusPow(g, b1, x.step)) : m1;
-  const u = g.div(g.add(fast, g.mul(alpha, m2)), g.add(g.sqrt(g.div(nu, bc2)), eps));
-  g.output(applyUpdate(g, x.param, u, lr, wd), 'param_out');
-  g.output(m1, 'm1_out');
-  g.output(m2, 'm2_out');
-  g.output(nu, 'nu_out');
+  const r = ademamixBody(bodyArgs(g, x, hasM1 ? ['m1', 'm2', 'nu'] : ['m2', 'nu'], ['lr', 'alpha', 'beta3']));
+  g.output(r.param, 'param_out');
+  g.output(r.states.m1 ?? g.identity(x.grad), 'm1_out');
+  g.output(r.states.m2, 'm2_out');
+  g.output(r.states.nu, 'nu_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdEMAMix',
     docString: `AdEMAMix step as standard ops (${hasM1 ? 'with m1' : 'beta1 = 0: m1 = grad'}). Outputs: ${perTensorOutputs(defOf('AdEMAMix')).join(', ')}.`,
@@ -71,30 +131,11 @@ export function ademamixFunction(hasM1: boolean): FunctionProto {
 export function simplifiedFunction(hasS1: boolean): FunctionProto {
   const g = new GraphBuilder();
   const x = formals(g, perTensorInputs(defOf('SimplifiedAdEMAMix')));
-  const b2 = fattr(g, 'beta2'); const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
-  const lr = g.cast(x.lr, 'float32'); const alpha = g.cast(x.alpha, 'float32');
-  const b1 = g.cast(x.beta1, 'float32');
-  const m = g.add(g.mul(b1, x.m), x.grad);
-  const nu = secondMoment(g, x.nu, x.grad, b2);
-  // denominator = √ν·S2^(−c/2) + ε·S2^((1−c)/2) with c = bias_correction2 ∈ {0, 1}: both variants, no branch.
-  const s2 = g.cast(oneMinusPow(g, b2, x.step), 'float64');
-  const c = g.cast(iattr(g, 'bias_correction2'), 'float64');
-  const kNu = g.cast(g.pow(s2, g.mul(c, -0.5)), 'float32');
-  const kEps = g.cast(g.pow(s2, g.mul(g.sub(1, c), 0.5)), 'float32');
-  let u = g.div(g.add(m, g.mul(alpha, x.grad)), g.add(g.mul(g.sqrt(nu), kNu), g.mul(eps, kEps)));
-  let s1: Value;
-  if (hasS1) {
-    s1 = g.add(g.mul(b1, g.cast(x.s1, 'float32')), 1);
-    // u / S1^c1: S1 is only applied with bias_correction1
-    const c1 = g.cast(iattr(g, 'bias_correction1'), 'float32');
-    u = g.div(u, g.pow(s1, c1));
-  } else {
-    s1 = g.scalar(0);
-  }
-  g.output(applyUpdate(g, x.param, u, lr, wd), 'param_out');
-  g.output(m, 'm_out');
-  g.output(nu, 'nu_out');
-  g.output(s1, 's1_out');
+  const r = simplifiedCore(bodyArgs(g, x, ['m', 'nu'], ['lr', 'alpha', 'beta1']), hasS1 ? x.s1 : null);
+  g.output(r.param, 'param_out');
+  g.output(r.m, 'm_out');
+  g.output(r.nu, 'nu_out');
+  g.output(r.s1, 's1_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'SimplifiedAdEMAMix',
     docString: `Simplified-AdEMAMix step as standard ops (${hasS1 ? 'with' : 'without'} the s1 state). Outputs: ${perTensorOutputs(defOf('SimplifiedAdEMAMix')).join(', ')}.`,
@@ -105,16 +146,10 @@ export function simplifiedFunction(hasS1: boolean): FunctionProto {
 export function adamwFunction(): FunctionProto {
   const g = new GraphBuilder();
   const x = formals(g, perTensorInputs(defOf('AdamW')));
-  const b1 = fattr(g, 'beta1'); const b2 = fattr(g, 'beta2');
-  const eps = fattr(g, 'eps'); const wd = fattr(g, 'weight_decay');
-  const lr = g.cast(x.lr, 'float32');
-  const m = g.add(g.mul(b1, x.m), g.mul(g.sub(1, b1), x.grad));
-  const v = secondMoment(g, x.v, x.grad, b2);
-  const decayed = g.mul(x.param, g.sub(1, g.mul(lr, wd)));
-  const u = g.div(g.div(m, oneMinusPow(g, b1, x.step)), g.add(g.sqrt(g.div(v, oneMinusPow(g, b2, x.step))), eps));
-  g.output(g.sub(decayed, g.mul(lr, u)), 'param_out');
-  g.output(m, 'm_out');
-  g.output(v, 'v_out');
+  const r = adamwBody(bodyArgs(g, x, ['m', 'v'], ['lr']));
+  g.output(r.param, 'param_out');
+  g.output(r.states.m, 'm_out');
+  g.output(r.states.v, 'v_out');
   return toFunctionProto(g, {
     domain: OPS_DOMAIN, name: 'AdamW',
     docString: `AdamW step (torch.optim.AdamW semantics) as standard ops. Outputs: ${perTensorOutputs(defOf('AdamW')).join(', ')}.`,

@@ -6,6 +6,7 @@ import { toModelProto } from '../graph/serialize';
 import type { Value } from '../graph/value';
 import type { ModelProto } from '../onnx/proto';
 import { activeStates, emitStep, getOptimizer, makeSpec, OPTIMIZERS, type OptimizerSpec } from './derive';
+import { absmaxLength, dtypeOfFormat, type StateFormat } from './precision';
 
 export type StepOp =
   | { op: 'AdEMAMix'; beta1: number; beta2: number; eps: number; weightDecay: number }
@@ -50,14 +51,21 @@ export interface ListStepModel {
  * step and the definition's scalars (fed, as `scalarType`); outputs `<input>_out`, carried back.
  */
 export function definedStepModel(name: string, spec: OptimizerSpec, dimsList: number[][], weightDecay: number,
-  opts: { multi?: boolean; scalarType?: DType; /** one tensor, names without the `_0` */ plain?: boolean } = {}): ListStepModel {
+  opts: {
+    multi?: boolean; scalarType?: DType; /** one tensor, names without the `_0` */ plain?: boolean;
+    /** state storage per slot (precision.ts); 8-bit slots add inputs `<state>_absmax_i` (float32, ceil(n/256)) */
+    formats?: Record<string, StateFormat>; stochasticRounding?: boolean; seed?: number;
+  } = {}): ListStepModel {
   const def = getOptimizer(name);
   const sfx = (i: number): string => (opts.plain ? '' : `_${i}`);
   const g = new GraphBuilder();
   const states = activeStates(def, spec);
   const params = dimsList.map((d, i) => g.input(`param${sfx(i)}`, 'float32', d));
   const grads = dimsList.map((d, i) => g.input(`grad${sfx(i)}`, 'float32', d));
-  const st = Object.fromEntries(states.map((k) => [k, dimsList.map((d, i) => g.input(`${k}${sfx(i)}`, 'float32', d))]));
+  const fmt = (k: string): StateFormat => opts.formats?.[k] ?? 'fp32';
+  const st = Object.fromEntries(states.map((k) => [k, dimsList.map((d, i) => g.input(`${k}${sfx(i)}`, dtypeOfFormat(fmt(k)), d))]));
+  const q = states.filter((k) => fmt(k) === '8bit');
+  const am = Object.fromEntries(q.map((k) => [k, dimsList.map((d, i) => g.input(`${k}_absmax${sfx(i)}`, 'float32', [absmaxLength(d.reduce((a, b) => a * b, 1))]))]));
   const step = g.input('step', 'int64', []);
   const scalars = Object.fromEntries(def.scalars.map((s) => [s.name, g.input(s.name, opts.scalarType ?? 'float64', [])]));
   const globals: Record<string, Value> = {};
@@ -70,12 +78,19 @@ export function definedStepModel(name: string, spec: OptimizerSpec, dimsList: nu
     const r = emitStep(g, def, {
       params: idx.map((i) => params[i]), grads: idx.map((i) => grads[i]), states: Object.fromEntries(states.map((k) => [k, idx.map((i) => st[k][i])])),
       globals, step, scalars, weightDecay, multi, name: `${def.name}/${idx[0]}`, stateDtype: 'float32',
+      formats: opts.formats, stochasticRounding: opts.stochasticRounding, seed: opts.seed,
+      absmax: Object.fromEntries(q.map((k) => [k, idx.map((i) => am[k][i])])),
     }, spec);
-    idx.forEach((i, j) => { out(r.params[j], `param${sfx(i)}`); for (const k of states) out(r.states[k][j], `${k}${sfx(i)}`); });
+    idx.forEach((i, j) => {
+      out(r.params[j], `param${sfx(i)}`);
+      for (const k of states) out(r.states[k][j], `${k}${sfx(i)}`);
+      for (const k of q) out(r.absmax![k][j], `${k}_absmax${sfx(i)}`);
+    });
     if (idx[0] === 0) for (const [k, v] of Object.entries(r.globals)) out(v, k);
   }
   return {
     model: toModelProto(g), carry, scalars: def.scalars.map((s) => s.name), states, globals: Object.keys(globals),
-    carried: [...dimsList.map((_, i) => `param${sfx(i)}`), ...states.flatMap((k) => dimsList.map((_, i) => `${k}${sfx(i)}`))],
+    carried: [...dimsList.map((_, i) => `param${sfx(i)}`), ...states.flatMap((k) => dimsList.map((_, i) => `${k}${sfx(i)}`)),
+      ...q.flatMap((k) => dimsList.map((_, i) => `${k}_absmax${sfx(i)}`))],
   };
 }

@@ -10,6 +10,7 @@ import { Tensor } from 'onnxruntime-common';
 import type { DType } from '../graph/dtype';
 import type { TensorData } from '../graph/tensor-data';
 import { loadSafetensors, saveSafetensors, SafetensorsError } from '../io/safetensors';
+import type { RawTensor } from '../native/session';
 
 export const CHECKPOINT_FORMAT = 'ademamix-checkpoint/1';
 const NAME = /^step-(\d+)\.safetensors$/;
@@ -42,7 +43,11 @@ export function listCheckpoints(dir: string): string[] {
   return fs.readdirSync(dir).filter((f) => NAME.test(f)).sort().map((f) => path.join(dir, f));
 }
 
-export function saveCheckpoint(dir: string, state: Record<string, Tensor>, info: CheckpointInfo, keep: number): string {
+/** A carried tensor as the native session hands it out: bf16 states as raw Uint16Array bits, 8-bit states as uint8
+ * codes beside their float32 `.absmax` (saved as they are: safetensors BF16 / U8 / F32). */
+export type StateTensor = RawTensor;
+
+export function saveCheckpoint(dir: string, state: Record<string, StateTensor>, info: CheckpointInfo, keep: number): string {
   fs.mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorData>();
   for (const name of Object.keys(state).sort()) {
@@ -76,7 +81,13 @@ export function saveCheckpoint(dir: string, state: Record<string, Tensor>, info:
   return file;
 }
 
-export interface LoadedCheckpoint { file: string; info: CheckpointInfo; state: Record<string, Tensor> }
+export interface LoadedCheckpoint {
+  file: string; info: CheckpointInfo;
+  /** every tensor except bfloat16 ones (which onnxruntime-common's Tensor cannot hold) */
+  state: Record<string, Tensor>;
+  /** every tensor, bfloat16 as raw bits (what a session's setStateRaw takes) */
+  raw: Record<string, StateTensor>;
+}
 
 export function loadCheckpoint(file: string): LoadedCheckpoint {
   if (!fs.existsSync(file)) throw new CheckpointError(`checkpoint ${file} does not exist`);
@@ -104,9 +115,12 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
     throw new CheckpointError(`checkpoint ${file}: corrupt metadata (counters are not numbers)`);
   }
   if (typeof info.fingerprint !== 'string') throw new CheckpointError(`checkpoint ${file}: corrupt metadata (no fingerprint)`);
-  const state: Record<string, Tensor> = {};
-  for (const [name, t] of st.tensors) state[name] = new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
-  return { file, info, state };
+  const state: Record<string, Tensor> = {}; const raw: Record<string, StateTensor> = {};
+  for (const [name, t] of st.tensors) {
+    if (t.dtype === 'bfloat16') { raw[name] = { type: 'bfloat16', data: t.data as Uint16Array, dims: t.dims }; continue; }
+    raw[name] = state[name] = new Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  }
+  return { file, info, state, raw };
 }
 
 /** A checkpoint file, or the newest one in a run directory (or its checkpoints/ folder). */

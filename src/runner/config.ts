@@ -2,7 +2,8 @@
 // plus bookkeeping (intervals, checkpoint policy). It is saved as config.json in the run directory and inside every
 // checkpoint, so a resumed run rebuilds exactly the same graphs and data order.
 import { isImageSource } from '../data/images';
-import { OPTIMIZER_NAMES } from '../optim/derive';
+import { getOptimizer, OPTIMIZER_NAMES } from '../optim/derive';
+import { allFp32, parseStates, type StateFormat } from '../optim/precision';
 import type { LrSchedule } from '../optim/schedules';
 
 /** An optimizer definition's name (src/optim/defs/). */
@@ -29,6 +30,10 @@ export interface TrainConfig {
   /** Hyperparameters of the chosen optimizer that have no field above (eps and the like), by definition key. */
   hyper?: Record<string, number>;
   gradClip?: number;
+  /** Optimizer state storage (--states): fp32 | bf16 | 8bit for every slot, or `slot=format,…`; default fp32. */
+  states?: string;
+  /** Stochastic rounding of bf16 and 8-bit state stores (--stochastic-rounding). */
+  stochasticRounding?: boolean;
   steps: number;
   batch: number;
   /** Sequence length (text models). */
@@ -83,7 +88,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function configTypeError(c: unknown): string | undefined {
   if (!isRecord(c)) return 'must be a JSON object of settings';
   for (const [k, v] of Object.entries(c)) {
-    const want = OPTIMIZER_FIELDS.includes(k) || k === 'gradClip' ? 'number'
+    const want = k === 'states' ? 'string' : k === 'stochasticRounding' ? 'boolean' : OPTIMIZER_FIELDS.includes(k) || k === 'gradClip' ? 'number'
       : k === 'hyper' || k === 'modelOverrides' ? 'record' : k in DEFAULT_CONFIG ? typeof DEFAULT_CONFIG[k as keyof TrainConfig] : undefined;
     if (want === undefined || v === undefined) continue; // undefined is absent (JSON has none; code may spread it)
     if (want === 'record') {
@@ -113,6 +118,18 @@ export function validateConfig(c: TrainConfig): TrainConfig {
     throw new ConfigError(isVision(c)
       ? `model ${c.model} trains on images: use --data mnist, a folder of class subfolders with PNGs, or a .safetensors file with images/labels (got '${c.data}')`
       : `model ${c.model} is a text model: --data ${c.data} is image data (for vit presets)`);
+  }
+  if (c.states !== undefined || c.stochasticRounding) {
+    const def = getOptimizer(c.optimizer);
+    let formats: Record<string, StateFormat>;
+    try { formats = parseStates(def, c.states); } catch (e) { throw new ConfigError((e as Error).message); }
+    if (c.stochasticRounding && allFp32(formats)) throw new ConfigError('--stochastic-rounding: needs bf16 or 8-bit states (--states bf16|8bit)');
+    for (const k of def.evalParam?.states ?? []) {
+      if (formats[k] !== 'fp32') throw new ConfigError(`--states: ${def.name} keeps '${k}' in fp32 (evaluation and exported weights read it), got ${k}=${formats[k]}`);
+    }
+    if (!allFp32(formats) && (def.globals ?? []).some((gl) => configHyper(c, gl.when) === true)) {
+      throw new ConfigError(`--states: ${def.name} with its scalar state (${(def.globals ?? []).map((gl) => gl.when).join(', ')}) keeps fp32 states`);
+    }
   }
   if (c.trackBatches * 2 > c.steps) throw new ConfigError(`track-batches ${c.trackBatches} needs at least ${c.trackBatches * 2} steps`);
   return c;

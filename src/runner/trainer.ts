@@ -7,13 +7,14 @@ import * as path from 'node:path';
 import type { Tensor } from 'onnxruntime-common';
 import { Tensor as OrtTensor } from 'onnxruntime-common';
 import { encodeModel, saveModel } from '../onnx/io';
-import { NativeSession } from '../native';
+import { NativeSession, type RawTensor } from '../native';
 import { saveSafetensors } from '../io/safetensors';
 import type { TensorData } from '../graph/tensor-data';
 import type { DType } from '../graph/dtype';
 import { assembleTraining, exportedParams, type TrainingArtifacts } from '../train/assemble';
 import { STOP_INPUT, STOP_OUTPUT } from '../train/data-parallel';
 import { getOptimizer, makeSpec, type OptimizerSpec } from '../optim/derive';
+import { parseStates, type StatePrecision } from '../optim/precision';
 import { configHyper, lrSchedule, validateConfig, type TrainConfig } from './config';
 import { checkpointPath, fingerprint, loadCheckpoint, saveCheckpoint, CheckpointError, type CheckpointInfo } from './checkpoint';
 import { Progress } from './progress';
@@ -66,6 +67,11 @@ export function optimizerSpec(c: TrainConfig): OptimizerSpec {
   return makeSpec(def, o);
 }
 
+/** The run's state storage per slot (--states, --stochastic-rounding), from its optimizer's definition. */
+export function statePrecision(c: TrainConfig): StatePrecision {
+  return { formats: parseStates(getOptimizer(c.optimizer), c.states), stochasticRounding: c.stochasticRounding === true };
+}
+
 const scalar = (t: Tensor | undefined): number => (t ? Number(t.data[0]) : NaN);
 
 export class Trainer {
@@ -99,6 +105,7 @@ export class Trainer {
       forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
       skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },
       world: parallel ? { size: world.size, rank: world.rank, shardStates: opts.shardStates } : undefined,
+      states: statePrecision(config), seed: config.seed,
     });
     const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
     session.carry(art.carry);
@@ -110,14 +117,15 @@ export class Trainer {
         throw new CheckpointError(`checkpoint ${resumed.file} was written for a different model ` +
           `(${String(resumed.info.config.model)}, fingerprint ${resumed.info.fingerprint}) than ${config.model} (fingerprint ${fp})`);
       }
-      session.setState(sliceState(resumed.state, art.shards));
+      // sharded states are fp32 (assembleTraining refuses others): this rank takes its slices; else every tensor as stored
+      if (art.shards?.size) session.setState(sliceState(resumed.state, art.shards)); else session.setStateRaw(resumed.raw);
       task.train.seek(resumed.info.dataPosition);
       step = resumed.info.step; counters = { ...counters, ...resumed.info.counters };
       if (world.lead) run.loadRecords(step + 1);
     } else {
-      const init: Record<string, Tensor> = {};
-      for (const [k, v] of art.initialState) init[k] = new OrtTensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
-      session.setState(init);
+      const init: Record<string, RawTensor> = {};
+      for (const [k, v] of art.initialState) init[k] = { type: v.dtype, data: v.data as RawTensor['data'], dims: v.dims };
+      session.setStateRaw(init);
       if (world.lead && fs.existsSync(run.metricsFile)) fs.rmSync(run.metricsFile);
     }
     // every rank runs the same configuration from the same parameters, step and data position (one seed or one checkpoint)
@@ -158,7 +166,7 @@ export class Trainer {
       step: this.step, config: this.config as unknown as Record<string, unknown>, dataPosition: this.task.train.position(),
       fingerprint: carriedFingerprint(this.session, this.artifacts), counters: this.counters,
     };
-    const state = gatherState(this.session.getState(), this.artifacts.shards, this.world);
+    const state = this.artifacts.shards?.size ? gatherState(this.session.getState(), this.artifacts.shards, this.world) : this.session.getStateRaw();
     if (!this.world.lead) return checkpointPath(this.run.checkpoints, this.step);
     return saveCheckpoint(this.run.checkpoints, state, info, this.config.keepCheckpoints);
   }

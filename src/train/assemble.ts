@@ -9,7 +9,10 @@ import { gradients } from '../autodiff';
 import type { GraphBuilder } from '../graph/builder';
 import { isFloat } from '../graph/dtype';
 import { toModelProto } from '../graph/serialize';
-import { fromTensorProto, tensorData, type TensorData } from '../graph/tensor-data';
+import { fromTensorProto, numel, tensorData, type TensorData } from '../graph/tensor-data';
+import {
+  absmaxLength, absmaxName, dtypeOfFormat, encodeState, stateBytesPerParam, type StateFormat, type StatePrecision,
+} from '../optim/precision';
 import type { Node, Value } from '../graph/value';
 import type { ModelProto, TensorProto } from '../onnx/proto';
 import { hasOpsLibrary } from '../native/paths';
@@ -46,6 +49,11 @@ export interface TrainingSpec {
   multiTensor?: boolean;
   /** Storage type of the optimizer states (m1/m2/ν, m/ν, m/v): bfloat16 halves their memory; math stays float32. */
   stateDtype?: StateDtype;
+  /** Storage per state slot (fp32, bf16, 8-bit blockwise) and stochastic rounding (src/optim/precision.ts); overrides
+   * `stateDtype`. 8-bit slots carry `<param>.<slot>` (uint8) and `<param>.<slot>.absmax` (float32, ceil(n/256)). */
+  states?: StatePrecision;
+  /** Seed of stochastic rounding. */
+  seed?: number;
   metadata?: Record<string, string>;
   /**
    * Data-parallel training over MPI ranks (src/train/data-parallel.ts): gradients and loss averaged over the world
@@ -81,7 +89,9 @@ export interface OptimizerManifest {
   /** per-step scalar inputs of the op, computed in-graph from `step` */
   scalars: string[];
   bytesPerParam: number;
-  /** each parameter's state inputs (carried like the parameter) */
+  /** storage of each active state slot, bytes of state per parameter, stochastic rounding of the stores */
+  stateFormats: Record<string, StateFormat>; stateBytesPerParam: number; stochasticRounding: boolean;
+  /** each parameter's state inputs (8-bit slots: the codes and their absmax) (carried like the parameter) */
   states: Record<string, string[]>;
   /** optimizer-wide scalar states */
   globals: string[];
@@ -127,17 +137,42 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
     throw new Error(`--shard-states: ${def.name} is not elementwise; sharded states are implemented for ${dp.SHARDABLE_OPTIMIZERS.join(', ')}`);
   }
   const shards = sharded ? new Map<string, dp.ShardInfo>() : undefined;
+  const formatOf = (slot: string): StateFormat => spec.states?.formats[slot] ?? (stateDtype === 'bfloat16' ? 'bf16' : 'fp32');
+  const formats = Object.fromEntries(def.states.map((s) => [s.name, formatOf(s.name)]));
+  for (const k of def.evalParam?.states ?? []) {
+    if (formats[k] !== 'fp32') throw new Error(`assembleTraining: ${def.name} keeps '${k}' in fp32 (evaluation and exported weights read it), got ${formats[k]}`);
+  }
+  // a rank's slice of a state is cut at any element, an 8-bit block or a bf16 store would have to follow it
+  if (sharded && slots.some((k) => formats[k] !== 'fp32')) {
+    throw new Error(`--shard-states: sharded states are fp32 only (got ${slots.map((k) => `${k}=${formats[k]}`).join(',')})`);
+  }
   const stateInputs = new Map<string, Value>();
   const stateInput = (p: Value, slot: string): Value => {
     const name = `${p.name}.${slot}`;
     if (!stateInputs.has(name)) {
-      const init = def.states.find((s) => s.name === slot)?.init === 'param';
+      const sd = def.states.find((s) => s.name === slot);
+      const fmt = formatOf(slot);
       const p0 = initialState.get(p.name!)!;
-      if (init && stateDtype !== 'float32') throw new Error(`assembleTraining: ${def.name} keeps its '${slot}' state in float32 only`);
-      let s0: TensorData = init ? { ...p0, data: Float32Array.from(p0.data as Float32Array) } : tensorData(stateDtype, p0.dims);
-      if (shards) { const si = dp.shardInfo(p0.dims, world!); shards.set(name, si); s0 = init ? dp.sliceData(s0, si) : tensorData(stateDtype, [si.k]); }
-      initialState.set(name, s0);
-      stateInputs.set(name, g.input(name, stateDtype, shards ? [shards.get(name)!.k] : p.shape));
+      const n = numel(p0.dims);
+      if (shards) {
+        // this rank's 1/N of the state (fp32: checked above)
+        const si = dp.shardInfo(p0.dims, world!); shards.set(name, si);
+        initialState.set(name, sd?.init === 'param' ? dp.sliceData({ ...p0, data: Float32Array.from(p0.data as Float32Array) }, si) : tensorData('float32', [si.k]));
+        stateInputs.set(name, g.input(name, 'float32', [si.k]));
+      } else {
+        if (sd?.init === 'param') {
+          // a state that starts as a copy of the parameter (Schedule-Free's z), stored as its format stores it
+          const enc = encodeState(p0.data as Float32Array, fmt, !sd.unsigned);
+          initialState.set(name, { dtype: dtypeOfFormat(fmt), dims: p0.dims, data: enc.data });
+          if (enc.format === '8bit') initialState.set(absmaxName(name), { dtype: 'float32', dims: [absmaxLength(n)], data: enc.absmax });
+        } else {
+          // zeros: an all-zero absmax decodes every code to 0
+          initialState.set(name, tensorData(dtypeOfFormat(fmt), p0.dims));
+          if (fmt === '8bit') initialState.set(absmaxName(name), tensorData('float32', [absmaxLength(n)]));
+        }
+        stateInputs.set(name, g.input(name, dtypeOfFormat(fmt), p.shape));
+        if (fmt === '8bit') stateInputs.set(absmaxName(name), g.input(absmaxName(name), 'float32', [absmaxLength(n)]));
+      }
     }
     return stateInputs.get(name)!;
   };
@@ -235,13 +270,17 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   for (const [wd, idx, name] of groups) {
     const ps = idx.map((i) => params[i]);
     const states = Object.fromEntries(slots.map((k) => [k, ps.map((p) => stateInput(p, k))]));
+    const q = slots.filter((k) => formats[k] === '8bit');
+    const absmax = Object.fromEntries(q.map((k) => [k, ps.map((p) => stateInputs.get(absmaxName(`${p.name}.${k}`))!)]));
     const r = emitStep(g, def, {
       params: sharded ? idx.map((i) => dp.paramSlice(g, params[i], paramShards[i])) : ps,
       grads: idx.map((i) => grads[i]), states, globals, step, scalars, weightDecay: wd, multi, name, stateDtype,
+      formats, stochasticRounding: spec.states?.stochasticRounding, seed: spec.seed, absmax,
     }, opt);
     ps.forEach((p, j) => {
       if (sharded) updatedSlices.push([idx[j], r.params[j]]); else carried(r.params[j], p.name!);
       for (const k of slots) carried(r.states[k][j], `${p.name}.${k}`);
+      for (const k of q) carried(r.absmax![k][j], absmaxName(`${p.name}.${k}`));
     });
     // an optimizer-wide state (Simplified's S1) is computed alike by every node: carry the first
     for (const [k, v] of Object.entries(r.globals)) {
@@ -255,7 +294,9 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const manifest: OptimizerManifest = {
     name: def.name, op: def.op, hyper: Object.fromEntries(def.hyper.map((h) => [h.key, opt[h.key] ?? null])), lr: opt.lr,
     scalars: def.scalars.map((x) => x.name), bytesPerParam: def.bytesPerParam(opt),
-    states: Object.fromEntries(params.map((p) => [p.name!, slots.map((k) => `${p.name}.${k}`)])),
+    stateFormats: Object.fromEntries(slots.map((k) => [k, formats[k]])), stateBytesPerParam: stateBytesPerParam(def, opt, formats),
+    stochasticRounding: spec.states?.stochasticRounding === true,
+    states: Object.fromEntries(params.map((p) => [p.name!, slots.flatMap((k) => formats[k] === '8bit' ? [`${p.name}.${k}`, absmaxName(`${p.name}.${k}`)] : [`${p.name}.${k}`])])),
     globals: Object.keys(globals).map((k) => `optimizer.${k}`),
     decayed: params.filter((p) => wdOf(p) !== 0).map((p) => p.name!),
     carry, evalInputs, evalReads: def.evalParam ? `x = f(param, ${def.evalParam.states.join(', ')}) (computed inside eval.onnx)` : 'param',

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "ademamix/kernels.h"
+#include "ademamix/codec.h"
 
 extern "C" {
 
@@ -42,6 +43,11 @@ int ademamix_cuda_adamw(const ademamix::AdamWHyper* h, const ademamix_cuda_tenso
 // not depend on scheduling), with scratch from cudaMallocAsync on the same stream.
 int ademamix_cuda_generic(int op_index, const ademamix::GenericHyper* h, const ademamix_cuda_tensor* tensors,
                           size_t count, void* stream);
+// A coded-state op (schema::kOps[op_index], any definition; codec.h) over a list of tensors whose states are
+// float32, bf16 or 8-bit per cfg: one 256-thread block per 256-element quantization block (the block's absmax is
+// reduced in shared memory before its codes are written). Functors with a norm pass run it first.
+int ademamix_cuda_coded(int op_index, const ademamix::GenericHyper* h, const ademamix::CodedConfig* cfg,
+                        const ademamix::CodedTensor* tensors, size_t count, void* stream);
 // Device-to-device copy on `stream` (AdEMAMix with beta1 = 0 that still names m1_out: m1_out = grad).
 int ademamix_cuda_copy(void* dst, const void* src, size_t bytes, void* stream);
 const char* ademamix_cuda_error_string(int code);

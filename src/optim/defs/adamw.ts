@@ -1,6 +1,7 @@
 // AdamW (torch.optim.AdamW semantics). Nodes, bodies and kernel functor predate this folder (src/optim/nodes.ts,
 // functions.ts, AdamWOp in custom-ops/include/ademamix/kernels.h).
 import { adamwStep, adamwStepMulti } from '../nodes';
+import { adamwBody } from '../functions';
 import { AdamWRef } from '../reference';
 import { beta, EPS, LR, weightDecay } from './common';
 import type { OptimizerDef } from './types';
@@ -10,9 +11,10 @@ const n = (x: unknown): number => x as number;
 export const adamw: OptimizerDef = {
   name: 'adamw', op: 'AdamW', title: 'AdamW (torch.optim.AdamW)', lr: 1e-3,
   hyper: [beta('beta1', 0.9, 'first-moment EMA rate'), beta('beta2', 0.999, 'second-moment EMA rate'), EPS, weightDecay(0.01)],
-  states: [{ name: 'm' }, { name: 'v' }],
+  states: [{ name: 'm' }, { name: 'v', unsigned: true }],
   scalars: [LR],
   bytesPerParam: () => 28,
+  body: (a) => adamwBody(a),
   emit: (g, x, s) => {
     const a = { beta1: n(s.beta1), beta2: n(s.beta2), eps: n(s.eps), weightDecay: x.weightDecay };
     const sd = { stateDtype: x.stateDtype };

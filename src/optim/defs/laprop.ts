@@ -6,7 +6,7 @@ import type { OptimizerDef } from './types';
 export const laprop: OptimizerDef = {
   name: 'laprop', op: 'LAProp', title: 'LAProp (momentum of the normalized gradient)', lr: 1e-3,
   hyper: [beta('beta1', 0.9, 'momentum EMA rate'), beta('beta2', 0.999, 'second-moment EMA rate'), EPS, weightDecay(0)],
-  states: [{ name: 'm' }, { name: 'nu' }],
+  states: [{ name: 'm' }, { name: 'nu', unsigned: true }],
   scalars: [LR],
   bytesPerParam: () => 28,
   kernel: { functor: 'LapropOp' },

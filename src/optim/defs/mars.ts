@@ -12,7 +12,7 @@ export const mars: OptimizerDef = {
     { key: 'gamma', flag: 'gamma', attr: 'gamma', default: 0.025, help: 'scale γ of the gradient-correction term', range: { min: 0, max: Infinity } },
     weightDecay(0),
   ],
-  states: [{ name: 'g_prev' }, { name: 'm' }, { name: 'nu' }],
+  states: [{ name: 'g_prev' }, { name: 'm' }, { name: 'nu', unsigned: true }],
   scalars: [LR],
   bytesPerParam: () => 44,
   kernel: { functor: 'MarsOp', normPass: true },

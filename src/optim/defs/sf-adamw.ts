@@ -39,7 +39,7 @@ export const sfAdamw: OptimizerDef = {
     beta('beta2', 0.999, 'second-moment EMA rate'), EPS, weightDecay(0),
   ],
   noLrDecay: true,
-  states: [{ name: 'z', init: 'param' }, { name: 'nu' }],
+  states: [{ name: 'z', init: 'param' }, { name: 'nu', unsigned: true }],
   scalars: [LR, { name: 'sf_c', graph: (g, t, s) => weightGraph(g, t, s), at: weightAt }],
   bytesPerParam: () => 28,
   kernel: { functor: 'SfAdamwOp' },

@@ -3,6 +3,7 @@
 // bodies and kernel functor predate this folder (src/optim/nodes.ts, functions.ts, SimplifiedOp in kernels.h).
 import { halfLifeBetaGraph } from '../../train/schedule-graph';
 import { simplifiedStep, simplifiedStepMulti } from '../nodes';
+import { simplifiedBody } from '../functions';
 import { SimplifiedAdemamixRef } from '../reference';
 import { halfLifeBetaAt } from '../schedules';
 import { beta, EPS, LR, weightDecay } from './common';
@@ -22,7 +23,7 @@ export const simplified: OptimizerDef = {
     { key: 'biasCorrection1', attr: 'bias_correction1', type: 'bool', default: false, help: 'divide by the running mass S1' },
     { key: 'biasCorrection2', attr: 'bias_correction2', type: 'bool', default: true, help: 'bias-correct ν' },
   ],
-  states: [{ name: 'm' }, { name: 'nu' }],
+  states: [{ name: 'm' }, { name: 'nu', unsigned: true }],
   globals: [{ name: 's1', when: 'biasCorrection1', init: 0 }],
   scalars: [
     LR,
@@ -31,6 +32,7 @@ export const simplified: OptimizerDef = {
       at: (t, s) => halfLifeBetaAt(t, n(s.betaMin), n(s.beta1), s.tBeta1 as number | undefined) },
   ],
   bytesPerParam: () => 28,
+  body: (a) => simplifiedBody(a),
   emit: (g, x, s) => {
     const a = { beta2: n(s.beta2), eps: n(s.eps), weightDecay: x.weightDecay, biasCorrection1: s.biasCorrection1 === true, biasCorrection2: s.biasCorrection2 !== false };
     const sc = { step: x.step, lr: x.scalars.lr, alpha: x.scalars.alpha, beta1: x.scalars.beta1, s1: x.globals.s1 ?? null };

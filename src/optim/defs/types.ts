@@ -5,6 +5,7 @@ import type { GraphBuilder } from '../../graph/builder';
 import type { Value } from '../../graph/value';
 import type { LrSchedule } from '../schedules';
 import type { StateDtype } from '../nodes';
+import type { StateFormat } from '../precision';
 
 /** A training spec: the optimizer's name, its lr schedule and its hyperparameter values (keys of `hyper`). */
 export type OptimizerSpec = { kind: string; lr: LrSchedule; weightDecay: number } & { [key: string]: unknown };
@@ -35,6 +36,11 @@ export interface StateDef {
   dropWhenZero?: string;
   /** Initial value: zeros (default), or a copy of the parameter (Schedule-Free's z). */
   init?: 'zeros' | 'param';
+  /** Never negative (second moments): 8-bit storage uses bitsandbytes' unsigned dynamic map; else the signed one. */
+  unsigned?: boolean;
+  /** What a blanket `--states 8bit` stores this slot as (default 8-bit); naming the slot (`m2=8bit`) always gets 8-bit.
+   * AdEMAMix's slow EMA: chosen from the measurement in docs/results.md ("Optimizer state precision"). */
+  eightBitAs?: StateFormat;
 }
 
 /** A per-step scalar input of the op (after `step`), computed in-graph from the step in double. */
@@ -84,8 +90,16 @@ export interface EmitArgs {
   multi: boolean;
   name: string;
   stateDtype: StateDtype;
+  /** Per-slot storage (src/optim/precision.ts); absent or all fp32: the float32 ops (or `stateDtype`). */
+  formats?: Record<string, StateFormat>;
+  /** Stochastic rounding of bf16 and 8-bit stores (the coded op's kernel; its function body rounds to nearest). */
+  stochasticRounding?: boolean;
+  /** Seed of the stochastic rounding's counter-based random stream. */
+  seed?: number;
+  /** The float32 absmax of each 8-bit slot (one tensor of ceil(n/256) per parameter). */
+  absmax?: Record<string, Value[]>;
 }
-export interface EmitResult { params: Value[]; states: Record<string, Value[]>; globals: Record<string, Value> }
+export interface EmitResult { params: Value[]; states: Record<string, Value[]>; globals: Record<string, Value>; absmax?: Record<string, Value[]> }
 
 export interface OptimizerDef {
   /** `--optimizer` value and spec.kind */
@@ -108,7 +122,8 @@ export interface OptimizerDef {
   scalars: ScalarDef[];
   /** Bytes one fp32 step moves per parameter (the bandwidth floor; bench optimizer). */
   bytesPerParam(spec: OptimizerSpec): number;
-  /** Standard-op body of one tensor's update (generic definitions). */
+  /** Standard-op body of one tensor's update, in float32 (generic definitions' function body; every definition's
+   * coded-state body wraps it in dequantize/quantize). */
   body?(a: BodyArgs): BodyResult;
   /** C++ functor in custom-ops/include/ademamix/kernels.h (generic definitions); `normPass`: it needs a per-tensor
    * norm pass first (MARS). */
