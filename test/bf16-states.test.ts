@@ -172,6 +172,14 @@ const SPECS: [string, Spec][] = [
   ['AdamW', { op: 'AdamW', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 }],
 ];
 const N = 129;
+// Per spec, about 7× what was measured on 2026-12-02 (kernel, body vs the bf16-rounded float64 reference after 1000
+// steps): AdEMAMix 1.36e-6, 6.71e-5; β1 = 0 1.32e-6, 7.09e-6; Simplified bc2 6.61e-4, 1.06e-3; Simplified bc1+bc2
+// 1.37e-2, 1.37e-2 (β1 → 0.99 keeps each rounding flip); AdamW 5.97e-6, 9.62e-3 (the body's Cast rounds at other
+// points than the kernel).
+const BF16_BOUNDS: Record<string, { kernel: number; body: number }> = {
+  AdEMAMix: { kernel: 1e-5, body: 5e-4 }, 'AdEMAMix beta1=0': { kernel: 1e-5, body: 5e-5 },
+  'Simplified bc2': { kernel: 5e-3, body: 7e-3 }, 'Simplified bc1+bc2': { kernel: 7e-2, body: 7e-2 }, AdamW: { kernel: 4e-5, body: 7e-2 },
+};
 
 describe.each(SPECS)('%s with bf16 states, 1000 steps', (name, spec) => {
   test('fused kernel and function body follow the float64 reference with bf16-stored states', () => {
@@ -188,9 +196,10 @@ describe.each(SPECS)('%s with bf16 states, 1000 steps', (name, spec) => {
     // other side of a bf16 rounding boundary: each such flip moves a state by one bf16 step (0.4%) and, with β near 1,
     // stays (measured: up to 1.4e-2 for Simplified with β1 → 0.99, 1e-6 to 7e-4 otherwise). The float64-state
     // trajectory is several times further away still (bf16 storage itself, not the kernel).
-    expect(measured.kernelVsBf16Ref).toBeLessThan(3e-2);
-    expect(measured.bodyVsBf16Ref).toBeLessThan(5e-2);
-    expect(measured.f32KernelVsF64).toBeLessThan(1e-5);
+    const bound = BF16_BOUNDS[name];
+    expect(measured.kernelVsBf16Ref).toBeLessThan(bound.kernel);
+    expect(measured.bodyVsBf16Ref).toBeLessThan(bound.body);
+    expect(measured.f32KernelVsF64).toBeLessThan(3e-5); // measured 2026-12-02: 2.7e-6 to 5.8e-6
     expect(measured.kernelVsBf16Ref).toBeLessThan(measured.kernelVsF64 / 4);
   });
 });
