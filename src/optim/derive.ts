@@ -78,6 +78,20 @@ export function activeStates(def: OptimizerDef, spec: OptimizerSpec | Record<str
     .map((s) => s.name);
 }
 
+/** A function body's reader of the calling node's attributes (float32 scalars; bools cast), one Constant each. */
+function bodyAttrs(g: GraphBuilder, def: OptimizerDef): (name: string) => Value {
+  const cache = new Map<string, Value>();
+  return (name) => {
+    if (!cache.has(name)) {
+      const h = def.hyper.find((x) => x.attr === name);
+      if (!h) throw new Error(`${def.name}: the body reads attribute '${name}', which no hyperparameter declares`);
+      cache.set(name, h.type === 'bool' ? g.cast(g.op('Constant', [], { value_int: attr.ref(name, 'int') }), 'float32')
+        : g.op('Constant', [], { value_float: attr.ref(name, 'float') }));
+    }
+    return cache.get(name)!;
+  };
+}
+
 // ---- generic definitions: one fused multi-tensor op ---------------------------------------------------------------
 // Inputs: step, the per-step scalars, then N params, N grads and N of each state; outputs N params_out, then N of
 // each state's out. A per-tensor update is a list of one. The kernel (custom-ops) and the function body below are
@@ -197,16 +211,7 @@ export function fusedFunction(def: OptimizerDef, n: number) {
   const list = (name: string): Value[] => Array.from({ length: n }, (_, i) => g.input(`${name}_${i}`, 'float32', null));
   const params = list('param'); const grads = list('grad');
   const states = Object.fromEntries(def.states.map((s) => [s.name, list(s.name)]));
-  const cache = new Map<string, Value>();
-  const attrValue = (name: string): Value => {
-    if (!cache.has(name)) {
-      const h = def.hyper.find((x) => x.attr === name);
-      if (!h) throw new Error(`${def.name}: the body reads attribute '${name}', which no hyperparameter declares`);
-      cache.set(name, h.type === 'bool' ? g.cast(g.op('Constant', [], { value_int: attr.ref(name, 'int') }), 'float32')
-        : g.op('Constant', [], { value_float: attr.ref(name, 'float') }));
-    }
-    return cache.get(name)!;
-  };
+  const attrValue = bodyAttrs(g, def);
   const outs: { param: Value; states: Record<string, Value> }[] = [];
   for (let i = 0; i < n; i++) {
     outs.push(def.body({
@@ -379,16 +384,7 @@ export function codedFunction(def: OptimizerDef, slots: { name: string; format: 
   const q = slots.filter((s) => s.format === '8bit');
   const absmax = Object.fromEntries(q.map((s) => [s.name, list(`${s.name}_absmax`, 'float32')]));
   const signed = (slot: string): boolean => !def.states.find((s) => s.name === slot)?.unsigned;
-  const cache = new Map<string, Value>();
-  const attrValue = (name: string): Value => {
-    if (!cache.has(name)) {
-      const h = def.hyper.find((x) => x.attr === name);
-      if (!h) throw new Error(`${def.name}: the body reads attribute '${name}', which no hyperparameter declares`);
-      cache.set(name, h.type === 'bool' ? g.cast(g.op('Constant', [], { value_int: attr.ref(name, 'int') }), 'float32')
-        : g.op('Constant', [], { value_float: attr.ref(name, 'float') }));
-    }
-    return cache.get(name)!;
-  };
+  const attrValue = bodyAttrs(g, def);
   const load = (s: { name: string; format: StateFormat }, i: number): Value =>
     s.format === 'fp32' ? states[s.name][i] : s.format === 'bf16' ? g.cast(states[s.name][i], 'float32')
       : dequantBody(g, states[s.name][i], absmax[s.name][i], signed(s.name));
