@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# ASan + UBSan: builds the op library, the session addon and the kernel check into build-asan/ (CUDA off; the
-# AVX2 target_clones off too: ifunc resolvers and instrumented code are not a combination this was tried with), then
-# runs their native tests under the sanitizers:
+# ASan + UBSan: builds the op library, the session addon and the kernel check into build-asan/ (CUDA off; both CPU
+# kernel builds, avx2 and base, instrumented), then runs their native tests under the sanitizers:
 # the C++ kernel check (standalone) and the addon's jest files (and test/edges.test.ts) with the sanitized .so's (ADEMAMIX_BUILD_DIR).
 # node itself is not instrumented: libasan is preloaded; leak detection is off (node and ORT leak at exit).
 set -euo pipefail
@@ -15,7 +14,7 @@ mkdir -p "$out"
 log=$out/build.log
 echo "== sanitize: ASan+UBSan build into $out/ (log: $log)" >&2
 if ! { cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADEMAMIX_SANITIZE=ON -DADEMAMIX_CUDA=OFF \
-         -DADEMAMIX_TARGET_CLONES=OFF -DORT_INCLUDE_DIR="$inc" -DNODE_INCLUDE_DIR="$node_inc" \
+         -DORT_INCLUDE_DIR="$inc" -DNODE_INCLUDE_DIR="$node_inc" \
          -DNODE_ADDON_API_DIR="$root/node_modules/node-addon-api" \
        && cmake --build "$out" -j "$jobs"; } > "$log" 2>&1; then
   tail -n 40 "$log" >&2

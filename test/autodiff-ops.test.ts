@@ -72,6 +72,7 @@ const elementwise: Case[] = [
 
 const linalg: Case[] = [
   c('MatMul batched × 2-D', [x('a', [2, 3, 4]), x('b', [4, 5])], (g, [a, b]) => g.matmul(a, b)),
+  c('MatMul rank-4 × 2-D (the weight gradient as one GEMM over all rows)', [x('a', [2, 2, 3, 4]), x('b', [4, 5])], (g, [a, b]) => g.matmul(a, b)),
   c('MatMul batch broadcast on both', [x('a', [2, 1, 3, 4]), x('b', [3, 4, 2])], (g, [a, b]) => g.matmul(a, b)),
   c('MatMul 1-D × 2-D', [x('a', [4]), x('b', [4, 3])], (g, [a, b]) => g.matmul(a, b)),
   c('MatMul 3-D × 1-D', [x('a', [2, 3, 4]), x('b', [4])], (g, [a, b]) => g.matmul(a, b)),

@@ -5,6 +5,8 @@
 // steps rotate through the three ways ORT can hand over buffers: separate outputs (poisoned with NaN first, so an
 // element the kernel skips is caught), every output in place over its input, and a mix of the two.
 // Exit code 1 on any mismatch (relative error on the parameters or states above 1e-5).
+// It checks the CPU build the dispatcher picks (avx2 on an AVX2+FMA CPU); ctest runs it a second time with
+// ADEMAMIX_CPU=base for the baseline build.
 //
 // bf16 states: the float32 → bfloat16 conversion is checked on edge cases and against an independent nearest-value
 // search; then every optimizer runs with bf16 states, each step compared with a float64 step taken from the same
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <type_traits>
@@ -278,6 +281,12 @@ bool CheckBf16Rounding(std::mt19937& rng) {
 }  // namespace
 
 int main() {
+  const char* force = std::getenv("ADEMAMIX_CPU");
+  std::printf("CPU kernels: the %s build\n", cpu::isa());
+  if (force && std::strcmp(force, "base") == 0 && std::strcmp(cpu::isa(), "base") != 0) {
+    std::printf("FAIL ADEMAMIX_CPU=base did not select the base build\n");
+    return 1;
+  }
   std::mt19937 rng(1234);
   const size_t sizes[] = {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 63, 65, 1000, 1023, 4097, 16385, 100003, 262147};
   int failures = 0, cases = 0;

@@ -108,7 +108,7 @@ void Session::Register(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", cls);
 }
 
-// new Session(model: string | Uint8Array, options?: {intraOpThreads, interOpThreads, graphOptimizationLevel,
+// new Session(model: string | Uint8Array, options?: {intraOpThreads, intraOpSpinning, interOpThreads, graphOptimizationLevel,
 //   executionMode, opsLibrary, profilingPrefix, executionProvider: 'cpu' | {cuda: {providerLibrary, deviceIndex?,
 //   disableCpuFallback?, options?}}})
 Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
@@ -139,6 +139,12 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   auto given = [&](const char* k) { Napi::Value v = opt(k); return !v.IsUndefined() && !v.IsNull(); };
 
   if (int n = count("intraOpThreads"); n >= 0) Check(env, ort->SetIntraOpNumThreads(so, n), opening + ": intraOpThreads");
+  if (given("intraOpSpinning")) {
+    Napi::Value v = opt("intraOpSpinning");
+    if (!v.IsBoolean()) throw Napi::TypeError::New(env, "intraOpSpinning must be a boolean");
+    Check(env, ort->AddSessionConfigEntry(so, "session.intra_op.allow_spinning", v.As<Napi::Boolean>().Value() ? "1" : "0"),
+          opening + ": intraOpSpinning");
+  }
   if (int n = count("interOpThreads"); n >= 0) Check(env, ort->SetInterOpNumThreads(so, n), opening + ": interOpThreads");
   if (given("graphOptimizationLevel"))
     Check(env, ort->SetSessionGraphOptimizationLevel(so, ParseOptLevel(env, text("graphOptimizationLevel"))), opening);

@@ -32,6 +32,12 @@ export interface OptimizerBenchOptions {
   /** Optimizer state storage (--states, as for train; default fp32) and stochastic rounding of its stores. */
   states?: string;
   stochasticRounding?: boolean;
+  /**
+   * Spinning idle pool threads (default false). The op and the two copies are three sessions, each with its own
+   * intra-op pool, run in turn: with spinning on, the previous one's threads spin on the cores the next one needs
+   * (measured on 2 cores: every side at about half its bandwidth).
+   */
+  spin?: boolean;
 }
 
 /** The definition an `--op` names: its CLI name or its op name. */
@@ -79,7 +85,7 @@ function opRunner(o: OptimizerBenchOptions, sizes: number[], opsLibrary: string 
   const spec = makeSpec(def, { weightDecay: 0.1 });
   const formats = parseStates(def, o.states);
   const sm = definedStepModel(def.name, spec, sizes.map((n) => [n]), 0.1, { formats, stochasticRounding: o.stochasticRounding, seed: 1 });
-  const s = NativeSession.create(encodeModel(sm.model), { opsLibrary, intraOpThreads: o.threads });
+  const s = NativeSession.create(encodeModel(sm.model), { opsLibrary, intraOpThreads: o.threads, intraOpSpinning: o.spin === true });
   s.carry(sm.carry);
   const sizeOf = (name: string): number => sizes[Number(name.slice(name.lastIndexOf('_') + 1))];
   const init: Record<string, RawTensor> = {};
@@ -125,8 +131,8 @@ export function copySizes(sizes: number[], bytesPerParam: number): number[] {
 }
 
 /** BenchCopy over `sizes`, state carried like the optimizer's (double-buffered outputs). */
-function copyRunner(sizes: number[], threads: number, stream: boolean): Timed {
-  const s = NativeSession.create(copyModel(sizes, stream), { opsLibrary: opsLibraryPath(), intraOpThreads: threads });
+function copyRunner(sizes: number[], threads: number, stream: boolean, spin: boolean): Timed {
+  const s = NativeSession.create(copyModel(sizes, stream), { opsLibrary: opsLibraryPath(), intraOpThreads: threads, intraOpSpinning: spin });
   s.carry(Object.fromEntries(sizes.map((_, i) => [`x_${i}_out`, `x_${i}`])));
   s.setState(Object.fromEntries(sizes.map((n, i) => [`x_${i}`, new Tensor('float32', new Float32Array(n).fill(1), [n])])));
   return {
@@ -177,8 +183,8 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const opT: number[] = []; const ntT: number[] = []; const mcT: number[] = [];
   try {
     const op = opRunner(o, sizes, opsLibraryPath()); runners.push(op);
-    const nt = copyRunner(cSizes, o.threads, true); runners.push(nt);
-    const mc = copyRunner(cSizes, o.threads, false); runners.push(mc);
+    const nt = copyRunner(cSizes, o.threads, true, o.spin === true); runners.push(nt);
+    const mc = copyRunner(cSizes, o.threads, false, o.spin === true); runners.push(mc);
     for (let r = 0; r < o.reps + 2; r++) { // alternated, so all see the same machine load; two warm-up rounds
       const a = op.run(r); const b = nt.run(r); const c = mc.run(r);
       if (r >= 2) { opT.push(a); ntT.push(b); mcT.push(c); }
@@ -188,7 +194,7 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const opG = bytes / opMs; const copyG = Math.max(copyBytes / ntMs, copyBytes / mcMs);
   const result: Record<string, unknown> = {
     bench: 'optimizer', optimizer: def.name, op: allFp32(formats) ? def.op : `${def.op}Coded`, device: 'cpu', shape, tensors: sizes.length, params: o.params,
-    threads: o.threads, reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
+    threads: o.threads, spinning: o.spin === true, reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
     state_bytes_per_param: +stateBytes.toFixed(6), bytes_per_param: +bpp.toFixed(6), bytes,
     op_ms: +opMs.toFixed(3), op_gbps: gbps(bytes, opMs),
     copy_bytes: copyBytes, copy_stream_ms: +ntMs.toFixed(3), copy_stream_gbps: gbps(copyBytes, ntMs),

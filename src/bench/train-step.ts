@@ -172,7 +172,8 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
     bench: 'train-step', model: config.model, optimizer: config.optimizer, params, batch: config.batch, seq: config.seq, threads,
     steps, step_ms: +stepMs.toFixed(2), optimizer_ms: +shares.optimizerMs.toFixed(3),
     optimizer_share: +(shares.optimizerMs / shares.kernelMs).toFixed(4), profiled_kernel_ms: +shares.kernelMs.toFixed(2),
-    profiled_runs: shares.runs,
+    // ORT's own time for a run (model_run): kernels plus its executor, allocations and output copies
+    profiled_run_ms: +shares.runMs.toFixed(2), profiled_runs: shares.runs,
     // where the kernel time goes: the ten ops with the most, ms per step and share
     top_ops: Object.entries(shares.byOp).sort((a, b) => b[1] - a[1]).slice(0, 10)
       .map(([op, ms]) => ({ op, ms: +ms.toFixed(3), share: +(ms / shares.kernelMs).toFixed(4) })),

@@ -26,6 +26,12 @@ export type ExecutionProvider = 'cpu' | {
 
 export interface NativeSessionOptions {
   intraOpThreads?: number;
+  /**
+   * Whether idle intra-op pool threads spin (ORT's default, true) or sleep at once. Spinning saves a wake-up per
+   * parallel op, but a process that alternates several sessions (benchmarks) has each one's spinning threads take
+   * cores from the one running: on 2 cores that halved the optimizer's bandwidth (docs/benchmarks.md).
+   */
+  intraOpSpinning?: boolean;
   interOpThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   executionMode?: 'sequential' | 'parallel';

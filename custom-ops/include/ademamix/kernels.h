@@ -291,19 +291,29 @@ namespace cpu {
 #define ADEMAMIX_DECLARE_GENERIC(IDX, OP, FUNCTOR)                                                       \
   void FUNCTOR##_range(const GenericHyper& h, float denom, const Streams& x, size_t begin, size_t end); \
   double FUNCTOR##_sumsq(const GenericHyper& h, const Streams& x, size_t begin, size_t end);
-ADEMAMIX_GENERIC_OPS(ADEMAMIX_DECLARE_GENERIC)
-#undef ADEMAMIX_DECLARE_GENERIC
 
 // One optimizer step over elements [begin, end) of one tensor (any sub-range: callers split tensors across
 // threads). Plain C++ entry points, callable without ORT (tests, benchmarks). For AdEMAMix, beta1 = 0 selects the
 // two-state form: x.state = {m2, nu}; otherwise {m1, m2, nu}. Simplified: {m, nu} (h.s1 is S1 after this step's
 // update, used only with bias_correction1). AdamW: {m, v}. The bf16 overloads store the states as bfloat16.
-void ademamix_range(const AdemamixHyper& h, const Streams& x, size_t begin, size_t end);
-void simplified_range(const SimplifiedHyper& h, const Streams& x, size_t begin, size_t end);
-void adamw_range(const AdamWHyper& h, const Streams& x, size_t begin, size_t end);
-void ademamix_range(const AdemamixHyper& h, const StreamsBf16& x, size_t begin, size_t end);
-void simplified_range(const SimplifiedHyper& h, const StreamsBf16& x, size_t begin, size_t end);
-void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t begin, size_t end);
+#define ADEMAMIX_CPU_ENTRY_POINTS                                                                \
+  ADEMAMIX_GENERIC_OPS(ADEMAMIX_DECLARE_GENERIC)                                                 \
+  void ademamix_range(const AdemamixHyper& h, const Streams& x, size_t begin, size_t end);       \
+  void simplified_range(const SimplifiedHyper& h, const Streams& x, size_t begin, size_t end);   \
+  void adamw_range(const AdamWHyper& h, const Streams& x, size_t begin, size_t end);             \
+  void ademamix_range(const AdemamixHyper& h, const StreamsBf16& x, size_t begin, size_t end);   \
+  void simplified_range(const SimplifiedHyper& h, const StreamsBf16& x, size_t begin, size_t end); \
+  void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t begin, size_t end);
+ADEMAMIX_CPU_ENTRY_POINTS
+
+// The same entry points built twice from cpu_kernels.cc (CMake): `avx2` with -march=haswell (AVX2 + FMA; 256-bit
+// loops and streaming stores) and `base` with the target's baseline flags. The ones above call one of the two,
+// picked once per process from the CPU (cpu_dispatch.cc); the kernel check runs both.
+namespace avx2 { ADEMAMIX_CPU_ENTRY_POINTS }
+namespace base { ADEMAMIX_CPU_ENTRY_POINTS }
+// "avx2" or "base": the build the entry points above use in this process (ADEMAMIX_CPU=base in the environment
+// forces the baseline one).
+const char* isa();
 }  // namespace cpu
 
 }  // namespace ademamix
