@@ -142,7 +142,7 @@ inline void copy_out(void* dstv, const void* srcv, size_t bytes, bool stream) {
 #endif
     size_t head = (kAlign - (reinterpret_cast<uintptr_t>(dst) & (kAlign - 1))) & (kAlign - 1);
     if (head > bytes) head = bytes;
-    std::memcpy(dst, src, head);
+    if (head) std::memcpy(dst, src, head);  // (aligned cuts: never, so no call per block)
     size_t i = head;
 #if defined(__AVX__)
     for (; i + 32 <= bytes; i += 32)
@@ -150,7 +150,7 @@ inline void copy_out(void* dstv, const void* srcv, size_t bytes, bool stream) {
 #endif
     for (; i + 16 <= bytes; i += 16)
       _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    std::memcpy(dst + i, src + i, bytes - i);
+    if (i < bytes) std::memcpy(dst + i, src + i, bytes - i);
     return;
   }
 #else

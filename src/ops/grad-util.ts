@@ -66,6 +66,7 @@ export function sumToShape(g: GraphBuilder, d: Value, x: Value): Value {
   }
   let out = d;
   const lead = ds.length - xs.length;
+  if (lead > 0) out = g.op('ReduceSum', [out, g.ints(range(lead))], { keepdims: 0 });
   const rest = ds.slice(Math.max(lead, 0));
   const fixed: number[] = []; const maybe: number[] = [];
   xs.forEach((xd, i) => {
@@ -75,15 +76,6 @@ export function sumToShape(g: GraphBuilder, d: Value, x: Value): Value {
     if (od === 1) return;
     maybe.push(i);
   });
-  if (lead > 0 && !fixed.length && !maybe.length && d.dtype === 'float32' && xs.every((n) => typeof n === 'number')) {
-    // only leading axes to sum (a bias over [batch, seq, C]): ones[1, R]·flat(d)[R, C], a GEMV, instead of ReduceSum
-    // over the leading axes (measured 2.4x faster on gpt-mini's [16, 128, 512]); R comes from the run-time shape
-    const flat = g.op('Flatten', [d], { axis: lead });
-    const rows = g.op('Slice', [g.op('Shape', [flat]), g.ints([0]), g.ints([1])]);
-    const ones = fill(g, g.op('Concat', [g.ints([1]), rows], { axis: 0 }), 'float32', 1, [1, flat.shape?.[0] ?? null]);
-    return g.op('Reshape', [g.matmul(ones, flat), g.ints(xs as number[])]);
-  }
-  if (lead > 0) out = g.op('ReduceSum', [out, g.ints(range(lead))], { keepdims: 0 });
   if (fixed.length) out = g.op('ReduceSum', [out, g.ints(fixed)], { keepdims: 1 });
   if (maybe.length) {
     const cand = g.ints(maybe);
