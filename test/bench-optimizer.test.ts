@@ -2,7 +2,7 @@
 // GPT-shaped parameter list, and the BenchCopy kernel it is measured against really copying (output = input, lists
 // of mixed sizes that straddle the pool's chunks, on 2 threads).
 import { Tensor } from 'onnxruntime-common';
-import { benchAllOptimizers, benchOptimizer, benchSizes, copyModel, copySizes, gptSmallSizes, torchPython } from '../src/bench/optimizer';
+import { benchAllOptimizers, benchOptimizer, benchSizes, copyModel, copySizes, gptSmallSizes, patternModel, torchPython } from '../src/bench/optimizer';
 import { NativeSession } from '../src/native';
 import { opsLibraryPath } from '../src/native/paths';
 import { getOptimizer, OPTIMIZERS } from '../src/optim/derive';
@@ -49,6 +49,38 @@ describe('BenchCopy kernel', () => {
   }
 });
 
+describe('BenchCopy pattern mode (an optimizer\'s streams with trivial arithmetic)', () => {
+  // reads R, writes W: output w = input w + the sum of inputs W..R-1, exactly (float32 sums of at most 4 terms,
+  // checked against the same sums done in float32 here)
+  for (const [reads, writes, blocked] of [[5, 4, true], [5, 4, false], [3, 2, true], [3, 2, false], [2, 1, true]] as const) {
+    test(`reads ${reads}, writes ${writes}, ${blocked ? 'blocked' : 'interleaved'} stores`, () => {
+      const sizes = [1, 3, 70_001, 17, 100_000, 64, 65, 33_000];
+      const s = NativeSession.create(patternModel(sizes, reads, writes, blocked), { opsLibrary: opsLibraryPath(), intraOpThreads: 2 });
+      try {
+        const feeds: Record<string, Tensor> = {};
+        for (let r = 0; r < reads; r++) sizes.forEach((n, i) => { feeds[`p${r}_${i}`] = new Tensor('float32', Float32Array.from({ length: n }, (_, j) => (r + 1) * 0.25 + i + j * 0.5), [n]); });
+        const names = Array.from({ length: writes }, (_, w) => sizes.map((_, i) => `p${w}_${i}_out`)).flat();
+        const out = s.run(feeds, names);
+        for (let w = 0; w < writes; w++) {
+          sizes.forEach((n, i) => {
+            const y = out[`p${w}_${i}_out`].data as Float32Array;
+            expect(y.length).toBe(n);
+            const want = new Float32Array(n);
+            for (let j = 0; j < n; j++) {
+              let extra = Math.fround(0);
+              for (let r = writes; r < reads; r++) extra = Math.fround(extra + (feeds[`p${r}_${i}`].data as Float32Array)[j]);
+              want[j] = Math.fround((feeds[`p${w}_${i}`].data as Float32Array)[j] + extra);
+            }
+            let bad = 0;
+            for (let j = 0; j < n; j++) if (y[j] !== want[j]) bad++;
+            expect(bad).toBe(0);
+          });
+        }
+      } finally { s.release(); }
+    });
+  }
+});
+
 describe('bench optimizer end to end', () => {
   const fields = ['op_ms', 'op_gbps', 'copy_gbps', 'copy_stream_gbps', 'copy_memcpy_gbps', 'op_vs_copy', 'bytes_per_param', 'tensors'];
   test('one optimizer, GPT shape, with the function body and (when the venv has torch) torch AdamW', () => {
@@ -56,6 +88,9 @@ describe('bench optimizer end to end', () => {
     expect(r).toMatchObject({ bench: 'optimizer', optimizer: 'ademamix', shape: 'gpt', tensors: 148, params: 4000, threads: 2 });
     for (const f of [...fields, 'fallback_ms']) expect(typeof r[f]).toBe('number');
     expect(r.op_vs_copy as number).toBeGreaterThan(0);
+    // the op's own streams: param, grad, m1, m2, nu read; param, m1, m2, nu written
+    expect(r).toMatchObject({ pattern_reads: 5, pattern_writes: 4, pattern_bytes_per_param: 36, spinning: false });
+    expect(r.op_vs_pattern as number).toBeGreaterThan(0);
     if (torchPython()) for (const f of ['torch_adamw_foreach_ms', 'torch_adamw_single_ms', 'op_vs_torch_foreach']) expect(typeof r[f]).toBe('number');
   });
   test('--all: every definition, flat shape', () => {

@@ -1178,17 +1178,26 @@ OrtStatusPtr ORT_API_CALL InferCodedShapes(const OrtCustomOp* op, OrtShapeInferC
 // ---------------------------------------------------------------------------------------------------------------
 // BenchCopy (com.ademamix, CPU, not an optimizer and not in the generated schema): output i = input i, for a variadic
 // float32 list. It is the bandwidth baseline of `bench optimizer`: the list is laid end to end and cut into the same
-// chunks on the same intra-op pool as the optimizer kernels (ParallelRange), so a copy of the same bytes with the
+// chunks on the same intra-op pool as the optimizer kernels (ForEachPiece), so a copy of the same bytes with the
 // same threads and the same chunking is what the op is compared against. Attribute `stream` (int, default 1): 1 =
 // non-temporal stores (what the kernels' large separate-output path uses: no read-for-ownership of the destination),
 // 0 = memcpy.
+// Attributes `reads` R and `writes` W (default 1, 1: the copy) give the optimizer's own access pattern instead: R
+// groups of N input tensors, W groups of N outputs, output w = input w + the sum of inputs W..R−1 (every input read
+// once, every output written once, streaming stores): the same streams as an optimizer with R − 2 states and no
+// arithmetic to speak of, i.e. the bandwidth that access pattern itself gets. `blocked` (default 1): 256 floats of
+// one output stream after the other (as the kernels' copy-out), 0: all streams 16 bytes at a time. Which is faster
+// depends on the stream count (measured: interleaved for 3 reads/2 writes, blocked for 5/4), so the bench runs both.
 class CopyKernel : public Kernel {
  public:
-  explicit CopyKernel(const OrtKernelInfo* info) : stream_(AttrI(info, "stream", 1) != 0) {}
+  explicit CopyKernel(const OrtKernelInfo* info)
+      : stream_(AttrI(info, "stream", 1) != 0), blocked_(AttrI(info, "blocked", 1) != 0), reads_(AttrI(info, "reads", 1)),
+        writes_(AttrI(info, "writes", 1)) {}
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     const Ctx c{ctx, "BenchCopy"};
     size_t nIn = 0, nOut = 0;
     RETURN_IF(c.Counts(&nIn, &nOut));
+    if (reads_ != 1 || writes_ != 1) return Pattern(c, nIn, nOut);
     if (nIn != nOut) return Fail(c.Err("needs as many outputs as inputs, got " + std::to_string(nIn) + " and " + std::to_string(nOut)));
     struct Piece { const float* src; float* dst; size_t n; };
     std::vector<Piece> list(nIn);
@@ -1211,6 +1220,86 @@ class CopyKernel : public Kernel {
   }
 
  private:
+  static constexpr int64_t kMaxStreams = 8;
+  OrtStatus* Pattern(const Ctx& c, size_t nIn, size_t nOut) const {
+    const int64_t R = reads_, W = writes_;
+    if (R < 1 || W < 1 || W > R || R > kMaxStreams)
+      return Fail(c.Err("needs 1 <= writes <= reads <= " + std::to_string(kMaxStreams) + ", got reads " + std::to_string(R) +
+                        ", writes " + std::to_string(W)));
+    if (nIn % static_cast<size_t>(R) || nOut * static_cast<size_t>(R) != nIn * static_cast<size_t>(W))
+      return Fail(c.Err(std::to_string(nIn) + " inputs and " + std::to_string(nOut) + " outputs are not " + std::to_string(R) +
+                        " and " + std::to_string(W) + " groups of the same N tensors"));
+    const size_t N = nIn / static_cast<size_t>(R);
+    struct Tensor { const float* in[kMaxStreams]; float* out[kMaxStreams]; size_t n; };
+    std::vector<Tensor> list(N);
+    std::vector<size_t> start(N + 1, 0);
+    for (size_t i = 0; i < N; i++) {
+      Dims d, d2;
+      const void* p = nullptr;
+      for (int64_t r = 0; r < R; r++) {
+        RETURN_IF(c.Tensor(static_cast<size_t>(r) * N + i, "input " + std::to_string(static_cast<size_t>(r) * N + i), F32,
+                           r ? &d : nullptr, "input " + std::to_string(i), r ? &d2 : &d, &p));
+        list[i].in[r] = static_cast<const float*>(p);
+      }
+      list[i].n = 1;
+      for (int64_t x : d) list[i].n *= static_cast<size_t>(x);
+      for (int64_t w = 0; w < W; w++) {
+        void* o = nullptr;
+        RETURN_IF(c.Output(static_cast<size_t>(w) * N + i, d, &o));
+        list[i].out[w] = static_cast<float*>(o);
+      }
+      start[i + 1] = start[i] + list[i].n;
+    }
+    return ForEachPiece(c.ctx, start, [&](size_t i, size_t lo, size_t hi) {
+      const Tensor& t = list[i];
+      auto scalar = [&](size_t j) {
+        float extra = 0.0f;
+        for (int64_t r = W; r < R; r++) extra += t.in[r][j];
+        for (int64_t w = 0; w < W; w++) if (t.out[w]) t.out[w][j] = t.in[w][j] + extra;
+      };
+      size_t j = lo;
+#if defined(__SSE2__)
+      bool ok = true;  // streaming stores where every output is there and 16-byte aligned at j
+      for (; j < hi; j++) {
+        bool aligned = true;
+        for (int64_t w = 0; w < W; w++) aligned = aligned && t.out[w] && (reinterpret_cast<uintptr_t>(t.out[w] + j) & 15) == 0;
+        if (aligned) break;
+        scalar(j);
+      }
+      for (int64_t w = 0; w < W; w++) ok = ok && t.out[w];
+      if (ok && !blocked_) {
+        for (; j + 4 <= hi; j += 4) {  // every stream each 16 bytes: the fewest instructions
+          __m128 extra = _mm_setzero_ps();
+          for (int64_t r = W; r < R; r++) extra = _mm_add_ps(extra, _mm_loadu_ps(t.in[r] + j));
+          for (int64_t w = 0; w < W; w++) _mm_stream_ps(t.out[w] + j, _mm_add_ps(_mm_loadu_ps(t.in[w] + j), extra));
+        }
+        _mm_sfence();
+      } else if (ok) {
+        // a block at a time, one output stream after the other (as the kernels' copy-out does): streaming stores
+        // interleaved over 4+ streams at 16 bytes each leave partly filled write-combining buffers and ran at half speed
+        constexpr size_t kBlk = 256;
+        alignas(64) float extra[kBlk];
+        for (; j + 4 <= hi;) {
+          const size_t n = std::min(kBlk, (hi - j) & ~size_t(3));
+          for (size_t k = 0; k < n; k++) extra[k] = 0.0f;
+          for (int64_t r = W; r < R; r++) {
+            const float* in = t.in[r] + j;
+            for (size_t k = 0; k < n; k++) extra[k] += in[k];
+          }
+          for (int64_t w = 0; w < W; w++) {
+            const float* in = t.in[w] + j;
+            float* out = t.out[w] + j;
+            for (size_t k = 0; k < n; k += 4) _mm_stream_ps(out + k, _mm_add_ps(_mm_loadu_ps(in + k), _mm_load_ps(extra + k)));
+          }
+          j += n;
+        }
+        _mm_sfence();
+      }
+#endif
+      for (; j < hi; j++) scalar(j);
+    });
+  }
+
   static void Copy(const float* src, float* dst, size_t n, bool stream) {
 #if defined(__SSE2__)
     if (stream && n >= 64) {
@@ -1231,7 +1320,8 @@ class CopyKernel : public Kernel {
     (void)stream;
     std::memcpy(dst, src, n * sizeof(float));
   }
-  const bool stream_;
+  const bool stream_, blocked_;
+  const int64_t reads_, writes_;
 };
 
 OrtStatusPtr ORT_API_CALL InferCopyShapes(const OrtCustomOp*, OrtShapeInferContext* ctx) {

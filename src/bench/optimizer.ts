@@ -126,6 +126,39 @@ export function copyModel(sizes: number[], stream: boolean): Uint8Array {
   return encodeModel(toModelProto(g));
 }
 
+/**
+ * A model of one BenchCopy node in pattern mode (`reads` R, `writes` W): inputs `p{r}_{i}` for R groups of the
+ * tensors of `sizes`, outputs `p{w}_{i}_out` for W groups: the optimizer's own streams (R = 2 + states: param, grad,
+ * states; W = 1 + states) with trivial arithmetic.
+ */
+export function patternModel(sizes: number[], reads: number, writes: number, blocked = true): Uint8Array {
+  const g = new GraphBuilder();
+  const xs = Array.from({ length: reads }, (_, r) => sizes.map((n, i) => g.input(`p${r}_${i}`, 'float32', [n]))).flat();
+  const ys = g.opN('BenchCopy', xs, { reads: attr.i(reads), writes: attr.i(writes), blocked: attr.i(blocked ? 1 : 0) }, {
+    domain: 'com.ademamix', outputs: writes * sizes.length,
+    outTypes: Array.from({ length: writes }, () => sizes.map((n) => ({ dtype: 'float32' as const, shape: [n] }))).flat(),
+  });
+  ys.forEach((y, k) => g.output(y, `p${Math.floor(k / sizes.length)}_${k % sizes.length}_out`));
+  return encodeModel(toModelProto(g));
+}
+
+/** BenchCopy in pattern mode over `sizes`, outputs carried back to the first W groups (double-buffered, as the op's). */
+function patternRunner(sizes: number[], reads: number, writes: number, blocked: boolean, threads: number, spin: boolean): Timed {
+  const s = NativeSession.create(patternModel(sizes, reads, writes, blocked), { opsLibrary: opsLibraryPath(), intraOpThreads: threads, intraOpSpinning: spin });
+  const carry: Record<string, string> = {}; const init: Record<string, Tensor> = {};
+  for (let r = 0; r < reads; r++) {
+    sizes.forEach((n, i) => {
+      if (r < writes) carry[`p${r}_${i}_out`] = `p${r}_${i}`;
+      init[`p${r}_${i}`] = new Tensor('float32', new Float32Array(n).fill(r < writes ? 0 : 1e-30), [n]);
+    });
+  }
+  s.carry(carry); s.setState(init);
+  return {
+    run() { const t0 = process.hrtime.bigint(); s.run({}, []); return Number(process.hrtime.bigint() - t0) / 1e6; },
+    release: () => s.release(),
+  };
+}
+
 /** The copy of the op's bytes: per tensor, bytes_per_param / 8 floats per parameter (read once, written once). */
 export function copySizes(sizes: number[], bytesPerParam: number): number[] {
   return sizes.map((n) => Math.max(1, Math.round((n * bytesPerParam) / 8)));
@@ -180,18 +213,23 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const sizes = benchSizes(shape, o.params);
   const cSizes = copySizes(sizes, bpp);
   const copyBytes = 8 * cSizes.reduce((a, b) => a + b, 0);
+  // the op's own streams (fp32 states only): param, grad and each state read; param and each state written
+  const states = allFp32(formats) ? stateBytesPerParam(def, spec, {}) / 4 : 0;
+  const reads = 2 + states; const writes = 1 + states;
   const runners: Timed[] = [];
-  const opT: number[] = []; const ntT: number[] = []; const mcT: number[] = [];
+  const opT: number[] = []; const ntT: number[] = []; const mcT: number[] = []; const pbT: number[] = []; const piT: number[] = [];
   try {
     const op = opRunner(o, sizes, opsLibraryPath()); runners.push(op);
     const nt = copyRunner(cSizes, o.threads, true, o.spin === true); runners.push(nt);
     const mc = copyRunner(cSizes, o.threads, false, o.spin === true); runners.push(mc);
+    const pb = states ? patternRunner(sizes, reads, writes, true, o.threads, o.spin === true) : null; if (pb) runners.push(pb);
+    const pi = states ? patternRunner(sizes, reads, writes, false, o.threads, o.spin === true) : null; if (pi) runners.push(pi);
     for (let r = 0; r < o.reps + 2; r++) { // alternated, so all see the same machine load; two warm-up rounds
-      const a = op.run(r); const b = nt.run(r); const c = mc.run(r);
-      if (r >= 2) { opT.push(a); ntT.push(b); mcT.push(c); }
+      const a = op.run(r); const b = nt.run(r); const c = mc.run(r); const d = pb ? pb.run(r) : NaN; const e = pi ? pi.run(r) : NaN;
+      if (r >= 2) { opT.push(a); ntT.push(b); mcT.push(c); pbT.push(d); piT.push(e); }
     }
   } finally { for (const x of runners) x.release(); }
-  const opMs = median(opT); const ntMs = median(ntT); const mcMs = median(mcT);
+  const opMs = median(opT); const ntMs = median(ntT); const mcMs = median(mcT); const ptMs = Math.min(median(pbT), median(piT));
   const opG = bytes / opMs; const copyG = Math.max(copyBytes / ntMs, copyBytes / mcMs);
   const result: Record<string, unknown> = {
     bench: 'optimizer', optimizer: def.name, op: allFp32(formats) ? def.op : `${def.op}Coded`, device: 'cpu', shape, tensors: sizes.length, params: o.params,
@@ -203,6 +241,19 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
     copy_gbps: +(copyG / 1e6).toFixed(2),
     op_vs_copy: +(opG / copyG).toFixed(3),
   };
+  if (states) {
+    // the same streams with no arithmetic (BenchCopy's pattern mode, the faster of its blocked and interleaved stores):
+    // what the access pattern itself allows. Its
+    // bytes are the streams' ((reads + writes) × 4 per param), which differ from bytes_per_param where the contract
+    // counts otherwise (Lion: 16 there, 20 in its five streams; MARS: 44, of which its norm pass re-reads 8).
+    const pBytes = 4 * (reads + writes) * o.params;
+    Object.assign(result, {
+      pattern_reads: reads, pattern_writes: writes, pattern_bytes_per_param: 4 * (reads + writes),
+      copy_pattern_ms: +ptMs.toFixed(3), copy_pattern_gbps: gbps(pBytes, ptMs),
+      // the op's time against its streams' time at the pattern's speed
+      op_vs_pattern: +(ptMs / opMs).toFixed(3),
+    });
+  }
   if (o.fallback) {
     const fb = opRunner(o, sizes, false);
     const ts: number[] = [];
