@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tensor } from 'onnxruntime-common';
 import { gptConfig } from '../../graphs/gpt';
+import { vitConfig } from '../../graphs/vit';
 import { encodeModel } from '../onnx/io';
 import { NativeSession, packageRoot } from '../native';
 import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../runner/config';
@@ -61,14 +62,13 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
   if (o.compareTorch) {
-    if (!o.model.startsWith('gpt')) throw new Error('bench train-step --compare-torch: the PyTorch side is the GPT (use a gpt-* model)');
     return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 10, threads: o.threads ?? 2, python: o.python });
   }
   return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3 });
 }
 
 /**
- * Our training step vs PyTorch eager (graphs/torch_models.py's GPT with SDPA attention, torch.optim.AdamW foreach)
+ * Our training step vs PyTorch eager (graphs/torch_models.py's GPT with SDPA attention, or its ViT; torch.optim.AdamW foreach)
  * on the same shapes and threads, in one run: a torch worker process stays alive and blocks of `steps` steps
  * alternate between the two (the machines are shared and noisy), five rounds after a warm-up block each.
  */
@@ -83,12 +83,20 @@ async function compareWithTorch(config: TrainConfig, o: { steps: number; threads
     const b = task.train.next();
     const t0 = performance.now(); s.run(b.feeds, ['loss']); return performance.now() - t0;
   });
-  const c = gptConfig(config.model, { ...config.modelOverrides, vocabSize: art.initialState.get('wte.weight')!.dims[0] });
+  // the same model on the torch side (graphs/torch_models.py): the GPT with the data's vocabulary, or the ViT
+  let torchModel: Record<string, unknown>;
+  if (config.model.startsWith('vit')) {
+    const v = vitConfig(config.model, config.modelOverrides as object);
+    torchModel = { model: 'vit', image: v.imageSize, patch: v.patchSize, channels: v.channels, classes: v.numClasses, dim: v.dim, depth: v.depth, heads: v.heads, mlp: v.mlpRatio };
+  } else {
+    const c = gptConfig(config.model, { ...config.modelOverrides, vocabSize: art.initialState.get('wte.weight')!.dims[0] });
+    torchModel = { vocab: c.vocabSize, block: c.blockSize, layers: c.nLayer, heads: c.nHead, embd: c.nEmbd, mlp: c.mlpRatio, seq: config.seq };
+  }
   const py = o.python ?? path.join(packageRoot(), '.venv', 'bin', 'python');
   if (!fs.existsSync(py)) throw new Error(`bench train-step --compare-torch: no Python with torch at ${py} (run \`bash scripts/setup-python.sh\`)`);
   const torch = new TorchWorker(py, path.join(packageRoot(), 'scripts', 'bench-torch-train-step.py'));
   try {
-    const info = await torch.call({ cmd: 'init', vocab: c.vocabSize, block: c.blockSize, layers: c.nLayer, heads: c.nHead, embd: c.nEmbd, mlp: c.mlpRatio, batch: config.batch, seq: config.seq, threads: o.threads }) as { params: number; threads: number; torch: string };
+    const info = await torch.call({ cmd: 'init', ...torchModel, batch: config.batch, threads: o.threads }) as { params: number; threads: number; torch: string };
     ours(3); await torch.call({ cmd: 'run', steps: 3 });
     const a: number[] = []; const b: number[] = [];
     for (let r = 0; r < (o.rounds ?? 5); r++) {
@@ -98,7 +106,7 @@ async function compareWithTorch(config: TrainConfig, o: { steps: number; threads
     const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
     return {
       bench: 'train-step', compare: 'torch', model: config.model, optimizer: config.optimizer, params, torch_params: info.params,
-      batch: config.batch, seq: config.seq, threads: o.threads, torch_threads: info.threads, torch_version: info.torch,
+      batch: config.batch, ...(config.model.startsWith('vit') ? {} : { seq: config.seq }), threads: o.threads, torch_threads: info.threads, torch_version: info.torch,
       steps: a.length, step_ms: +median(a).toFixed(2), torch_step_ms: +median(b).toFixed(2), ratio: +(median(b) / median(a)).toFixed(3),
     };
   } finally { torch.close(); s.release(); }
