@@ -22,7 +22,7 @@ ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
                                   re-store a checkpoint's optimizer states in other precisions (resume with train --resume <dir>)
   ops-path                        print the path of the com.ademamix op library
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
-                  [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--spin] [--json]
+                  [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--spin] [--no-inplace] [--json]
                   [--states fp32|bf16|8bit|slot=format,… [--stochastic-rounding]]: state bytes/param and GB/s at that precision
   bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--compare-torch] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
@@ -55,7 +55,7 @@ async function bench(args: Args): Promise<void> {
       params: num(args, 'params', 16_000_000), reps: num(args, 'reps', 15), threads: num(args, 'threads', 0),
       fallback: args.fallback !== false, shape: shape as BenchShape, torch: typeof args.torch === 'boolean' ? args.torch : undefined,
       states: args.states === undefined ? undefined : str(args, 'states', 'fp32'), stochasticRounding: args['stochastic-rounding'] === true,
-      spin: args.spin === true,
+      spin: args.spin === true, inPlace: args.inplace !== false,
     };
     if (args.all === true) {
       if (args.op !== undefined) throw new UsageError('bench optimizer: --all and --op exclude each other');
@@ -92,7 +92,7 @@ async function bench(args: Args): Promise<void> {
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
   seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
-  torch: 'boolean', 'compare-torch': 'boolean', states: 'string', 'stochastic-rounding': 'boolean', spin: 'boolean',
+  torch: 'boolean', 'compare-torch': 'boolean', states: 'string', 'stochastic-rounding': 'boolean', spin: 'boolean', inplace: 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */

@@ -196,6 +196,7 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   }
   state_.assign(in_.size(), Slot{});
   carrySource_.assign(in_.size(), -1);
+  inPlace_.assign(in_.size(), false);
   carryTarget_.assign(out_.size(), -1);
 }
 
@@ -367,7 +368,7 @@ Napi::Value Session::Outputs(const Napi::CallbackInfo& info) { return InfoToJs(i
 Napi::Value Session::SetCarry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireOpen(env);
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "setCarry({outputName: inputName})");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "setCarry({outputName: inputName}, inPlace?: inputName[])");
   Napi::Object pairs = info[0].As<Napi::Object>();
   std::vector<int> target(out_.size(), -1), source(in_.size(), -1);
   Napi::Array keys = pairs.GetPropertyNames();
@@ -388,8 +389,24 @@ Napi::Value Session::SetCarry(const Napi::CallbackInfo& info) {
     target[oi] = ii;
     source[ii] = oi;
   }
+  // in place: the run writes the output into the input's buffer. Only for pairs whose every other reader of the input
+  // runs before the writer (the caller checks the graph: src/train/in-place.ts); a run that fails midway then leaves
+  // the state partly updated (double-buffered pairs keep the old value).
+  std::vector<bool> inPlace(in_.size(), false);
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+    if (OnDevice()) throw Napi::Error::New(env, label_ + ": carry: in-place carrying is CPU only (not verified with device state)");
+    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "setCarry: inPlace must be an array of input names");
+    Napi::Array a = info[1].As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) {
+      std::string name = a.Get(k).ToString();
+      int ii = InputIndex(name);
+      if (ii < 0 || source[ii] < 0) throw Napi::Error::New(env, label_ + ": carry: '" + name + "' is not a carried input, so it cannot be carried in place");
+      inPlace[ii] = true;
+    }
+  }
   carryTarget_ = std::move(target);
   carrySource_ = std::move(source);
+  inPlace_ = std::move(inPlace);
   return env.Undefined();
 }
 
@@ -511,6 +528,13 @@ void Session::Prepare(Napi::Env env, Napi::Value feedsV, Napi::Value fetchesV, b
       OrtValue* target = nullptr;
       if (ii >= 0) {
         Slot& s = state_[ii];
+        if (inPlace_[ii]) {
+          plan.outNames.push_back(out_[o].name.c_str());
+          plan.outIndex.push_back(static_cast<int>(o));
+          plan.outputs.push_back(s.front);
+          plan.toJs.push_back(want[o]);
+          continue;
+        }
         if (!s.back) {  // first run after setState: the back buffer takes the front's shape
           ONNXTensorElementDataType type;
           std::vector<int64_t> dims;
@@ -592,7 +616,7 @@ Napi::Value Session::Finish(Napi::Env env, RunPlan& plan) {
     int ii = carryTarget_[plan.outIndex[k]];
     if (ii < 0) continue;
     Slot& s = state_[ii];
-    std::swap(s.front, s.back);  // the value just written becomes the next input; the old input, the next target
+    if (!inPlace_[ii]) std::swap(s.front, s.back);  // the value just written becomes the next input; the old input, the next target
   }
   Napi::Object result = Napi::Object::New(env);
   std::string convError;

@@ -77,6 +77,8 @@ class Session : public Napi::ObjectWrap<Session> {
   std::vector<Slot> state_;       // by input index
   std::vector<int> carryTarget_;  // by output index: the input it feeds, or -1
   std::vector<int> carrySource_;  // by input index: the output that feeds it, or -1
+  // by input index: carried in place (its output is written into the input's own buffer; no back buffer, no swap)
+  std::vector<bool> inPlace_;
 
   // Device execution (CUDA EP); all null on the CPU.
   struct Device {

@@ -18,6 +18,7 @@ import { opsLibraryPath, packageRoot } from '../native/paths';
 import { encodeModel } from '../onnx/io';
 import { getOptimizer, makeSpec, OPTIMIZERS } from '../optim/derive';
 import { definedStepModel } from '../optim/step-model';
+import { inPlaceCarries } from '../train/in-place';
 import { allFp32, formatStates, parseStates, stateBytesPerParam } from '../optim/precision';
 import type { RawTensor } from '../native';
 
@@ -38,6 +39,11 @@ export interface OptimizerBenchOptions {
    * (measured on 2 cores: every side at about half its bandwidth).
    */
   spin?: boolean;
+  /**
+   * Carry the op's parameters and states in place (default true, as training does where inPlaceCarries allows: the
+   * kernels then read and write the same lines); false: double-buffered (separate outputs, streaming stores).
+   */
+  inPlace?: boolean;
 }
 
 /** The definition an `--op` names: its CLI name or its op name. */
@@ -86,7 +92,7 @@ function opRunner(o: OptimizerBenchOptions, sizes: number[], opsLibrary: string 
   const formats = parseStates(def, o.states);
   const sm = definedStepModel(def.name, spec, sizes.map((n) => [n]), 0.1, { formats, stochasticRounding: o.stochasticRounding, seed: 1 });
   const s = NativeSession.create(encodeModel(sm.model), { opsLibrary, intraOpThreads: o.threads, intraOpSpinning: o.spin === true });
-  s.carry(sm.carry);
+  s.carry(sm.carry, { inPlace: o.inPlace === false ? [] : inPlaceCarries(sm.model, sm.carry) });
   const sizeOf = (name: string): number => sizes[Number(name.slice(name.lastIndexOf('_') + 1))];
   const init: Record<string, RawTensor> = {};
   for (const k of sm.carried) {
@@ -233,7 +239,7 @@ export function benchOptimizer(o: OptimizerBenchOptions, torchCache?: Map<string
   const opG = bytes / opMs; const copyG = Math.max(copyBytes / ntMs, copyBytes / mcMs);
   const result: Record<string, unknown> = {
     bench: 'optimizer', optimizer: def.name, op: allFp32(formats) ? def.op : `${def.op}Coded`, device: 'cpu', shape, tensors: sizes.length, params: o.params,
-    threads: o.threads, spinning: o.spin === true, reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
+    threads: o.threads, spinning: o.spin === true, carry: o.inPlace === false ? 'double-buffered' : 'in-place', reps: o.reps, states: formatStates(formats), stochastic_rounding: o.stochasticRounding === true,
     state_bytes_per_param: +stateBytes.toFixed(6), bytes_per_param: +bpp.toFixed(6), bytes,
     op_ms: +opMs.toFixed(3), op_gbps: gbps(bytes, opMs),
     copy_bytes: copyBytes, copy_stream_ms: +ntMs.toFixed(3), copy_stream_gbps: gbps(copyBytes, ntMs),

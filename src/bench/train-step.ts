@@ -78,7 +78,7 @@ async function compareWithTorch(config: TrainConfig, o: { steps: number; threads
   const s = NativeSession.create(encodeModel(art.train), { intraOpThreads: o.threads });
   const init: Record<string, Tensor> = {};
   for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
-  s.carry(art.carry); s.setState(init);
+  s.carry(art.carry, { inPlace: art.inPlace }); s.setState(init);
   const ours = (n: number): number[] => Array.from({ length: n }, () => {
     const b = task.train.next();
     const t0 = performance.now(); s.run(b.feeds, ['loss']); return performance.now() - t0;
@@ -160,7 +160,7 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
   const s = NativeSession.create(bytes, { intraOpThreads: threads });
   let stepMs: number;
   try {
-    s.carry(art.carry); s.setState(init);
+    s.carry(art.carry, { inPlace: art.inPlace }); s.setState(init);
     time(s, o.warm);
     stepMs = median(time(s, steps));
   } finally { s.release(); }
@@ -168,7 +168,7 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
   const p = NativeSession.create(bytes, { intraOpThreads: threads, profilingPrefix: prefix });
   let shares: ReturnType<typeof profileShares>;
   try {
-    p.carry(art.carry); p.setState(init);
+    p.carry(art.carry, { inPlace: art.inPlace }); p.setState(init);
     const warm = o.warm;
     time(p, warm + Math.max(2, Math.min(steps, 10)));
     const file = p.endProfiling();

@@ -52,7 +52,7 @@ export interface RawTensor { type: string; data: Tensor['data']; dims: readonly 
 interface AddonSession {
   inputs(): IOMetadata[];
   outputs(): IOMetadata[];
-  setCarry(pairs: Record<string, string>): void;
+  setCarry(pairs: Record<string, string>, inPlace?: string[]): void;
   setState(values: Record<string, RawTensor>): void;
   getState(names?: string[]): Record<string, RawTensor>;
   run(feeds: Record<string, RawTensor>, fetches?: string[]): Record<string, RawTensor>;
@@ -129,9 +129,13 @@ export class NativeSession {
   /**
    * Declares carried state (replacing earlier pairs): after each run, output `o`'s value becomes input `pairs[o]`,
    * natively (double-buffered, nothing copied to JS). Carried inputs need a start value from setState and cannot be fed.
+   * `inPlace`: carried inputs whose output is written into the input's own buffer (one buffer instead of two, and
+   * the optimizer kernels' in-place path). Only safe where every other reader of the input runs before the node that
+   * writes it: inPlaceCarries (src/train/in-place.ts) finds those pairs in a model. A run that fails midway leaves such
+   * state partly updated. CPU sessions only.
    */
-  carry(pairs: Record<string, string>): void {
-    this.s.setCarry(pairs);
+  carry(pairs: Record<string, string>, opts: { inPlace?: readonly string[] } = {}): void {
+    this.s.setCarry(pairs, opts.inPlace ? [...opts.inPlace] : undefined);
     this.carried = { ...pairs };
   }
 

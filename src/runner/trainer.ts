@@ -108,7 +108,8 @@ export class Trainer {
       states: statePrecision(config), seed: config.seed,
     });
     const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
-    session.carry(art.carry);
+    // parameters and optimizer states in place (one buffer each; the kernels' in-place path), the rest double-buffered
+    session.carry(art.carry, { inPlace: art.inPlace });
     const fp = carriedFingerprint(session, art);
     const run = new RunDir(opts.outDir);
     let step = 0; let counters: Record<string, number> = { skipped: 0 };

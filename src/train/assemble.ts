@@ -9,6 +9,7 @@ import { gradients } from '../autodiff';
 import type { GraphBuilder } from '../graph/builder';
 import { isFloat } from '../graph/dtype';
 import { toModelProto } from '../graph/serialize';
+import { inPlaceCarries } from './in-place';
 import { fromTensorProto, numel, tensorData, type TensorData } from '../graph/tensor-data';
 import {
   absmaxLength, absmaxName, dtypeOfFormat, encodeState, stateBytesPerParam, type StateFormat, type StatePrecision,
@@ -70,6 +71,8 @@ export interface TrainingArtifacts {
   initialState: Map<string, TensorData>;
   /** carried output → input */
   carry: Record<string, string>;
+  /** The carried inputs that may be carried in place in `train` (inPlaceCarries): parameters and optimizer states. */
+  inPlace: string[];
   batchInputs: string[];
   params: string[];
   /** Scalar outputs besides the loss: lr, the optimizer's metric scalars (alpha, beta3, …), grad_norm. */
@@ -305,7 +308,7 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   const train = toModelProto(g, {
     metadata: { ...spec.metadata, 'ademamix.role': 'train', [CARRY_METADATA_KEY]: JSON.stringify(carry), 'ademamix.optimizer': JSON.stringify(opt) },
   });
-  return { train, eval: evalModel, initialState, carry, batchInputs, params: params.map((p) => p.name!), metrics, evalInputs, optimizer: opt, manifest, shards };
+  return { train, eval: evalModel, initialState, carry, inPlace: inPlaceCarries(train, carry), batchInputs, params: params.map((p) => p.name!), metrics, evalInputs, optimizer: opt, manifest, shards };
 }
 
 /**
