@@ -6,7 +6,7 @@ import { Tensor } from 'onnxruntime-common';
 import { buildGpt, gptConfig } from '../graphs/gpt';
 import { GraphBuilder } from '../src/graph/builder';
 import { toModelProto } from '../src/graph/serialize';
-import { NativeSession } from '../src/native';
+import { NativeSession, type RawTensor } from '../src/native';
 import { encodeModel } from '../src/onnx/io';
 import { OPTIMIZERS } from '../src/optim/derive';
 import { DEFAULT_CONFIG, type OptimizerName } from '../src/runner/config';
@@ -33,7 +33,7 @@ function trainStates(art: ReturnType<typeof artifacts>, inPlace: string[], steps
   } finally { s.release(); }
 }
 
-const bits = (x: { data: ArrayBufferView }): Buffer => Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength);
+const bits = (x: RawTensor): Buffer => { const d = x.data as ArrayBufferView; return Buffer.from(d.buffer, d.byteOffset, d.byteLength); };
 
 describe('in-place carrying of parameters and optimizer states', () => {
   for (const d of OPTIMIZERS) {
