@@ -4,12 +4,14 @@
 // validation build) it defines the entry points of kernels.h itself.
 //
 // Three ways through a range, picked once per call from the pointers (never per element):
-//  - in place (every output is its input's buffer, as ORT's may-inplace reuse gives): one pointer per stream,
+//  - in place (every output is its input's buffer: ORT's may-inplace reuse, or the session's in-place carry):
+//    one pointer per stream,
 //    read then written; the lines are in cache when they are stored, so plain stores are the cheapest;
 //  - separate outputs, small range: the plain loop (everything stays in cache);
 //  - otherwise: compute a block into L1 scratch, then copy it out, with non-temporal stores for large ranges
 //    (no read-for-ownership of the destination lines, so the update moves only its 28/36 bytes per parameter,
-//    as memcpy does); 256-bit stores where the build has AVX. This path is also the one that is correct for any mix of aliased and separate outputs.
+//    as memcpy does); 256-bit stores where the build has AVX. This path is also the one that is correct for any mix
+//    of aliased and separate outputs.
 // Every loop is a template on the state storage type S (float, or bf16: widened on load, rounded to nearest even on
 // store), so bf16 states take exactly the same paths.
 #include <cstring>

@@ -297,16 +297,16 @@ OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn, size_t kChunk =
   return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
 }
 
-// One pass over tensors laid end to end (`start`: each tensor's first element, then the total): the whole length is
-// cut into the pool's chunks, so a chunk may cover the tail of one tensor and the head of the next, and threads stay
+// One pass over `count` tensors of `size(i)` elements laid end to end: the whole length is cut into the pool's chunks, so a chunk may cover the tail of one tensor and the head of the next, and threads stay
 // busy whatever the mix of sizes (a list of one is exactly the per-tensor split). `fn(i, lo, hi)` gets tensor i's
 // elements [lo, hi). Each chunk's ends are snapped to a multiple of kLineElems within their tensor: buffers are
 // 64-byte aligned, so two threads never write into the same cache line and the kernels' streaming stores cover whole
 // lines (a line stored partly by each side of a cut made the stores 2-3x slower on GPT-shaped lists).
 constexpr size_t kLineElems = 64;  // a multiple of the 16 floats (32 bf16) of a 64-byte line
-template <class Fn>
-OrtStatus* ForEachPiece(OrtKernelContext* ctx, const std::vector<size_t>& start, Fn fn) {
-  const size_t nt = start.size() - 1;
+template <class Size, class Fn>
+OrtStatus* ForEachPiece(OrtKernelContext* ctx, size_t nt, Size size, Fn fn) {
+  std::vector<size_t> start(nt + 1, 0);  // each tensor's first element, then the total
+  for (size_t i = 0; i < nt; i++) start[i + 1] = start[i] + size(i);
   // the first element of tensor i at or after global index x, at a multiple of kLineElems within it
   auto snap = [&](size_t x, size_t i) {
     const size_t off = (x - start[i] + kLineElems - 1) / kLineElems * kLineElems;
@@ -324,9 +324,8 @@ OrtStatus* ForEachPiece(OrtKernelContext* ctx, const std::vector<size_t>& start,
 
 template <class S, class Range>
 OrtStatus* CpuLaunch(OrtKernelContext* ctx, const std::vector<TensorIO>& list, Range range) {
-  std::vector<size_t> start(list.size() + 1, 0);
-  for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + list[i].n;
-  return ForEachPiece(ctx, start, [&](size_t i, size_t lo, size_t hi) { range(StreamsFor<S>(list[i]), lo, hi); });
+  return ForEachPiece(ctx, list.size(), [&](size_t i) { return list[i].n; },
+                      [&](size_t i, size_t lo, size_t hi) { range(StreamsFor<S>(list[i]), lo, hi); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -715,9 +714,8 @@ class GenericKernel : public Kernel {
       for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor] += partial[k];
       for (size_t i = 0; i < list.size(); i++) denom[i] = std::max(static_cast<float>(std::sqrt(total[i])), 1.0f);
     }
-    std::vector<size_t> start(list.size() + 1, 0);
-    for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + list[i].n;
-    return ForEachPiece(c.ctx, start, [&](size_t i, size_t lo, size_t hi) { range(h, denom[i], StreamsFor<float>(list[i]), lo, hi); });
+    return ForEachPiece(c.ctx, list.size(), [&](size_t i) { return list[i].n; },
+                        [&](size_t i, size_t lo, size_t hi) { range(h, denom[i], StreamsFor<float>(list[i]), lo, hi); });
   }
 
   OrtStatus* Cuda(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list) const {
@@ -1211,10 +1209,8 @@ class CopyKernel : public Kernel {
       RETURN_IF(c.Output(i, d, &o));
       list[i] = Piece{static_cast<const float*>(p), static_cast<float*>(o), n};
     }
-    std::vector<size_t> start(nIn + 1, 0);
-    for (size_t i = 0; i < nIn; i++) start[i + 1] = start[i] + list[i].n;
     const bool stream = stream_;
-    return ForEachPiece(ctx, start, [&](size_t i, size_t lo, size_t hi) {
+    return ForEachPiece(ctx, nIn, [&](size_t i) { return list[i].n; }, [&](size_t i, size_t lo, size_t hi) {
       if (list[i].dst) Copy(list[i].src + lo, list[i].dst + lo, hi - lo, stream);
     });
   }
@@ -1232,7 +1228,6 @@ class CopyKernel : public Kernel {
     const size_t N = nIn / static_cast<size_t>(R);
     struct Tensor { const float* in[kMaxStreams]; float* out[kMaxStreams]; size_t n; };
     std::vector<Tensor> list(N);
-    std::vector<size_t> start(N + 1, 0);
     for (size_t i = 0; i < N; i++) {
       Dims d, d2;
       const void* p = nullptr;
@@ -1248,9 +1243,8 @@ class CopyKernel : public Kernel {
         RETURN_IF(c.Output(static_cast<size_t>(w) * N + i, d, &o));
         list[i].out[w] = static_cast<float*>(o);
       }
-      start[i + 1] = start[i] + list[i].n;
     }
-    return ForEachPiece(c.ctx, start, [&](size_t i, size_t lo, size_t hi) {
+    return ForEachPiece(c.ctx, N, [&](size_t i) { return list[i].n; }, [&](size_t i, size_t lo, size_t hi) {
       const Tensor& t = list[i];
       auto scalar = [&](size_t j) {
         float extra = 0.0f;
@@ -1259,22 +1253,21 @@ class CopyKernel : public Kernel {
       };
       size_t j = lo;
 #if defined(__SSE2__)
-      bool ok = true;  // streaming stores where every output is there and 16-byte aligned at j
+      // scalar up to where every output is there and 16-byte aligned (a missing output: to the end), then streaming
       for (; j < hi; j++) {
         bool aligned = true;
         for (int64_t w = 0; w < W; w++) aligned = aligned && t.out[w] && (reinterpret_cast<uintptr_t>(t.out[w] + j) & 15) == 0;
         if (aligned) break;
         scalar(j);
       }
-      for (int64_t w = 0; w < W; w++) ok = ok && t.out[w];
-      if (ok && !blocked_) {
+      if (!blocked_) {
         for (; j + 4 <= hi; j += 4) {  // every stream each 16 bytes: the fewest instructions
           __m128 extra = _mm_setzero_ps();
           for (int64_t r = W; r < R; r++) extra = _mm_add_ps(extra, _mm_loadu_ps(t.in[r] + j));
           for (int64_t w = 0; w < W; w++) _mm_stream_ps(t.out[w] + j, _mm_add_ps(_mm_loadu_ps(t.in[w] + j), extra));
         }
         _mm_sfence();
-      } else if (ok) {
+      } else {
         // a block at a time, one output stream after the other (as the kernels' copy-out does): streaming stores
         // interleaved over 4+ streams at 16 bytes each leave partly filled write-combining buffers and ran at half speed
         constexpr size_t kBlk = 256;

@@ -528,20 +528,13 @@ void Session::Prepare(Napi::Env env, Napi::Value feedsV, Napi::Value fetchesV, b
       OrtValue* target = nullptr;
       if (ii >= 0) {
         Slot& s = state_[ii];
-        if (inPlace_[ii]) {
-          plan.outNames.push_back(out_[o].name.c_str());
-          plan.outIndex.push_back(static_cast<int>(o));
-          plan.outputs.push_back(s.front);
-          plan.toJs.push_back(want[o]);
-          continue;
-        }
-        if (!s.back) {  // first run after setState: the back buffer takes the front's shape
+        if (!inPlace_[ii] && !s.back) {  // first run after setState: the back buffer takes the front's shape
           ONNXTensorElementDataType type;
           std::vector<int64_t> dims;
           TensorShape(env, s.front, &type, &dims);
           s.back = NewStateValue(env, type, dims, in_[ii].name);
         }
-        target = s.back;
+        target = inPlace_[ii] ? s.front : s.back;  // in place: written into the input's own buffer
       }
       plan.outNames.push_back(out_[o].name.c_str());
       plan.outIndex.push_back(static_cast<int>(o));

@@ -150,7 +150,6 @@ export function patternModel(sizes: number[], reads: number, writes: number, blo
 
 /** BenchCopy in pattern mode over `sizes`, outputs carried back to the first W groups (double-buffered, as the op's). */
 function patternRunner(sizes: number[], reads: number, writes: number, blocked: boolean, threads: number, spin: boolean): Timed {
-  const s = NativeSession.create(patternModel(sizes, reads, writes, blocked), { opsLibrary: opsLibraryPath(), intraOpThreads: threads, intraOpSpinning: spin });
   const carry: Record<string, string> = {}; const init: Record<string, Tensor> = {};
   for (let r = 0; r < reads; r++) {
     sizes.forEach((n, i) => {
@@ -158,6 +157,12 @@ function patternRunner(sizes: number[], reads: number, writes: number, blocked: 
       init[`p${r}_${i}`] = new Tensor('float32', new Float32Array(n).fill(r < writes ? 0 : 1e-30), [n]);
     });
   }
+  return carriedRunner(patternModel(sizes, reads, writes, blocked), carry, init, threads, spin);
+}
+
+/** A BenchCopy model run with no feeds, its outputs carried back double-buffered from `init`. */
+function carriedRunner(model: Uint8Array, carry: Record<string, string>, init: Record<string, Tensor>, threads: number, spin: boolean): Timed {
+  const s = NativeSession.create(model, { opsLibrary: opsLibraryPath(), intraOpThreads: threads, intraOpSpinning: spin });
   s.carry(carry); s.setState(init);
   return {
     run() { const t0 = process.hrtime.bigint(); s.run({}, []); return Number(process.hrtime.bigint() - t0) / 1e6; },
@@ -172,13 +177,8 @@ export function copySizes(sizes: number[], bytesPerParam: number): number[] {
 
 /** BenchCopy over `sizes`, state carried like the optimizer's (double-buffered outputs). */
 function copyRunner(sizes: number[], threads: number, stream: boolean, spin: boolean): Timed {
-  const s = NativeSession.create(copyModel(sizes, stream), { opsLibrary: opsLibraryPath(), intraOpThreads: threads, intraOpSpinning: spin });
-  s.carry(Object.fromEntries(sizes.map((_, i) => [`x_${i}_out`, `x_${i}`])));
-  s.setState(Object.fromEntries(sizes.map((n, i) => [`x_${i}`, new Tensor('float32', new Float32Array(n).fill(1), [n])])));
-  return {
-    run() { const t0 = process.hrtime.bigint(); s.run({}, []); return Number(process.hrtime.bigint() - t0) / 1e6; },
-    release: () => s.release(),
-  };
+  return carriedRunner(copyModel(sizes, stream), Object.fromEntries(sizes.map((_, i) => [`x_${i}_out`, `x_${i}`])),
+    Object.fromEntries(sizes.map((n, i) => [`x_${i}`, new Tensor('float32', new Float32Array(n).fill(1), [n])])), threads, spin);
 }
 
 // ---- torch --------------------------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import { Tensor } from 'onnxruntime-common';
 import { gptConfig } from '../../graphs/gpt';
 import { vitConfig } from '../../graphs/vit';
 import { encodeModel } from '../onnx/io';
-import { NativeSession, packageRoot } from '../native';
+import { NativeSession, packageRoot, type NativeSessionOptions } from '../native';
 import { DEFAULT_CONFIG, type OptimizerName, type TrainConfig } from '../runner/config';
 import { buildTask } from '../runner/task';
 import { optimizerSpec } from '../runner/trainer';
-import { assembleTraining } from '../train/assemble';
-import { OPTIMIZERS } from '../optim/derive';
+import { assembleTraining, type TrainingArtifacts } from '../train/assemble';
+import { OPTIMIZER_OP_TYPES } from '../optim/derive';
 
 export interface TrainStepBenchOptions {
   model: string; batch?: number; seq?: number; steps?: number; threads?: number; optimizer?: string;
@@ -23,8 +23,17 @@ export interface TrainStepBenchOptions {
   python?: string;
 }
 
-// every com.ademamix op of every definition is optimizer work: per-tensor and multi-tensor forms, fp32 and bf16 states
-const OPTIMIZER_OPS = new Set(OPTIMIZERS.flatMap((d) => [d.op, `${d.op}Multi`, `${d.op}Bf16`, `${d.op}MultiBf16`]));
+/** A session over the training graph, state carried as the Trainer carries it (in place where allowed), at its start. */
+function trainSession(art: TrainingArtifacts, bytes: Uint8Array, opts: NativeSessionOptions): NativeSession {
+  const s = NativeSession.create(bytes, opts);
+  try {
+    const init: Record<string, Tensor> = {};
+    for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
+    s.carry(art.carry, { inPlace: art.inPlace }); s.setState(init);
+    return s;
+  } catch (e) { s.release(); throw e; }
+}
+
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
 
 interface ProfileEvent { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string } }
@@ -45,7 +54,7 @@ export function profileShares(events: ProfileEvent[], skip = 0): { runs: number;
     kernel += e.dur ?? 0;
     const op = e.args?.op_name ?? '?';
     byOp[op] = (byOp[op] ?? 0) + (e.dur ?? 0);
-    if (OPTIMIZER_OPS.has(op)) opt += e.dur ?? 0;
+    if (OPTIMIZER_OP_TYPES.has(op)) opt += e.dur ?? 0;
   }
   const per = Math.max(runs, 1) * 1000;
   for (const k of Object.keys(byOp)) byOp[k] /= per;
@@ -75,10 +84,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
 async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number }): Promise<Record<string, unknown>> {
   const task = buildTask(config);
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
-  const s = NativeSession.create(encodeModel(art.train), { intraOpThreads: o.threads });
-  const init: Record<string, Tensor> = {};
-  for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
-  s.carry(art.carry, { inPlace: art.inPlace }); s.setState(init);
+  const s = trainSession(art, encodeModel(art.train), { intraOpThreads: o.threads });
   const ours = (n: number): number[] => Array.from({ length: n }, () => {
     const b = task.train.next();
     const t0 = performance.now(); s.run(b.feeds, ['loss']); return performance.now() - t0;
@@ -143,8 +149,6 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
   const bytes = encodeModel(art.train);
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');
-  const init: Record<string, Tensor> = {};
-  for (const [k, v] of art.initialState) init[k] = new Tensor(v.dtype as 'float32', v.data as Float32Array, v.dims);
   const fetches = ['loss'];
   const time = (s: NativeSession, n: number): number[] => {
     const out: number[] = [];
@@ -157,18 +161,16 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
     return out;
   };
   // timed run without the profiler (it costs time itself)
-  const s = NativeSession.create(bytes, { intraOpThreads: threads });
+  const s = trainSession(art, bytes, { intraOpThreads: threads });
   let stepMs: number;
   try {
-    s.carry(art.carry, { inPlace: art.inPlace }); s.setState(init);
     time(s, o.warm);
     stepMs = median(time(s, steps));
   } finally { s.release(); }
   // profiled run for the shares
-  const p = NativeSession.create(bytes, { intraOpThreads: threads, profilingPrefix: prefix });
+  const p = trainSession(art, bytes, { intraOpThreads: threads, profilingPrefix: prefix });
   let shares: ReturnType<typeof profileShares>;
   try {
-    p.carry(art.carry, { inPlace: art.inPlace }); p.setState(init);
     const warm = o.warm;
     time(p, warm + Math.max(2, Math.min(steps, 10)));
     const file = p.endProfiling();

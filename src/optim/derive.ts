@@ -18,6 +18,8 @@ export type { OptimizerDef, OptimizerSpec } from './defs/types';
 export { OPTIMIZERS };
 
 export const OPTIMIZER_NAMES = OPTIMIZERS.map((d) => d.name);
+/** The op types of every definition's fp32 and bf16 forms, per tensor and multi-tensor (not the coded ones). */
+export const OPTIMIZER_OP_TYPES: ReadonlySet<string> = new Set(OPTIMIZERS.flatMap((d) => [d.op, `${d.op}Multi`, `${d.op}Bf16`, `${d.op}MultiBf16`]));
 
 export function getOptimizer(name: string): OptimizerDef {
   const d = OPTIMIZERS.find((x) => x.name === name);

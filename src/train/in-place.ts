@@ -6,11 +6,7 @@
 // weight feeds the gradients the optimizer node reads); `step`, or a parameter read again after its update, does not.
 import { OPS_DOMAIN } from '../ops/optimizers';
 import type { ModelProto } from '../onnx/proto';
-import { OPTIMIZERS } from '../optim/derive';
-
-// the optimizer ops whose kernels take aliased outputs (the fp32 and bf16 forms, per tensor and multi-tensor; the
-// kernel check runs them in place). Not the coded (8-bit) ops, nor the collectives.
-const IN_PLACE_OPS = new Set(OPTIMIZERS.flatMap((d) => [d.op, `${d.op}Multi`, `${d.op}Bf16`, `${d.op}MultiBf16`]));
+import { OPTIMIZER_OP_TYPES } from '../optim/derive';
 
 /** The inputs of `carry` (output → input) that may be carried in place in `model`. */
 export function inPlaceCarries(model: ModelProto, carry: Readonly<Record<string, string>>): string[] {
@@ -39,7 +35,9 @@ export function inPlaceCarries(model: ModelProto, carry: Readonly<Record<string,
   for (const [o, i] of Object.entries(carry)) {
     const w = producer.get(o);
     const n = w === undefined ? undefined : nodes[w];
-    if (!n || n.domain !== OPS_DOMAIN || !IN_PLACE_OPS.has(n.opType) || !n.input.includes(i) || graphOutputs.has(i)) continue;
+    // the fp32 and bf16 optimizer ops take aliased outputs (the kernel check runs them in place); not the coded
+    // (8-bit) ops, nor the collectives
+    if (!n || n.domain !== OPS_DOMAIN || !OPTIMIZER_OP_TYPES.has(n.opType) || !n.input.includes(i) || graphOutputs.has(i)) continue;
     const before = ancestorsOf(w!);
     if ((readers.get(i) ?? []).every((r) => r === w || before.has(r))) out.push(i);
   }
