@@ -24,7 +24,7 @@ ${INFER_USAGE}${EXPERIMENT_USAGE}${WEB_USAGE}
   bench optimizer [--op ${OPTIMIZER_NAMES.join('|')} | --all] [--device cpu] [--params N] [--reps N]
                   [--threads N] [--shape gpt|flat] [--no-fallback] [--torch | --no-torch] [--spin] [--no-inplace] [--json]
                   [--states fp32|bf16|8bit|slot=format,… [--stochastic-rounding]]: state bytes/param and GB/s at that precision
-  bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--compare-torch] [--json]
+  bench train-step [--model gpt-tiny] [--batch N] [--seq N] [--steps N] [--threads N] [--compare-torch] [--no-fused] [--json]
   bench runner [--model gpt-tiny] [--steps N] [--batch N] [--seq N] [--threads N] [--json]
 `;
 
@@ -83,6 +83,7 @@ async function bench(args: Args): Promise<void> {
     print(await benchTrainStep({
       model: str(args, 'model', 'gpt-tiny'), batch: opt('batch'), seq: opt('seq'), steps: opt('steps'), threads: opt('threads'),
       optimizer: args.optimizer === undefined ? undefined : str(args, 'optimizer', 'ademamix'), compareTorch: args['compare-torch'] === true,
+      fused: args.fused !== false,
     }), json);
     return;
   }
@@ -92,7 +93,7 @@ async function bench(args: Args): Promise<void> {
 const BENCH_OPTIONS: OptionKinds = {
   op: 'string', device: 'string', params: 'string', reps: 'string', threads: 'string', model: 'string', batch: 'string',
   seq: 'string', steps: 'string', optimizer: 'string', json: 'boolean', fallback: 'boolean', shape: 'string', all: 'boolean',
-  torch: 'boolean', 'compare-torch': 'boolean', states: 'string', 'stochastic-rounding': 'boolean', spin: 'boolean', inplace: 'boolean',
+  torch: 'boolean', 'compare-torch': 'boolean', states: 'string', 'stochastic-rounding': 'boolean', spin: 'boolean', inplace: 'boolean', fused: 'boolean',
 };
 
 /** The options each command takes (sample, predict and export --inference parse their own). */

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include "ademamix/kernels.h"
+#include "ademamix/nn_kernels.h"
 
 namespace ademamix {
 namespace cpu {
@@ -47,6 +48,21 @@ void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t b, size_t e) 
   }
 ADEMAMIX_GENERIC_OPS(ADEMAMIX_DISPATCH_GENERIC)
 #undef ADEMAMIX_DISPATCH_GENERIC
+
+void weight_grad_pack(const float* a, float* ap, size_t K, size_t M, size_t k0, size_t k1) {
+  ADEMAMIX_PICK(weight_grad_pack(a, ap, K, M, k0, k1));
+}
+void weight_grad(const float* ap, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t n0, size_t n1) {
+  ADEMAMIX_PICK(weight_grad(ap, b, c, colsum, K, M, N, n0, n1));
+}
+void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK(gelu_grad(dy, x, dx, n, tanh)); }
+void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {
+  ADEMAMIX_PICK(softmax_grad(dy, y, dx, rows, cols));
+}
+void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, float* dx,
+                    float* dscale, float* dbias, size_t rows, size_t cols) {
+  ADEMAMIX_PICK(layernorm_grad(dy, x, scale, mean, inv, dx, dscale, dbias, rows, cols));
+}
 #undef ADEMAMIX_PICK
 
 }  // namespace cpu

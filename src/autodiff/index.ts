@@ -15,6 +15,11 @@ export interface GradientOptions {
   unreachable?: 'zeros' | 'error';
   /** dL/dloss (default 1), e.g. a loss-scale factor; must have the loss's type. */
   seed?: Value;
+  /**
+   * Fused backward ops (GeluGrad, SoftmaxGrad, LayerNormalizationGrad of com.ademamix, each with its standard-op math as
+   * a model-local function body) instead of that math inline. Default false: standard ops only.
+   */
+  fused?: boolean;
 }
 
 /** Can a gradient flow through this value? Unknown dtypes are given the benefit of the doubt. */
@@ -79,7 +84,7 @@ export function gradients(g: GraphBuilder, loss: Value, wrt: Value[], opts: Grad
     const needs = n.inputs.map((v) => !!v && needed.has(v));
     let dIn: (Value | null)[];
     try {
-      dIn = getOp(n.opType, n.domain)!.grad!({ g, node: n, dOut, needs });
+      dIn = getOp(n.opType, n.domain)!.grad!({ g, node: n, dOut, needs, fused: opts.fused ?? false });
     } catch (e) {
       throw new OpError(`gradients: the rule for ${n.label} failed: ${(e as Error).message}`);
     }

@@ -21,6 +21,8 @@ export interface TrainStepBenchOptions {
   compareTorch?: boolean;
   /** Python with torch (compareTorch): default the project's .venv, made by scripts/setup-python.sh. */
   python?: string;
+  /** The backward pass with the fused com.ademamix ops (default true; false: standard ops only, `--no-fused`). */
+  fused?: boolean;
 }
 
 /** A session over the training graph, state carried as the Trainer carries it (in place where allowed), at its start. */
@@ -71,9 +73,9 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
   if (o.compareTorch) {
-    return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 10, threads: o.threads ?? 2, python: o.python });
+    return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 10, threads: o.threads ?? 2, python: o.python, fused: o.fused });
   }
-  return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3 });
+  return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3, fused: o.fused });
 }
 
 /**
@@ -81,9 +83,9 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
  * on the same shapes and threads, in one run: a torch worker process stays alive and blocks of `steps` steps
  * alternate between the two (the machines are shared and noisy), five rounds after a warm-up block each.
  */
-async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number }): Promise<Record<string, unknown>> {
+async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number; fused?: boolean }): Promise<Record<string, unknown>> {
   const task = buildTask(config);
-  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
+  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), fusedBackward: o.fused ?? true });
   const s = trainSession(art, encodeModel(art.train), { intraOpThreads: o.threads });
   const ours = (n: number): number[] => Array.from({ length: n }, () => {
     const b = task.train.next();
@@ -111,7 +113,7 @@ async function compareWithTorch(config: TrainConfig, o: { steps: number; threads
     }
     const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
     return {
-      bench: 'train-step', compare: 'torch', model: config.model, optimizer: config.optimizer, params, torch_params: info.params,
+      bench: 'train-step', compare: 'torch', model: config.model, optimizer: config.optimizer, fused_backward: o.fused ?? true, params, torch_params: info.params,
       batch: config.batch, ...(config.model.startsWith('vit') ? {} : { seq: config.seq }), threads: o.threads, torch_threads: info.threads, torch_version: info.torch,
       steps: a.length, step_ms: +median(a).toFixed(2), torch_step_ms: +median(b).toFixed(2), ratio: +(median(b) / median(a)).toFixed(3),
     };
@@ -143,10 +145,10 @@ class TorchWorker {
 }
 
 /** Median step time and the optimizer's share of the kernel time (ORT profile) of a run's configuration. */
-export function measureStep(config: TrainConfig, o: { steps: number; threads: number; warm: number }): Record<string, unknown> & { step_ms: number; optimizer_share: number } {
+export function measureStep(config: TrainConfig, o: { steps: number; threads: number; warm: number; fused?: boolean }): Record<string, unknown> & { step_ms: number; optimizer_share: number } {
   const { steps, threads } = o;
   const task = buildTask(config);
-  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config) });
+  const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), fusedBackward: o.fused ?? true });
   const bytes = encodeModel(art.train);
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');
   const fetches = ['loss'];
@@ -179,7 +181,7 @@ export function measureStep(config: TrainConfig, o: { steps: number; threads: nu
   } finally { p.release(); }
   const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
   return {
-    bench: 'train-step', model: config.model, optimizer: config.optimizer, params, batch: config.batch, seq: config.seq, threads,
+    bench: 'train-step', model: config.model, optimizer: config.optimizer, fused_backward: o.fused ?? true, params, batch: config.batch, seq: config.seq, threads,
     steps, step_ms: +stepMs.toFixed(2), optimizer_ms: +shares.optimizerMs.toFixed(3),
     optimizer_share: +(shares.optimizerMs / shares.kernelMs).toFixed(4), profiled_kernel_ms: +shares.kernelMs.toFixed(2),
     // ORT's own time for a run (model_run): kernels plus its executor, allocations and output copies

@@ -43,6 +43,9 @@ export class GraphBuilder {
 
   get opset(): number { return this.opsets.get('')!; }
 
+  /** An empty builder at the same opset, for the body of a model-local function (ops/ cannot import this class). */
+  emptyLike(): GraphBuilder { return new GraphBuilder({ opset: this.opset }); }
+
   input(name: string, dtype: DType | null, shape: Shape): Value {
     if (this.inputs.some((v) => v.name === name)) throw new OpError(`graph input '${name}' is declared twice`);
     const v = new Value(dtype, shape, null, 0, name);

@@ -4,6 +4,7 @@ import type { Value } from '../graph/value';
 import { castLike, scalarLike, sumToShape } from './grad-util';
 import { defineOp, type GradRule, type InferCtx, type OutType } from './registry';
 import { broadcast } from './shape';
+import { fusedGeluGrad, fusedWeightGrad, geluGradMath, linearOf } from './fused';
 
 const FLOATS: DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
@@ -30,7 +31,25 @@ const binaryGrad = (da: ((d: Value) => Value) | null, db: ((d: Value) => Value) 
   return [needs[0] && da ? sumToShape(g, da(d), a) : null, needs[1] && db ? sumToShape(g, db(d), b) : null];
 };
 
-defineOp({ opType: 'Add', infer: binaryInfer, grad: (c) => binaryGrad((d) => d, (d) => d)(c) });
+defineOp({
+  opType: 'Add', infer: binaryInfer,
+  grad: (c) => {
+    // a linear layer's bias (MatMul(x, W) + b): its gradient comes with the weight's from one WeightGrad node
+    const d = c.dOut[0]!; const out = c.node.outputs[0];
+    for (const k of [0, 1]) {
+      const y = c.node.inputs[k]!; const b = c.node.inputs[1 - k]!; const lin = c.fused ? linearOf(y) : null;
+      const n = y.shape?.[y.shape.length - 1];
+      const isBias = lin && d.dtype === 'float32' && b.dtype === 'float32' && b.shape?.length === 1 && typeof n === 'number' &&
+        b.shape[0] === n && !!out.shape && !!y.shape && out.shape.length === y.shape.length && out.shape.every((s, i) => s !== null && s === y.shape![i]);
+      if (!isBias) continue;
+      const r: (Value | null)[] = [null, null];
+      r[k] = c.needs[k] ? d : null;
+      r[1 - k] = c.needs[1 - k] ? fusedWeightGrad(c.g, lin.x, d)[1] : null;
+      return r;
+    }
+    return binaryGrad((dd) => dd, (dd) => dd)(c);
+  },
+});
 defineOp({ opType: 'Sub', infer: binaryInfer, grad: (c) => binaryGrad((d) => d, (d) => c.g.neg(d))(c) });
 defineOp({
   opType: 'Mul', infer: binaryInfer,
@@ -119,20 +138,8 @@ defineOp({
   opType: 'Gelu', attrTypes: { approximate: 'string' }, infer: floatUnaryInfer,
   grad: (c) => {
     const { g } = c; const x = c.node.inputs[0]!; const d = c.dOut[0]!;
-    const k = (v: number): Value => scalarLike(g, v, x);
-    if (c.node.attrs.approximate?.kind === 'string' && c.node.attrs.approximate.value === 'tanh') {
-      // y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³)
-      const s = Math.sqrt(2 / Math.PI);
-      const x2 = g.mul(x, x);
-      const t = g.op('Tanh', [g.mul(k(s), g.add(x, g.mul(k(0.044715), g.mul(x2, x))))]);
-      const du = g.mul(k(s), g.add(k(1), g.mul(k(3 * 0.044715), x2)));
-      const dy = g.add(g.mul(k(0.5), g.add(k(1), t)), g.mul(g.mul(k(0.5), x), g.mul(g.sub(k(1), g.mul(t, t)), du)));
-      return [g.mul(d, dy)];
-    }
-    // y = xΦ(x): y' = Φ(x) + xφ(x)
-    const cdf = g.mul(k(0.5), g.add(k(1), g.op('Erf', [g.mul(x, k(Math.SQRT1_2))])));
-    const pdf = g.mul(k(1 / Math.sqrt(2 * Math.PI)), g.exp(g.mul(k(-0.5), g.mul(x, x))));
-    return [g.mul(d, g.add(cdf, g.mul(x, pdf)))];
+    const tanh = c.node.attrs.approximate?.kind === 'string' && c.node.attrs.approximate.value === 'tanh';
+    return [c.fused && x.dtype === 'float32' && d.dtype === 'float32' ? fusedGeluGrad(g, d, x, tanh) : geluGradMath(g, d, x, tanh)];
   },
 });
 defineOp({

@@ -2,6 +2,7 @@
 import type { GraphBuilder } from '../graph/builder';
 import type { Dim, Value } from '../graph/value';
 import { range, sumToShape } from './grad-util';
+import { fusedWeightGrad } from './fused';
 import { defineOp, type InferCtx } from './registry';
 import { broadcast, sameDim } from './shape';
 
@@ -28,7 +29,7 @@ const transposeLast = (g: GraphBuilder, v: Value): Value => {
 defineOp({
   opType: 'MatMul',
   infer: (ctx) => [{ dtype: ctx.sameDtype([0, 1]), shape: matmulShape(ctx, ctx.input(0).shape, ctx.input(1).shape) }],
-  grad: ({ g, node, dOut, needs }) => {
+  grad: ({ g, node, dOut, needs, fused }) => {
     let [a, b] = node.inputs as Value[];
     let d = dOut[0]!;
     if (a.rank === null || b.rank === null) throw new Error(`${node.label}: MatMul gradient needs inputs of known rank`);
@@ -46,6 +47,8 @@ defineOp({
     // dB = flat(a)ᵀ·flat(d) with K = the batch-and-row count, instead of a batched product per batch entry summed
     // afterwards (a [batch, K, N] intermediate and a ReduceSum: ~3x the time on gpt-mini's backward)
     let db = !needs[1] ? null
+      : fused && b.rank === 2 && a.rank! > 2 && a.dtype === 'float32' && b.dtype === 'float32' && d.dtype === 'float32'
+        ? fusedWeightGrad(g, a, d)[0]
       : b.rank === 2 && a.rank! > 2
         ? g.op('Gemm', [g.op('Flatten', [a], { axis: a.rank! - 1 }), g.op('Flatten', [d], { axis: d.rank! - 1 })], { transA: 1 })
         : sumToShape(g, g.matmul(transposeLast(g, a), d), b);

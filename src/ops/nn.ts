@@ -6,16 +6,16 @@ import { castLike, constValue, floatAttr, intAttr, intsAttr, range, requestOutpu
 import { defineOp } from './registry';
 import { normAxis, sameDim } from './shape';
 import { floatUnaryInfer } from './elementwise';
+import { fusedLayerNormGrad, fusedSoftmaxGrad, layerNormGradMath, softmaxGradMath } from './fused';
 
 const FLOATS: DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
 defineOp({
   opType: 'Softmax', attrTypes: { axis: 'int' }, infer: floatUnaryInfer,
-  // dX = Y ⊙ (dY − Σ_axis dY ⊙ Y)
-  grad: ({ g, node, dOut }) => {
-    const y = node.outputs[0]; const d = dOut[0]!;
-    const s = g.op('ReduceSum', [g.mul(d, y), g.ints([intAttr(node, 'axis', -1)])], { keepdims: 1 });
-    return [g.mul(y, g.sub(d, s))];
+  grad: ({ g, node, dOut, fused }) => {
+    const y = node.outputs[0]; const d = dOut[0]!; const axis = intAttr(node, 'axis', -1);
+    const last = y.rank !== null && (axis === -1 || axis === y.rank - 1);
+    return [fused && last && y.dtype === 'float32' && d.dtype === 'float32' ? fusedSoftmaxGrad(g, d, y) : softmaxGradMath(g, d, y, axis)];
   },
 });
 defineOp({
@@ -49,7 +49,7 @@ defineOp({
   // With x̂ = (x − μ)·σ⁻¹ over the normalized axes: dB = Σ_batch dY, dS = Σ_batch dY·x̂,
   // dX = σ⁻¹·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dY·S. Mean and InvStdDev are outputs 1 and 2 of the
   // forward node; when it was built without them, they are added to it here, so nothing is recomputed.
-  grad: ({ g, node, dOut, needs }) => {
+  grad: ({ g, node, dOut, needs, fused }) => {
     const [x, scale, bias] = node.inputs as (Value | null)[];
     const d = dOut[0];
     if (!d) throw new Error('gradients through the Mean/InvStdDev outputs are not supported');
@@ -70,15 +70,16 @@ defineOp({
       mean = castLike(g, requestOutput(node, 1, u, stat), x!);
       inv = castLike(g, requestOutput(node, 2, u, stat), x!);
     }
-    const xhat = g.mul(g.sub(x!, mean), inv);
-    let dx: Value | null = null;
-    if (needs[0]) {
-      const dxhat = scale ? g.mul(d, scale) : d;
-      const m1 = g.op('ReduceMean', [dxhat, g.ints(normAxes)], { keepdims: 1 });
-      const m2 = g.op('ReduceMean', [g.mul(dxhat, xhat), g.ints(normAxes)], { keepdims: 1 });
-      dx = g.mul(inv, g.sub(g.sub(dxhat, m1), g.mul(xhat, m2)));
+    // the fused node: float32 throughout, scale (and bias) shaped exactly like the normalized dims
+    const normShape = x!.shape?.slice(ax);
+    const full = (v: Value | null): boolean => !!v && !!v.shape && !!normShape && v.shape.length === normShape.length &&
+      v.shape.every((dim, i) => typeof dim === 'number' && dim === normShape[i]);
+    if (fused && x!.dtype === 'float32' && d.dtype === 'float32' && u === 'float32' && full(scale) && (!bias || full(bias))) {
+      const [dx, ds, db] = fusedLayerNormGrad(g, d, x!, scale!, mean, inv, ax, r);
+      return [needs[0] ? dx : null, needs[1] ? ds : null, bias && needs[2] ? db : null];
     }
-    return [dx, scale && needs[1] ? sumToShape(g, g.mul(d, xhat), scale) : null, bias && needs[2] ? sumToShape(g, d, bias) : null];
+    const { dx, dScaleTerm } = layerNormGradMath(g, d, x!, scale, mean, inv, normAxes);
+    return [needs[0] ? dx : null, scale && needs[1] ? sumToShape(g, dScaleTerm, scale) : null, bias && needs[2] ? sumToShape(g, d, bias) : null];
   },
 });
 

@@ -77,6 +77,8 @@ export interface GradCtx {
   dOut: (Value | null)[];
   /** Which inputs need a gradient (others may be returned as null). */
   needs: boolean[];
+  /** Emit the com.ademamix fused backward ops (ops/fused.ts) where a rule has one, instead of their standard-op math. */
+  fused: boolean;
 }
 export type GradRule = (ctx: GradCtx) => (Value | null)[];
 

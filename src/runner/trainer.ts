@@ -105,7 +105,7 @@ export class Trainer {
       forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
       skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },
       world: parallel ? { size: world.size, rank: world.rank, shardStates: opts.shardStates } : undefined,
-      states: statePrecision(config), seed: config.seed,
+      states: statePrecision(config), seed: config.seed, fusedBackward: true, // the Trainer's session is on the CPU
     });
     const session = NativeSession.create(encodeModel(art.train), { intraOpThreads: config.threads });
     // parameters and optimizer states in place (one buffer each; the kernels' in-place path), the rest double-buffered

@@ -57,6 +57,12 @@ export interface TrainingSpec {
   seed?: number;
   metadata?: Record<string, string>;
   /**
+   * The backward pass with the fused com.ademamix ops (GeluGrad, SoftmaxGrad, LayerNormalizationGrad: one CPU pass
+   * each where the op library is loaded; elsewhere their standard-op function bodies run). Default false: the
+   * backward pass in standard ops only. CPU kernels only: on another execution provider leave it off.
+   */
+  fusedBackward?: boolean;
+  /**
    * Data-parallel training over MPI ranks (src/train/data-parallel.ts): gradients and loss averaged over the world
    * in-graph before the norm, clipping, the NaN guard and the optimizer; with shardStates the optimizer states are
    * split over the ranks (ZeRO stage 1). The graph is this rank's.
@@ -205,7 +211,7 @@ export function assembleTraining(spec: TrainingSpec): TrainingArtifacts {
   g.outputs.push(...saved.filter((o) => o.name !== 'loss'));
   if (!g.outputs.some((o) => o.name === 'loss')) g.outputs.unshift({ name: 'loss', value: loss });
 
-  let grads = gradients(g, loss, params);
+  let grads = gradients(g, loss, params, { fused: spec.fusedBackward ?? false });
   let stepLoss = loss; // the loss the NaN guard and the `loss` output see: the world's mean when data-parallel
   const stopIn = world && world.size > 1 ? g.input(dp.STOP_INPUT, 'float32', []) : undefined;
   let stopOut: Value | undefined;

@@ -1,0 +1,40 @@
+// CPU loops of the fused backward ops (src/nn_ops.cc): the gradients of GELU, Softmax and LayerNormalization in one
+// pass each, where the standard-op form of the same rule (src/ops/fused.ts, also the ops' function bodies) takes
+// 4–12 elementwise passes and broadcast reductions. Plain C++, no ORT, float32 throughout; built twice like
+// cpu_kernels.cc (avx2 and base, picked by cpu_dispatch.cc). Row sums use 16 fixed lanes, so results do not depend on
+// how callers split the rows between threads.
+#pragma once
+#include <cstddef>
+
+namespace ademamix {
+namespace cpu {
+
+// dx[i] = dy[i] · GELU'(x[i]) for i in [0, n); tanh: the tanh approximation's derivative, else the exact (erf) one.
+// softmax_grad: rows of `cols` elements, dx = y ⊙ (dy − Σ_row dy ⊙ y).
+// layernorm_grad: rows of `cols` elements normalized with per-row mean and inv (1/σ), x̂ = (x − mean)·inv,
+//   dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ scale; adds Σ_rows dy ⊙ x̂ to dscale[cols] and
+//   Σ_rows dy to dbias[cols] (row by row, in order).
+// weight_grad: the weight and bias gradients of a linear layer from its flattened input A [K, M] and output gradient
+//   B [K, N] (K = batch × rows): columns [n0, n1) of C = AᵀB [M, N] and, when colsum is not null, of colsum = Σ_k B[k, :].
+//   A comes packed by weight_grad_pack (rows [k0, k1) of A per call, into ap of weight_grad_packed_size(K, M) floats:
+//   tiles of kWeightGradTileRows columns, each K rows of them side by side). n0 must be a multiple of
+//   kWeightGradPanel (callers split the columns between threads by panels). Each element is one sum over k in order,
+//   so the result does not depend on the split.
+constexpr size_t kWeightGradPanel = 16, kWeightGradTileRows = 6;
+inline size_t weight_grad_packed_size(size_t K, size_t M) {
+  return (M + kWeightGradTileRows - 1) / kWeightGradTileRows * kWeightGradTileRows * K;
+}
+#define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
+  void weight_grad_pack(const float* a, float* ap, size_t K, size_t M, size_t k0, size_t k1);           \
+  void weight_grad(const float* ap, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t n0, \
+                   size_t n1);                                                                           \
+  void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
+  void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \
+  void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, \
+                      float* dx, float* dscale, float* dbias, size_t rows, size_t cols);
+ADEMAMIX_NN_ENTRY_POINTS
+namespace avx2 { ADEMAMIX_NN_ENTRY_POINTS }
+namespace base { ADEMAMIX_NN_ENTRY_POINTS }
+
+}  // namespace cpu
+}  // namespace ademamix

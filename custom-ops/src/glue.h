@@ -1,0 +1,216 @@
+// ORT glue shared by the op library's sources (ops.cc: the optimizers; nn_ops.cc: the fused backward ops): the API
+// pointer, element types, errors that name the op and input, attribute reading, ORT's intra-op pool, shape inference.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+#include "onnxruntime_c_api.h"
+
+namespace ademamix {
+namespace glue {
+
+inline const OrtApi* api = nullptr;  // set by RegisterCustomOps
+
+using Dims = std::vector<int64_t>;
+constexpr auto F32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr auto BF16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+constexpr auto I64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+constexpr auto ANY = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // float or double scalars; bf16 multi-tensor lists
+constexpr auto REQ = INPUT_OUTPUT_REQUIRED;
+constexpr auto OPT = INPUT_OUTPUT_OPTIONAL;
+constexpr auto VAR = INPUT_OUTPUT_VARIADIC;
+
+inline OrtStatus* Fail(const std::string& msg) { return api->CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str()); }
+
+inline std::string DimsStr(const Dims& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); i++) s += (i ? "," : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+inline const char* TypeName(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return "bfloat16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    default: return "another type";
+  }
+}
+
+#define RETURN_IF(expr)                      \
+  do {                                       \
+    if (OrtStatus* _st = (expr)) return _st; \
+  } while (0)
+
+// "Op 'node name'", for errors that say which node failed.
+inline std::string NodeLabel(const OrtKernelInfo* info, const char* op) {
+  size_t n = 0;
+  std::string label = op;
+  if (OrtStatus* st = api->KernelInfo_GetNodeName(info, nullptr, &n)) { api->ReleaseStatus(st); return label; }
+  std::string name(n, '\0');
+  if (OrtStatus* st = api->KernelInfo_GetNodeName(info, name.data(), &n)) { api->ReleaseStatus(st); return label; }
+  name.resize(std::strlen(name.c_str()));
+  return name.empty() ? label : label + " '" + name + "'";
+}
+
+// One node's view of its context, for reading inputs with errors that name the op and the input.
+struct Ctx {
+  OrtKernelContext* ctx;
+  const char* op;
+
+  std::string Err(const std::string& what) const { return std::string(op) + ": " + what; }
+  OrtStatus* Counts(size_t* in, size_t* out) const {
+    RETURN_IF(api->KernelContext_GetInputCount(ctx, in));
+    return api->KernelContext_GetOutputCount(ctx, out);
+  }
+  OrtStatus* Input(size_t i, const OrtValue** v) const {
+    size_t n = 0;
+    RETURN_IF(api->KernelContext_GetInputCount(ctx, &n));
+    *v = nullptr;
+    if (i < n) RETURN_IF(api->KernelContext_GetInput(ctx, i, v));
+    return nullptr;
+  }
+  static OrtStatus* Shape(const OrtValue* v, Dims* dims, ONNXTensorElementDataType* type) {
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    RETURN_IF(api->GetTensorTypeAndShape(v, &info));
+    size_t n = 0;
+    OrtStatus* st = api->GetDimensionsCount(info, &n);
+    if (!st) { dims->assign(n, 0); st = api->GetDimensions(info, dims->data(), n); }
+    if (!st) st = api->GetTensorElementType(info, type);
+    api->ReleaseTensorTypeAndShapeInfo(info);
+    return st;
+  }
+  // A tensor input of element type `want`, shaped like `like` (or, with like == null, defining the shape: `param`).
+  // Null (and ok) when optional and absent.
+  OrtStatus* Tensor(size_t i, const std::string& name, ONNXTensorElementDataType want, const Dims* like,
+                    const std::string& likeName, Dims* dims, const void** out, bool optional = false) const {
+    const OrtValue* v = nullptr;
+    RETURN_IF(Input(i, &v));
+    *out = nullptr;
+    if (!v) return optional ? nullptr : Fail(Err("input '" + name + "' is required"));
+    ONNXTensorElementDataType t;
+    RETURN_IF(Shape(v, dims, &t));
+    if (t != want) return Fail(Err("input '" + name + "' must be " + TypeName(want) + ", got " + TypeName(t)));
+    if (like && *dims != *like)
+      return Fail(Err("input '" + name + "' has shape " + DimsStr(*dims) + " but '" + likeName + "' has " + DimsStr(*like)));
+    void* p = nullptr;
+    RETURN_IF(api->GetTensorMutableData(const_cast<OrtValue*>(v), &p));
+    *out = p;
+    return nullptr;
+  }
+  // A one-element float/double/int64 input, read as double. On CUDA these inputs are declared CPU-resident.
+  OrtStatus* Scalar(size_t i, const char* name, double* out, bool optional = false, bool* present = nullptr) const {
+    const OrtValue* v = nullptr;
+    RETURN_IF(Input(i, &v));
+    if (present) *present = v != nullptr;
+    if (!v) return optional ? nullptr : Fail(Err(std::string("input '") + name + "' is required"));
+    Dims d;
+    ONNXTensorElementDataType t;
+    RETURN_IF(Shape(v, &d, &t));
+    size_t n = 1;
+    for (int64_t x : d) n *= static_cast<size_t>(x);
+    if (n != 1) return Fail(Err(std::string("input '") + name + "' must be a scalar, got shape " + DimsStr(d)));
+    void* p = nullptr;
+    RETURN_IF(api->GetTensorMutableData(const_cast<OrtValue*>(v), &p));
+    switch (t) {
+      case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: *out = *static_cast<const float*>(p); break;
+      case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: *out = *static_cast<const double*>(p); break;
+      case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: *out = static_cast<double>(*static_cast<const int64_t*>(p)); break;
+      default: return Fail(Err(std::string("input '") + name + "' must be float or double"));
+    }
+    return nullptr;
+  }
+  OrtStatus* Output(size_t i, const Dims& dims, void** out) const {
+    OrtValue* v = nullptr;
+    RETURN_IF(api->KernelContext_GetOutput(ctx, i, dims.data(), dims.size(), &v));
+    *out = nullptr;
+    if (!v) return nullptr;
+    return api->GetTensorMutableData(v, out);
+  }
+};
+
+// ONNX float attributes are float32, but hyperparameters are written as decimals (0.999, 1e-8). The shortest decimal
+// that rounds to the stored float, read as double, is exactly what the author wrote: (1 − β2) is then 1e-3 as in
+// the float64 references and PyTorch, not 0.99999871e-3 (float32 0.999's own complement, 1.3e-5 off).
+inline double DecimalOf(float f) {
+  char buf[40];
+  for (int digits = 1; digits <= 9; digits++) {  // 9 significant digits always round-trip a float
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) return std::strtod(buf, nullptr);
+  }
+  return f;  // NaN
+}
+
+// A float attribute (an int one is taken too: `beta1=0` written as an int must not fall back to the default).
+inline double AttrF(const OrtKernelInfo* info, const char* name, double dflt) {
+  float v = 0;
+  OrtStatus* st = api->KernelInfoGetAttribute_float(info, name, &v);
+  if (!st) return DecimalOf(v);
+  api->ReleaseStatus(st);
+  int64_t i = 0;
+  st = api->KernelInfoGetAttribute_int64(info, name, &i);
+  if (!st) return static_cast<double>(i);
+  api->ReleaseStatus(st);
+  return dflt;
+}
+inline int64_t AttrI(const OrtKernelInfo* info, const char* name, int64_t dflt) {
+  int64_t v = dflt;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, name, &v)) { api->ReleaseStatus(st); v = dflt; }
+  return v;
+}
+
+// Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
+template <class Fn>
+inline OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn, size_t kChunk = size_t(1) << 15) {
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) { if (n) fn(size_t(0), n); return nullptr; }
+  struct Job { Fn* fn; size_t n; size_t chunk; } job{&fn, n, kChunk};
+  auto body = [](void* data, size_t c) {
+    Job* j = static_cast<Job*>(data);
+    const size_t b = c * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
+    (*j->fn)(b, e);
+  };
+  return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
+}
+
+// Copies input `from`'s dims (with their symbols) to each output in `to`, with element type `types[i]` (ORT 1.30
+// takes the type from the info too, and the bf16 multi-tensor lists need it: their variadic outputs mix float32
+// params and bfloat16 states). False when the shape is not usable.
+inline bool SameShape(OrtShapeInferContext* ctx, size_t from, const std::vector<size_t>& to,
+               const std::vector<ONNXTensorElementDataType>& types) {
+  OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by the context
+  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, from, &in)) { api->ReleaseStatus(st); return false; }
+  size_t rank = 0;
+  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return false; }
+  if (rank == 0) return false;
+  Dims dims(rank);
+  std::vector<const char*> syms(rank, nullptr);
+  OrtTensorTypeAndShapeInfo* out = nullptr;
+  OrtStatus* st = api->GetDimensions(in, dims.data(), rank);
+  if (!st) st = api->GetSymbolicDimensions(in, syms.data(), rank);
+  if (!st) st = api->CreateTensorTypeAndShapeInfo(&out);
+  if (!st) st = api->SetDimensions(out, dims.data(), rank);
+  bool ok = !st;
+  if (!st) {
+    for (size_t i = 0; i < rank; i++) {
+      if (!syms[i]) syms[i] = "";
+      if (dims[i] < 0 && !*syms[i]) ok = false;  // unnamed unknown dim: leave the outputs unknown
+    }
+    if (ok) st = api->SetSymbolicDimensions(out, syms.data(), rank);
+  }
+  for (size_t i = 0; ok && !st && i < to.size(); i++) {
+    st = api->SetTensorElementType(out, types[i]);
+    if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ctx, to[i], out);
+  }
+  if (st) { api->ReleaseStatus(st); ok = false; }
+  if (out) api->ReleaseTensorTypeAndShapeInfo(out);
+  return ok;
+}
+
+}  // namespace glue
+}  // namespace ademamix

@@ -1,0 +1,242 @@
+// CPU loops of the fused backward ops (include/ademamix/nn_kernels.h). Branch-free loops over restrict-qualified
+// pointers so GCC vectorizes them without -ffast-math: exp and erfc are written out (below) instead of calling libm,
+// and every sum over a row runs in kLanes independent partial sums added in a fixed order at the end (strict IEEE
+// float math cannot be reordered by the compiler; the fixed lanes make the order independent of the vector width and
+// of how rows are split between threads). The avx2 build contracts a·b + c into FMAs, so the two builds can differ
+// in the last bits.
+// Compiled per ISA like cpu_kernels.cc (namespace ADEMAMIX_CPU_ISA); compiled alone it defines the entry points itself.
+#include <cstdint>
+#include <cstring>
+#include "ademamix/nn_kernels.h"
+
+namespace ademamix {
+namespace cpu {
+#if defined(ADEMAMIX_CPU_ISA)
+namespace ADEMAMIX_CPU_ISA {
+#endif
+namespace {
+
+constexpr size_t kLanes = 16;  // two 8-float vectors: lane k sums the elements at k mod 16
+
+// GCC's generic vectors (SSE pairs on the base build, AVX registers on avx2): the compiler turned plain lane arrays
+// into scalar adds; these keep each lane in a register
+typedef float V8 __attribute__((vector_size(32)));
+// internal inline helpers only: the 32-byte vector argument ABI GCC warns about on the base build never crosses a call
+#pragma GCC diagnostic ignored "-Wpsabi"
+inline V8 Load8(const float* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline float Sum16(V8 a, V8 b) {  // the 16 lanes, in lane order
+  float s = 0.0f;
+  for (int k = 0; k < 8; k++) s += a[k];
+  for (int k = 0; k < 8; k++) s += b[k];
+  return s;
+}
+
+// e^x for x in [-80, 88] (clamped there: e^-80 ≈ 2e-35 stands in for anything smaller and keeps the products
+// below normal, where denormals would be slow): Cody–Waite reduction by ln 2 (Cephes' two-part constant), Cephes'
+// degree-5 minimax polynomial for e^r on |r| ≤ ln2/2 (about 1 ulp), and 2^n put into the exponent bits. Rounds to
+// nearest by the 1.5·2^23 trick (needs the default rounding mode, no fast-math).
+inline float Exp(float x) {
+  x = x < -80.0f ? -80.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  int32_t bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  bits += static_cast<int32_t>(n) * (1 << 23);
+  std::memcpy(&p, &bits, sizeof p);
+  return p;
+}
+
+// erfc(z) for z ≥ 0 within 1.5e-7 (absolute; Abramowitz & Stegun 7.1.26), from e2 = e^(−z²), which the caller has:
+// one division and a degree-5 polynomial, no second exp.
+inline float ErfcPos(float z, float e2) {
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  float q = 1.061405429f;
+  q = q * t - 1.453152027f;
+  q = q * t + 1.421413741f;
+  q = q * t - 0.284496736f;
+  q = q * t + 0.254829592f;
+  return q * t * e2;
+}
+
+}  // namespace
+
+void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t n, bool tanh) {
+  if (tanh) {
+    // y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³): y' = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
+    const float s = 0.79788456080286536f, c = 0.044715f;
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i], v2 = v * v;
+      const float u = s * (v + c * v2 * v);
+      const float t = 1.0f - 2.0f / (Exp(2.0f * u) + 1.0f);
+      const float d = 0.5f * (1.0f + t) + 0.5f * v * ((1.0f - t * t) * (s * (1.0f + 3.0f * c * v2)));
+      dx[i] = dy[i] * d;
+    }
+    return;
+  }
+  // y = xΦ(x): y' = Φ(x) + xφ(x), φ(x) = e^(−x²/2)/√(2π), Φ(x) = ½erfc(−x/√2) (from |x| and the sign)
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i];
+    const float e2 = Exp(-0.5f * v * v);
+    const float h = 0.5f * ErfcPos((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
+    const float cdf = v < 0.0f ? h : 1.0f - h;
+    dx[i] = dy[i] * (cdf + v * (0.39894228040143268f * e2));
+  }
+}
+
+void softmax_grad(const float* __restrict dy, const float* __restrict y, float* __restrict dx, size_t rows, size_t cols) {
+  for (size_t r = 0; r < rows; r++) {
+    const float* __restrict a = dy + r * cols;
+    const float* __restrict b = y + r * cols;
+    float* __restrict o = dx + r * cols;
+    V8 l0 = {}, l1 = {};
+    const size_t body = cols / kLanes * kLanes;
+    for (size_t j = 0; j < body; j += kLanes) {
+      l0 += Load8(a + j) * Load8(b + j);
+      l1 += Load8(a + j + 8) * Load8(b + j + 8);
+    }
+    float s = Sum16(l0, l1);
+    for (size_t j = body; j < cols; j++) s += a[j] * b[j];  // the tail after the lanes (a fixed place in the order)
+    for (size_t c = 0; c < cols; c++) o[c] = b[c] * (a[c] - s);
+  }
+}
+
+void layernorm_grad(const float* __restrict dy, const float* __restrict x, const float* __restrict scale,
+                    const float* __restrict mean, const float* __restrict inv, float* __restrict dx,
+                    float* __restrict dscale, float* __restrict dbias, size_t rows, size_t cols) {
+  const float invCols = 1.0f / static_cast<float>(cols);
+  for (size_t r = 0; r < rows; r++) {
+    const float* __restrict d = dy + r * cols;
+    const float* __restrict v = x + r * cols;
+    float* __restrict o = dx + r * cols;
+    const float mu = mean[r], is = inv[r];
+    V8 a0 = {}, a1 = {}, b0 = {}, b1 = {};  // Σ dx̂ and Σ dx̂·x̂, 16 lanes each
+    const size_t body = cols / kLanes * kLanes;
+    for (size_t j = 0; j < body; j += kLanes) {
+      const V8 x0 = (Load8(v + j) - mu) * is, x1 = (Load8(v + j + 8) - mu) * is;
+      const V8 g0 = Load8(d + j) * Load8(scale + j), g1 = Load8(d + j + 8) * Load8(scale + j + 8);
+      a0 += g0; a1 += g1;
+      b0 += g0 * x0; b1 += g1 * x1;
+    }
+    float s1 = Sum16(a0, a1), s2 = Sum16(b0, b1);
+    for (size_t j = body; j < cols; j++) {
+      const float xh = (v[j] - mu) * is, g = d[j] * scale[j];
+      s1 += g;
+      s2 += g * xh;
+    }
+    const float m1 = s1 * invCols, m2 = s2 * invCols;
+    for (size_t c = 0; c < cols; c++) {
+      const float xh = (v[c] - mu) * is;
+      o[c] = is * (d[c] * scale[c] - m1 - xh * m2);
+      dscale[c] += d[c] * xh;
+      dbias[c] += d[c];
+    }
+  }
+}
+
+namespace {
+constexpr size_t kKc = 256;  // k per block: the tile's slices of packed A and B (6 KB + 16 KB) stay in L1
+constexpr size_t kMr = kWeightGradTileRows;
+
+inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
+
+// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k in [k0, k1)} A[k, m]·B[k, n] from the packed slices ap (kc × 6) and bp
+// (kc × 16): 12 vector accumulators in registers, per k two loads of B and six broadcasts of A.
+__attribute__((always_inline)) inline void Tile(const float* __restrict ap, const float* __restrict bp, float* __restrict C,
+                                                size_t N, size_t rows, size_t n0, size_t kc, bool first) {
+  V8 lo[kMr], hi[kMr];
+  for (size_t i = 0; i < kMr; i++) { lo[i] = V8{}; hi[i] = V8{}; }
+  for (size_t k = 0; k < kc; k++) {
+    const V8 b0 = Load8(bp + k * 16), b1 = Load8(bp + k * 16 + 8);
+    const float* a = ap + k * kMr;
+    for (size_t i = 0; i < kMr; i++) {
+      lo[i] += a[i] * b0;
+      hi[i] += a[i] * b1;
+    }
+  }
+  for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
+    if (i >= rows) break;
+    float* c = C + i * N + n0;
+    if (first) {
+      Store8(c, lo[i]);
+      Store8(c + 8, hi[i]);
+    } else {
+      Store8(c, Load8(c) + lo[i]);
+      Store8(c + 8, Load8(c + 8) + hi[i]);
+    }
+  }
+}
+}  // namespace
+
+void weight_grad_pack(const float* __restrict a, float* __restrict ap, size_t K, size_t M, size_t k0, size_t k1) {
+  const size_t tiles = (M + kMr - 1) / kMr;
+  for (size_t k = k0; k < k1; k++) {
+    const float* row = a + k * M;
+    for (size_t t = 0; t < tiles; t++) {
+      float* dst = ap + (t * K + k) * kMr;
+      for (size_t i = 0; i < kMr; i++) dst[i] = t * kMr + i < M ? row[t * kMr + i] : 0.0f;
+    }
+  }
+}
+
+void weight_grad(const float* __restrict ap, const float* __restrict b, float* __restrict c, float* __restrict colsum,
+                 size_t K, size_t M, size_t N, size_t n0, size_t n1) {
+  constexpr size_t NR = kWeightGradPanel;
+  alignas(64) float pack[kKc * NR];
+  const size_t tiles = (M + kMr - 1) / kMr;
+  size_t n = n0;
+  for (; n + NR <= n1; n += NR) {
+    if (K == 0)
+      for (size_t m = 0; m < M; m++) std::memset(c + m * N + n, 0, NR * sizeof(float));
+    for (size_t k0 = 0; k0 < K; k0 += kKc) {
+      const size_t kc = k0 + kKc < K ? kKc : K - k0;
+      // B's rows sit N floats apart (often a power of two: every row of a slice in the same few L1 sets); a
+      // contiguous copy of the slice serves all of the panel's tiles
+      for (size_t k = 0; k < kc; k++) std::memcpy(pack + k * NR, b + (k0 + k) * N + n, NR * sizeof(float));
+      for (size_t t = 0; t < tiles; t++) {
+        const size_t rows = M - t * kMr < kMr ? M - t * kMr : kMr;
+        Tile(ap + (t * K + k0) * kMr, pack, c + t * kMr * N, N, rows, n, kc, k0 == 0);
+      }
+    }
+    if (colsum) {
+      V8 s0 = {}, s1 = {};
+      for (size_t k = 0; k < K; k++) {
+        s0 += Load8(b + k * N + n);
+        s1 += Load8(b + k * N + n + 8);
+      }
+      Store8(colsum + n, s0);
+      Store8(colsum + n + 8, s1);
+    }
+  }
+  // columns past the last whole panel: one sum over k each, in the same order
+  for (; n < n1; n++) {
+    for (size_t m = 0; m < M; m++) {
+      float s = 0.0f;
+      for (size_t k = 0; k < K; k++) s += ap[((m / kMr) * K + k) * kMr + m % kMr] * b[k * N + n];
+      c[m * N + n] = s;
+    }
+    if (colsum) {
+      float s = 0.0f;
+      for (size_t k = 0; k < K; k++) s += b[k * N + n];
+      colsum[n] = s;
+    }
+  }
+}
+
+#if defined(ADEMAMIX_CPU_ISA)
+}  // namespace ADEMAMIX_CPU_ISA
+#endif
+}  // namespace cpu
+}  // namespace ademamix

@@ -1,0 +1,268 @@
+// ORT glue of the fused backward ops (include/ademamix/nn_ops.h): input checks with errors that name the node and the
+// tensor, the split over ORT's intra-op pool, and the loops of nn_kernels.cc. LayerNormalizationGrad's dScale and dBias
+// are sums over rows: each fixed block of kRowBlock rows sums into its own partial, and the partials are added in block
+// order, so the result does not depend on the thread count.
+#include "ademamix/nn_ops.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+#include "ademamix/nn_kernels.h"
+#include "glue.h"
+
+namespace ademamix {
+namespace {
+
+using namespace glue;
+
+constexpr size_t kElemChunk = size_t(1) << 14;  // elements per pool task (GeluGrad), and about that per row chunk
+constexpr size_t kRowBlock = 32;                // rows per partial sum of dScale and dBias
+
+size_t Numel(const Dims& d) {
+  size_t n = 1;
+  for (int64_t x : d) n *= static_cast<size_t>(x);
+  return n;
+}
+
+// The normalized axis of a rank-r tensor from attribute `axis` (negative counts from the end), or an error.
+OrtStatus* Axis(const Ctx& c, int64_t axis, size_t rank, size_t* out) {
+  const int64_t r = static_cast<int64_t>(rank), a = axis < 0 ? axis + r : axis;
+  if (rank == 0 || a < 0 || a >= r)
+    return Fail(c.Err("axis " + std::to_string(axis) + " is out of range for an input of rank " + std::to_string(rank)));
+  *out = static_cast<size_t>(a);
+  return nullptr;
+}
+
+struct NnKernel {
+  virtual ~NnKernel() = default;
+  virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0;
+};
+
+class GeluGradKernel : public NnKernel {
+ public:
+  GeluGradKernel(const OrtKernelInfo* info, bool tanh) : label_(NodeLabel(info, "GeluGrad")), tanh_(tanh) {}
+  // attribute approximate: absent or "none" → erf form, "tanh" → tanh form, anything else an error
+  static OrtStatus* Create(const OrtKernelInfo* info, void** kernel) {
+    size_t n = 0;
+    std::string v = "none";
+    if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "approximate", nullptr, &n)) {
+      api->ReleaseStatus(st);
+    } else {
+      v.assign(n, '\0');
+      RETURN_IF(api->KernelInfoGetAttribute_string(info, "approximate", v.data(), &n));
+      v.resize(std::strlen(v.c_str()));
+    }
+    if (v != "none" && v != "tanh")
+      return Fail(NodeLabel(info, "GeluGrad") + ": attribute approximate must be 'none' or 'tanh', got '" + v + "'");
+    *kernel = new GeluGradKernel(info, v == "tanh");
+    return nullptr;
+  }
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims d, dx;
+    const void *dy = nullptr, *x = nullptr;
+    RETURN_IF(c.Tensor(0, "dY", F32, nullptr, "", &d, &dy));
+    RETURN_IF(c.Tensor(1, "X", F32, &d, "dY", &dx, &x));
+    void* o = nullptr;
+    RETURN_IF(c.Output(0, d, &o));
+    const float *g = static_cast<const float*>(dy), *v = static_cast<const float*>(x);
+    float* out = static_cast<float*>(o);
+    const bool tanh = tanh_;
+    return ParallelRange(ctx, Numel(d), [&](size_t b, size_t e) { cpu::gelu_grad(g + b, v + b, out + b, e - b, tanh); },
+                         kElemChunk);
+  }
+
+ private:
+  const std::string label_;
+  const bool tanh_;
+};
+
+class SoftmaxGradKernel : public NnKernel {
+ public:
+  explicit SoftmaxGradKernel(const OrtKernelInfo* info)
+      : label_(NodeLabel(info, "SoftmaxGrad")), axis_(AttrI(info, "axis", -1)) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims d, dy2;
+    const void *dy = nullptr, *y = nullptr;
+    RETURN_IF(c.Tensor(0, "dY", F32, nullptr, "", &d, &dy));
+    RETURN_IF(c.Tensor(1, "Y", F32, &d, "dY", &dy2, &y));
+    size_t a = 0;
+    RETURN_IF(Axis(c, axis_, d.size(), &a));
+    if (a + 1 != d.size()) return Fail(c.Err("only the last axis is supported, got axis " + std::to_string(axis_)));
+    void* o = nullptr;
+    RETURN_IF(c.Output(0, d, &o));
+    const size_t cols = static_cast<size_t>(d.back()), rows = cols ? Numel(d) / cols : 0;
+    const float *g = static_cast<const float*>(dy), *p = static_cast<const float*>(y);
+    float* out = static_cast<float*>(o);
+    return ParallelRange(ctx, rows, [&](size_t b, size_t e) {
+      cpu::softmax_grad(g + b * cols, p + b * cols, out + b * cols, e - b, cols);
+    }, std::max<size_t>(1, kElemChunk / std::max<size_t>(cols, 1)));
+  }
+
+ private:
+  const std::string label_;
+  const int64_t axis_;
+};
+
+class LayerNormGradKernel : public NnKernel {
+ public:
+  explicit LayerNormGradKernel(const OrtKernelInfo* info)
+      : label_(NodeLabel(info, "LayerNormalizationGrad")), axis_(AttrI(info, "axis", -1)) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims d, dx, ds, dm, di;
+    const void *dy = nullptr, *x = nullptr, *scale = nullptr, *mean = nullptr, *inv = nullptr;
+    RETURN_IF(c.Tensor(0, "dY", F32, nullptr, "", &d, &dy));
+    RETURN_IF(c.Tensor(1, "X", F32, &d, "dY", &dx, &x));
+    RETURN_IF(c.Tensor(2, "Scale", F32, nullptr, "", &ds, &scale));
+    RETURN_IF(c.Tensor(3, "Mean", F32, nullptr, "", &dm, &mean));
+    RETURN_IF(c.Tensor(4, "InvStdDev", F32, &dm, "Mean", &di, &inv));
+    size_t a = 0;
+    RETURN_IF(Axis(c, axis_, d.size(), &a));
+    size_t rows = 1, cols = 1;
+    for (size_t i = 0; i < d.size(); i++) (i < a ? rows : cols) *= static_cast<size_t>(d[i]);
+    if (Numel(ds) != cols)
+      return Fail(c.Err("input 'Scale' has shape " + DimsStr(ds) + " but the normalized dims of 'X' " + DimsStr(d) +
+                        " from axis " + std::to_string(axis_) + " hold " + std::to_string(cols) + " elements"));
+    if (Numel(dm) != rows)
+      return Fail(c.Err("input 'Mean' has shape " + DimsStr(dm) + " but 'X' " + DimsStr(d) + " has " +
+                        std::to_string(rows) + " rows before axis " + std::to_string(axis_)));
+    void *o = nullptr, *os = nullptr, *ob = nullptr;
+    RETURN_IF(c.Output(0, d, &o));
+    RETURN_IF(c.Output(1, ds, &os));
+    RETURN_IF(c.Output(2, ds, &ob));
+    const float *g = static_cast<const float*>(dy), *v = static_cast<const float*>(x), *s = static_cast<const float*>(scale),
+                *mu = static_cast<const float*>(mean), *is = static_cast<const float*>(inv);
+    float* out = static_cast<float*>(o);
+    const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+    std::vector<float> partial(blocks * 2 * cols, 0.0f);  // per block: dScale then dBias
+    RETURN_IF(ParallelRange(ctx, blocks, [&](size_t b, size_t e) {
+      for (size_t k = b; k < e; k++) {
+        const size_t r0 = k * kRowBlock, n = std::min(kRowBlock, rows - r0);
+        float* p = partial.data() + k * 2 * cols;
+        cpu::layernorm_grad(g + r0 * cols, v + r0 * cols, s, mu + r0, is + r0, out + r0 * cols, p, p + cols, n, cols);
+      }
+    }, 1));
+    float* dscale = static_cast<float*>(os);
+    float* dbias = static_cast<float*>(ob);
+    for (size_t j = 0; j < cols; j++) {
+      float a1 = 0.0f, a2 = 0.0f;
+      for (size_t k = 0; k < blocks; k++) { a1 += partial[k * 2 * cols + j]; a2 += partial[k * 2 * cols + cols + j]; }
+      if (dscale) dscale[j] = a1;
+      if (dbias) dbias[j] = a2;
+    }
+    return nullptr;
+  }
+
+ private:
+  const std::string label_;
+  const int64_t axis_;
+};
+
+// dW = XᵀdY and dB = Σ_rows dY. X is packed once per call (in parallel by rows, into this thread's reused buffer),
+// then the columns are split between threads by panels of kWeightGradPanel.
+class WeightGradKernel : public NnKernel {
+ public:
+  explicit WeightGradKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "WeightGrad")) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims dx, dd;
+    const void *x = nullptr, *dy = nullptr;
+    RETURN_IF(c.Tensor(0, "X", F32, nullptr, "", &dx, &x));
+    RETURN_IF(c.Tensor(1, "dY", F32, nullptr, "", &dd, &dy));
+    if (dx.size() != 2 || dd.size() != 2 || dx[0] != dd[0])
+      return Fail(c.Err("needs X [rows, M] and dY [rows, N] with the same rows, got " + DimsStr(dx) + " and " + DimsStr(dd)));
+    const size_t K = static_cast<size_t>(dx[0]), M = static_cast<size_t>(dx[1]), N = static_cast<size_t>(dd[1]);
+    void *ow = nullptr, *ob = nullptr;
+    RETURN_IF(c.Output(0, {dx[1], dd[1]}, &ow));
+    RETURN_IF(c.Output(1, {dd[1]}, &ob));
+    thread_local std::vector<float> packed;
+    if (packed.size() < cpu::weight_grad_packed_size(K, M)) packed.resize(cpu::weight_grad_packed_size(K, M));
+    const float *a = static_cast<const float*>(x), *b = static_cast<const float*>(dy);
+    float* ap = packed.data();
+    RETURN_IF(ParallelRange(ctx, K, [&](size_t k0, size_t k1) { cpu::weight_grad_pack(a, ap, K, M, k0, k1); }, 256));
+    float *w = static_cast<float*>(ow), *bias = static_cast<float*>(ob);
+    const size_t P = cpu::kWeightGradPanel, panels = (N + P - 1) / P;
+    return ParallelRange(ctx, panels, [&](size_t p0, size_t p1) {
+      cpu::weight_grad(ap, b, w, bias, K, M, N, p0 * P, std::min(p1 * P, N));
+    }, 1);
+  }
+
+ private:
+  const std::string label_;
+};
+
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad };
+
+OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
+
+struct NnOpDef : OrtCustomOp {
+  Which which;
+  explicit NnOpDef(Which w) : OrtCustomOp{}, which(w) {
+    version = ORT_API_VERSION;
+    GetName = [](const OrtCustomOp* op) -> const char* {
+      switch (static_cast<const NnOpDef*>(op)->which) {
+        case Which::kGelu: return "GeluGrad";
+        case Which::kSoftmax: return "SoftmaxGrad";
+        case Which::kLayerNorm: return "LayerNormalizationGrad";
+        case Which::kWeightGrad: return "WeightGrad";
+      }
+      return "";
+    };
+    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
+    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
+      return static_cast<const NnOpDef*>(op)->which == Which::kLayerNorm ? 5 : 2;
+    };
+    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
+      const Which w = static_cast<const NnOpDef*>(op)->which;
+      return w == Which::kLayerNorm ? 3 : w == Which::kWeightGrad ? 2 : 1;
+    };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return REQ; };
+    // LayerNormalizationGrad's dScale and dBias, WeightGrad's dB may be left out of a node (nothing is written then)
+    GetOutputCharacteristic = [](const OrtCustomOp*, size_t i) { return i ? OPT : REQ; };
+    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    CreateKernel = nullptr;
+    KernelCompute = nullptr;
+    KernelDestroy = [](void* k) { delete static_cast<NnKernel*>(k); };
+    CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+      switch (static_cast<const NnOpDef*>(op)->which) {
+        case Which::kGelu: return GeluGradKernel::Create(info, kernel);
+        case Which::kSoftmax: *kernel = new SoftmaxGradKernel(info); return nullptr;
+        case Which::kLayerNorm: *kernel = new LayerNormGradKernel(info); return nullptr;
+        case Which::kWeightGrad: *kernel = new WeightGradKernel(info); return nullptr;
+      }
+      return Fail("unknown fused backward op");
+    };
+    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<NnKernel*>(k)->Compute(ctx); };
+    InferOutputShapeFn = InferNnShapes;
+    GetStartVersion = [](const OrtCustomOp*) { return 1; };
+    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+  }
+};
+
+// dX like dY (input 0); LayerNormalizationGrad: dX like X, dScale and dBias like Scale; WeightGrad: left to the kernel
+OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
+  const Which w = static_cast<const NnOpDef*>(op)->which;
+  if (w == Which::kWeightGrad) return nullptr;
+  if (w == Which::kLayerNorm) {
+    SameShape(ctx, 1, {0}, {F32});
+    SameShape(ctx, 2, {1, 2}, {F32, F32});
+  } else {
+    SameShape(ctx, 0, {0}, {F32});
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
+  static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
+                          NnOpDef(Which::kWeightGrad)};
+  for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
+  return nullptr;
+}
+
+}  // namespace ademamix
