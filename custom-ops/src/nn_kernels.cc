@@ -154,8 +154,9 @@ inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
 // C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k in [k0, k1)} A[k, m]·B[k, n] from the packed slices ap (kc × 6) and bp
 // (kc × 16): 12 vector accumulators in registers, per k two loads of B and six broadcasts of A.
+// `cols` < 16: the panel past the last whole one (B's slice zero-padded to 16): only those columns are stored.
 __attribute__((always_inline)) inline void Tile(const float* __restrict ap, const float* __restrict bp, float* __restrict C,
-                                                size_t N, size_t rows, size_t n0, size_t kc, bool first) {
+                                                size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
   V8 lo[kMr], hi[kMr];
   for (size_t i = 0; i < kMr; i++) { lo[i] = V8{}; hi[i] = V8{}; }
   for (size_t k = 0; k < kc; k++) {
@@ -169,7 +170,12 @@ __attribute__((always_inline)) inline void Tile(const float* __restrict ap, cons
   for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
     if (i >= rows) break;
     float* c = C + i * N + n0;
-    if (first) {
+    if (cols < 16) {
+      alignas(32) float t[16];
+      Store8(t, lo[i]);
+      Store8(t + 8, hi[i]);
+      for (size_t j = 0; j < cols; j++) c[j] = first ? t[j] : c[j] + t[j];
+    } else if (first) {
       Store8(c, lo[i]);
       Store8(c + 8, hi[i]);
     } else {
@@ -196,21 +202,25 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
   constexpr size_t NR = kWeightGradPanel;
   alignas(64) float pack[kKc * NR];
   const size_t tiles = (M + kMr - 1) / kMr;
-  size_t n = n0;
-  for (; n + NR <= n1; n += NR) {
+  for (size_t n = n0; n < n1; n += NR) {
+    const size_t cols = n1 - n < NR ? n1 - n : NR;
     if (K == 0)
-      for (size_t m = 0; m < M; m++) std::memset(c + m * N + n, 0, NR * sizeof(float));
+      for (size_t m = 0; m < M; m++) std::memset(c + m * N + n, 0, cols * sizeof(float));
     for (size_t k0 = 0; k0 < K; k0 += kKc) {
       const size_t kc = k0 + kKc < K ? kKc : K - k0;
       // B's rows sit N floats apart (often a power of two: every row of a slice in the same few L1 sets); a
-      // contiguous copy of the slice serves all of the panel's tiles
-      for (size_t k = 0; k < kc; k++) std::memcpy(pack + k * NR, b + (k0 + k) * N + n, NR * sizeof(float));
+      // contiguous copy of the slice (zero-padded past the last column) serves all of the panel's tiles
+      for (size_t k = 0; k < kc; k++) {
+        std::memcpy(pack + k * NR, b + (k0 + k) * N + n, cols * sizeof(float));
+        for (size_t j = cols; j < NR; j++) pack[k * NR + j] = 0.0f;
+      }
       for (size_t t = 0; t < tiles; t++) {
         const size_t rows = M - t * kMr < kMr ? M - t * kMr : kMr;
-        Tile(ap + (t * K + k0) * kMr, pack, c + t * kMr * N, N, rows, n, kc, k0 == 0);
+        Tile(ap + (t * K + k0) * kMr, pack, c + t * kMr * N, N, rows, cols, n, kc, k0 == 0);
       }
     }
-    if (colsum) {
+    if (!colsum) continue;
+    if (cols == NR) {
       V8 s0 = {}, s1 = {};
       for (size_t k = 0; k < K; k++) {
         s0 += Load8(b + k * N + n);
@@ -218,19 +228,12 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
       }
       Store8(colsum + n, s0);
       Store8(colsum + n + 8, s1);
-    }
-  }
-  // columns past the last whole panel: one sum over k each, in the same order
-  for (; n < n1; n++) {
-    for (size_t m = 0; m < M; m++) {
-      float s = 0.0f;
-      for (size_t k = 0; k < K; k++) s += ap[((m / kMr) * K + k) * kMr + m % kMr] * b[k * N + n];
-      c[m * N + n] = s;
-    }
-    if (colsum) {
-      float s = 0.0f;
-      for (size_t k = 0; k < K; k++) s += b[k * N + n];
-      colsum[n] = s;
+    } else {
+      for (size_t j = 0; j < cols; j++) {
+        float s = 0.0f;
+        for (size_t k = 0; k < K; k++) s += b[k * N + n + j];
+        colsum[n + j] = s;
+      }
     }
   }
 }
