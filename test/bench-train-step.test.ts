@@ -13,13 +13,16 @@ test('compare-torch trains the same GPT in both frameworks and reports both medi
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const j = JSON.parse(r.stdout);
-  expect(j).toMatchObject({ compare: 'torch', model: 'gpt-tiny', optimizer: 'adamw', batch: 2, seq: 16, threads: 1, torch_threads: 1, steps: 10 });
+  expect(j).toMatchObject({ compare: 'torch', model: 'gpt-tiny', optimizer: 'adamw', batch: 2, seq: 16, threads: 1, torch_threads: 1, steps: 20 });
   expect(j.torch_params).toBe(j.params);
   expect(j.step_ms).toBeGreaterThan(0);
   expect(j.torch_step_ms).toBeGreaterThan(0);
   // ratio is taken from the unrounded medians, the reported times are rounded to 0.01 ms: equal to within that
   // rounding (a 1 ms step: 0.5 %)
   expect(Math.abs(j.ratio / (j.torch_step_ms / j.step_ms) - 1)).toBeLessThan(0.02);
+  // the paired ratio is the median of the ten rounds' ratios (three decimals each)
+  expect(j.round_ratios).toHaveLength(10);
+  expect(j.paired_ratio).toBe([...j.round_ratios].sort((x: number, y: number) => x - y)[5]);
 });
 
 test('compare-torch trains the same ViT in both frameworks', () => {
@@ -30,7 +33,7 @@ test('compare-torch trains the same ViT in both frameworks', () => {
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const j = JSON.parse(r.stdout);
-  expect(j).toMatchObject({ compare: 'torch', model: 'vit-tiny', optimizer: 'adamw', batch: 4, threads: 1, torch_threads: 1, steps: 10 });
+  expect(j).toMatchObject({ compare: 'torch', model: 'vit-tiny', optimizer: 'adamw', batch: 4, threads: 1, torch_threads: 1, steps: 20 });
   expect(j.seq).toBeUndefined();
   // the same parameter count on both sides: graphs/vit.ts and graphs/torch_models.py's Vit agree (72,074 for vit-tiny)
   expect(j.torch_params).toBe(j.params);

@@ -202,10 +202,14 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
   constexpr size_t NR = kWeightGradPanel;
   alignas(64) float pack[kKc * NR];
   const size_t tiles = (M + kMr - 1) / kMr;
+  if (K == 0) {
+    for (size_t m = 0; m < M; m++) std::memset(c + m * N + n0, 0, (n1 - n0) * sizeof(float));
+    if (colsum) std::memset(colsum + n0, 0, (n1 - n0) * sizeof(float));
+  }
+  // panels outermost: the panel's C tiles stay in L1/L2 across the k blocks (k blocks outermost, reading each block
+  // of packed A from L2 for every panel instead, measured 1–4 % slower on gpt-mini's step)
   for (size_t n = n0; n < n1; n += NR) {
     const size_t cols = n1 - n < NR ? n1 - n : NR;
-    if (K == 0)
-      for (size_t m = 0; m < M; m++) std::memset(c + m * N + n, 0, cols * sizeof(float));
     for (size_t k0 = 0; k0 < K; k0 += kKc) {
       const size_t kc = k0 + kKc < K ? kKc : K - k0;
       // B's rows sit N floats apart (often a power of two: every row of a slice in the same few L1 sets); a
@@ -214,25 +218,21 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
         std::memcpy(pack + k * NR, b + (k0 + k) * N + n, cols * sizeof(float));
         for (size_t j = cols; j < NR; j++) pack[k * NR + j] = 0.0f;
       }
+      if (colsum) {  // Σ_k B[k, n…] from the packed rows, k in order across the blocks (no second pass over B)
+        alignas(32) float acc[NR] = {};
+        if (k0) std::memcpy(acc, colsum + n, cols * sizeof(float));
+        V8 s0 = Load8(acc), s1 = Load8(acc + 8);
+        for (size_t k = 0; k < kc; k++) {
+          s0 += Load8(pack + k * NR);
+          s1 += Load8(pack + k * NR + 8);
+        }
+        Store8(acc, s0);
+        Store8(acc + 8, s1);
+        std::memcpy(colsum + n, acc, cols * sizeof(float));
+      }
       for (size_t t = 0; t < tiles; t++) {
         const size_t rows = M - t * kMr < kMr ? M - t * kMr : kMr;
         Tile(ap + (t * K + k0) * kMr, pack, c + t * kMr * N, N, rows, cols, n, kc, k0 == 0);
-      }
-    }
-    if (!colsum) continue;
-    if (cols == NR) {
-      V8 s0 = {}, s1 = {};
-      for (size_t k = 0; k < K; k++) {
-        s0 += Load8(b + k * N + n);
-        s1 += Load8(b + k * N + n + 8);
-      }
-      Store8(colsum + n, s0);
-      Store8(colsum + n + 8, s1);
-    } else {
-      for (size_t j = 0; j < cols; j++) {
-        float s = 0.0f;
-        for (size_t k = 0; k < K; k++) s += b[k * N + n + j];
-        colsum[n + j] = s;
       }
     }
   }

@@ -73,7 +73,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
   };
   if (o.model === 'vit-s') throw new Error('bench train-step: vit-s needs 224×224×3 images; the bundled data is MNIST (use vit-tiny or vit-mini)');
   if (o.compareTorch) {
-    return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 10, threads: o.threads ?? 2, python: o.python, fused: o.fused });
+    return compareWithTorch({ ...config, optimizer: (o.optimizer ?? 'adamw') as OptimizerName }, { steps: o.steps ?? 5, threads: o.threads ?? 2, python: o.python, fused: o.fused });
   }
   return measureStep(config, { steps: o.steps ?? (small ? 3 : 30), threads: o.threads ?? 0, warm: small ? 1 : 3, fused: o.fused });
 }
@@ -81,7 +81,9 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
 /**
  * Our training step vs PyTorch eager (graphs/torch_models.py's GPT with SDPA attention, or its ViT; torch.optim.AdamW foreach)
  * on the same shapes and threads, in one run: a torch worker process stays alive and blocks of `steps` steps
- * alternate between the two (the machines are shared and noisy), five rounds after a warm-up block each.
+ * alternate between the two (the machines are shared and noisy), ten rounds after a warm-up block each. `ratio` is
+ * torch's median step over ours; `paired_ratio` the median of the rounds' own ratios (each round's two blocks run
+ * within a second or two of each other, so a host that changes speed between rounds moves both sides of it).
  */
 async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number; fused?: boolean }): Promise<Record<string, unknown>> {
   const task = buildTask(config);
@@ -106,16 +108,17 @@ async function compareWithTorch(config: TrainConfig, o: { steps: number; threads
   try {
     const info = await torch.call({ cmd: 'init', ...torchModel, batch: config.batch, threads: o.threads }) as { params: number; threads: number; torch: string };
     ours(3); await torch.call({ cmd: 'run', steps: 3 });
-    const a: number[] = []; const b: number[] = [];
-    for (let r = 0; r < (o.rounds ?? 5); r++) {
-      a.push(...ours(o.steps));
-      b.push(...((await torch.call({ cmd: 'run', steps: o.steps })) as { ms: number[] }).ms);
+    const a: number[] = []; const b: number[] = []; const rounds: number[] = [];
+    for (let r = 0; r < (o.rounds ?? 10); r++) {
+      const x = ours(o.steps); const y = ((await torch.call({ cmd: 'run', steps: o.steps })) as { ms: number[] }).ms;
+      a.push(...x); b.push(...y); rounds.push(median(y) / median(x));
     }
     const params = art.params.reduce((n, k) => n + art.initialState.get(k)!.data.length, 0);
     return {
       bench: 'train-step', compare: 'torch', model: config.model, optimizer: config.optimizer, fused_backward: o.fused ?? true, params, torch_params: info.params,
       batch: config.batch, ...(config.model.startsWith('vit') ? {} : { seq: config.seq }), threads: o.threads, torch_threads: info.threads, torch_version: info.torch,
       steps: a.length, step_ms: +median(a).toFixed(2), torch_step_ms: +median(b).toFixed(2), ratio: +(median(b) / median(a)).toFixed(3),
+      paired_ratio: +median(rounds).toFixed(3), round_ratios: rounds.map((r) => +r.toFixed(3)),
     };
   } finally { torch.close(); s.release(); }
 }
