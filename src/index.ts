@@ -17,6 +17,7 @@ export { Rng } from './util/rng';
 export * from './native';
 export { opsLibraryPath, ortLibraryPath } from './native/paths';
 export { assembleTraining, type TrainingSpec, type TrainingArtifacts } from './train/assemble';
+export { inPlaceCarries } from './train/in-place';
 export { ademamix, simplifiedAdemamix, adamw, type OptimizerSpec } from './train/optimizers';
 export { gradients, gradientMap } from './autodiff';
 export * from './interop';

@@ -77,8 +77,12 @@ size_t ElemSize(int t) {
 // The ops, as the fuzzer sees them: the library's rows (ops.cc) described from the generated schema.
 struct OpInfo {
   std::string name;
-  const ademamix::schema::Op* sch;  // null: BenchCopy
+  const ademamix::schema::Op* sch;  // null: BenchCopy or a fused backward op
   bool multi, bf16;
+  // the fused backward ops (nn_ops.cc): their float32 inputs and outputs, and their one attribute (null: none)
+  int nnIn = 0, nnOut = 0;
+  const char* nnAttr = nullptr;
+  bool nnAttrInt = true;
 };
 
 std::vector<OpInfo> MakeOps() {
@@ -91,6 +95,11 @@ std::vector<OpInfo> MakeOps() {
   for (const auto& o : kOps)
     if (o.generic) ops.push_back({o.name, &o, true, false});
   ops.push_back({"BenchCopy", nullptr, true, false});
+  // after the others, so the kept inputs (the op byte modulo the count) still pick the ops they were found on
+  ops.push_back({"GeluGrad", nullptr, false, false, 2, 1, "approximate", false});
+  ops.push_back({"SoftmaxGrad", nullptr, false, false, 2, 1, "axis", true});
+  ops.push_back({"LayerNormalizationGrad", nullptr, false, false, 5, 3, "axis", true});
+  ops.push_back({"WeightGrad", nullptr, false, false, 2, 2, nullptr, true});
   return ops;
 }
 const std::vector<OpInfo>& Ops() {
@@ -261,10 +270,10 @@ Case Decode(const Bytes& in) {
   // attributes
   Pb node;
   double attr[5] = {};
-  int nAttrs = sch ? sch->n_attrs : 1;
+  int nAttrs = sch ? sch->n_attrs : op.nnIn ? (op.nnAttr ? 1 : 0) : 1;
   for (int k = 0; k < nAttrs; k++) {
-    const char* name = sch ? sch->attrs[k].name : "stream";
-    const bool isInt = sch ? sch->attrs[k].is_int : true;
+    const char* name = sch ? sch->attrs[k].name : op.nnIn ? op.nnAttr : "stream";
+    const bool isInt = sch ? sch->attrs[k].is_int : op.nnIn ? op.nnAttrInt : true;
     attr[k] = sch ? sch->attrs[k].dflt : 1;
     const uint8_t b = in.at(kAttrs + k);
     if (!b) continue;
@@ -281,7 +290,9 @@ Case Decode(const Bytes& in) {
       const int64_t v = kIntVals[idx % 10];
       a.Int(onnx::kAttrType, onnx::kAttrINT); a.Int(onnx::kAttrI, v); attr[k] = static_cast<double>(v);
     } else if (kind == 2) {
-      a.Int(onnx::kAttrType, onnx::kAttrSTRING); a.Bytes(onnx::kAttrS, "0.5");
+      // GeluGrad's approximate: its two values and a wrong one
+      const char* text = op.nnIn && !isInt ? (idx % 3 == 0 ? "tanh" : idx % 3 == 1 ? "none" : "0.5") : "0.5";
+      a.Int(onnx::kAttrType, onnx::kAttrSTRING); a.Bytes(onnx::kAttrS, text);
     } else {
       a.Int(onnx::kAttrType, onnx::kAttrFLOATS); a.Float(onnx::kAttrFloats, 0.5f); a.Float(onnx::kAttrFloats, 0.5f);
     }
@@ -297,7 +308,12 @@ Case Decode(const Bytes& in) {
   // the formal inputs and outputs, as the schema wants them
   std::vector<Slot> ins;
   std::vector<int> outTypes;
-  if (!sch) {
+  if (op.nnIn) {
+    // input j takes shape spec min(j, 3), or spec 0 when bit j of the list byte says so (shapes that agree, or not;
+    // LayerNormalizationGrad's Mean and InvStdDev share spec 3)
+    for (int j = 0; j < op.nnIn; j++) ins.push_back({kCopy, F32, (lb >> j) & 1 ? 0 : j < 3 ? j : 3});
+    for (int j = 0; j < op.nnOut; j++) outTypes.push_back(F32);
+  } else if (!sch) {
     for (int i = 0; i < N; i++) { ins.push_back({kCopy, F32, i}); outTypes.push_back(F32); }
   } else {
     const int st = op.bf16 ? BF16 : F32;

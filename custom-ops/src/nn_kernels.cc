@@ -39,7 +39,10 @@ inline float Sum16(V8 a, V8 b) {  // the 16 lanes, in lane order
 // below normal, where denormals would be slow): Cody–Waite reduction by ln 2 (Cephes' two-part constant), Cephes'
 // degree-5 minimax polynomial for e^r on |r| ≤ ln2/2 (about 1 ulp), and 2^n put into the exponent bits. Rounds to
 // nearest by the 1.5·2^23 trick (needs the default rounding mode, no fast-math).
-inline float Exp(float x) {
+inline float Exp(float in) {
+  // NaN takes the path of 0 (a NaN converted to int is undefined behaviour: the fuzzer found it) and comes back out
+  // at the end
+  float x = in == in ? in : 0.0f;
   x = x < -80.0f ? -80.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -56,7 +59,7 @@ inline float Exp(float x) {
   std::memcpy(&bits, &p, sizeof bits);
   bits += static_cast<int32_t>(n) * (1 << 23);
   std::memcpy(&p, &bits, sizeof p);
-  return p;
+  return in == in ? p : in;
 }
 
 // erfc(z) for z ≥ 0 within 1.5e-7 (absolute; Abramowitz & Stegun 7.1.26), from e2 = e^(−z²), which the caller has:

@@ -88,6 +88,16 @@ bool CheckNn(std::mt19937& rng) {
       ok = check(tanh ? "gelu_grad(tanh)" : "gelu_grad", dx, ref, &worst) && ok;
     }
   }
+  {  // NaN in, NaN out (not a number from the clamped exp path); ±inf and large |x| give finite or the limits
+    const float x[] = {NAN, 1e30f, -1e30f, 30.0f, -30.0f, 0.0f}, dy[] = {1, 1, 1, 1, 1, 1};
+    float dx[6];
+    for (bool tanh : {false, true}) {
+      cpu::gelu_grad(dy, x, dx, 6, tanh);
+      const bool good = std::isnan(dx[0]) && std::fabs(dx[3] - 1) < 1e-6 && std::fabs(dx[4]) < 1e-6 && std::fabs(dx[5] - 0.5f) < 1e-6;
+      if (!good) std::printf("FAIL gelu_grad%s edge values: %g %g %g %g %g %g\n", tanh ? "(tanh)" : "", dx[0], dx[1], dx[2], dx[3], dx[4], dx[5]);
+      ok = good && ok;
+    }
+  }
   for (size_t cols : {1, 15, 16, 17, 50, 128}) {
     const size_t rows = 5, n = rows * cols;
     std::vector<float> dy(n), y(n), x(n), dx(n), scale(cols), mean(rows), inv(rows), ds(cols, 0.0f), db(cols, 0.0f);
