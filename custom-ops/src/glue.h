@@ -25,6 +25,19 @@ constexpr auto VAR = INPUT_OUTPUT_VARIADIC;
 
 inline OrtStatus* Fail(const std::string& msg) { return api->CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str()); }
 
+// Elements of a tensor of these dims.
+inline size_t Numel(const Dims& d) {
+  size_t n = 1;
+  for (int64_t x : d) n *= static_cast<size_t>(x);
+  return n;
+}
+
+// What every kernel class of the library is to ORT's KernelCompute/KernelDestroy callbacks.
+struct Kernel {
+  virtual ~Kernel() = default;
+  virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0;
+};
+
 inline std::string DimsStr(const Dims& d) {
   std::string s = "[";
   for (size_t i = 0; i < d.size(); i++) s += (i ? "," : "") + std::to_string(d[i]);
@@ -112,9 +125,7 @@ struct Ctx {
     Dims d;
     ONNXTensorElementDataType t;
     RETURN_IF(Shape(v, &d, &t));
-    size_t n = 1;
-    for (int64_t x : d) n *= static_cast<size_t>(x);
-    if (n != 1) return Fail(Err(std::string("input '") + name + "' must be a scalar, got shape " + DimsStr(d)));
+    if (Numel(d) != 1) return Fail(Err(std::string("input '") + name + "' must be a scalar, got shape " + DimsStr(d)));
     void* p = nullptr;
     RETURN_IF(api->GetTensorMutableData(const_cast<OrtValue*>(v), &p));
     switch (t) {

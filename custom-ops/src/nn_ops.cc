@@ -18,12 +18,6 @@ using namespace glue;
 constexpr size_t kElemChunk = size_t(1) << 14;  // elements per pool task (GeluGrad), and about that per row chunk
 constexpr size_t kRowBlock = 32;                // rows per partial sum of dScale and dBias
 
-size_t Numel(const Dims& d) {
-  size_t n = 1;
-  for (int64_t x : d) n *= static_cast<size_t>(x);
-  return n;
-}
-
 // The normalized axis of a rank-r tensor from attribute `axis` (negative counts from the end), or an error.
 OrtStatus* Axis(const Ctx& c, int64_t axis, size_t rank, size_t* out) {
   const int64_t r = static_cast<int64_t>(rank), a = axis < 0 ? axis + r : axis;
@@ -33,12 +27,7 @@ OrtStatus* Axis(const Ctx& c, int64_t axis, size_t rank, size_t* out) {
   return nullptr;
 }
 
-struct NnKernel {
-  virtual ~NnKernel() = default;
-  virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0;
-};
-
-class GeluGradKernel : public NnKernel {
+class GeluGradKernel : public Kernel {
  public:
   GeluGradKernel(const OrtKernelInfo* info, bool tanh) : label_(NodeLabel(info, "GeluGrad")), tanh_(tanh) {}
   // attribute approximate: absent or "none" → erf form, "tanh" → tanh form, anything else an error
@@ -77,7 +66,7 @@ class GeluGradKernel : public NnKernel {
   const bool tanh_;
 };
 
-class SoftmaxGradKernel : public NnKernel {
+class SoftmaxGradKernel : public Kernel {
  public:
   explicit SoftmaxGradKernel(const OrtKernelInfo* info)
       : label_(NodeLabel(info, "SoftmaxGrad")), axis_(AttrI(info, "axis", -1)) {}
@@ -105,7 +94,7 @@ class SoftmaxGradKernel : public NnKernel {
   const int64_t axis_;
 };
 
-class LayerNormGradKernel : public NnKernel {
+class LayerNormGradKernel : public Kernel {
  public:
   explicit LayerNormGradKernel(const OrtKernelInfo* info)
       : label_(NodeLabel(info, "LayerNormalizationGrad")), axis_(AttrI(info, "axis", -1)) {}
@@ -162,7 +151,7 @@ class LayerNormGradKernel : public NnKernel {
 
 // dW = XᵀdY and dB = Σ_rows dY. X is packed once per call (in parallel by rows, into this thread's reused buffer),
 // then the columns are split between threads by panels of kWeightGradPanel.
-class WeightGradKernel : public NnKernel {
+class WeightGradKernel : public Kernel {
  public:
   explicit WeightGradKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "WeightGrad")) {}
   OrtStatus* Compute(OrtKernelContext* ctx) override {
@@ -226,7 +215,7 @@ struct NnOpDef : OrtCustomOp {
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
     CreateKernel = nullptr;
     KernelCompute = nullptr;
-    KernelDestroy = [](void* k) { delete static_cast<NnKernel*>(k); };
+    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
     CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
       switch (static_cast<const NnOpDef*>(op)->which) {
         case Which::kGelu: return GeluGradKernel::Create(info, kernel);
@@ -236,7 +225,7 @@ struct NnOpDef : OrtCustomOp {
       }
       return Fail("unknown fused backward op");
     };
-    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<NnKernel*>(k)->Compute(ctx); };
+    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
     InferOutputShapeFn = InferNnShapes;
     GetStartVersion = [](const OrtCustomOp*) { return 1; };
     GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };

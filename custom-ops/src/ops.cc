@@ -172,10 +172,6 @@ OrtStatus* CpuLaunch(OrtKernelContext* ctx, const std::vector<TensorIO>& list, R
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-struct Kernel {
-  virtual ~Kernel() = default;
-  virtual OrtStatus* Compute(OrtKernelContext* ctx) = 0;
-};
 
 class OptimizerKernel : public Kernel {
  public:
@@ -280,8 +276,7 @@ class OptimizerKernel : public Kernel {
     t.param = static_cast<const float*>(p);
     RETURN_IF(c.Tensor(1, "grad", F32, &dims, "param", &d, &p));
     t.grad = static_cast<const float*>(p);
-    t.n = 1;
-    for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+    t.n = Numel(dims);
     const int slots = sch_.n_states;
     int k = 0;
     for (int slot = 0; slot < slots; slot++) {
@@ -376,8 +371,7 @@ class OptimizerKernel : public Kernel {
         RETURN_IF(c.Tensor(base + (2 + k) * N, nm(names[k], i), StateType(), &dims, pn, &d, &p));
         t.state[k] = p;
       }
-      t.n = 1;
-      for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+      t.n = Numel(dims);
       void* o = nullptr;
       RETURN_IF(c.Output(lay_.tensorOut + i, dims, &o));
       if (!o && t.n) return Fail(c.Err("output '" + nm("param_out", i) + "' is required"));
@@ -517,8 +511,7 @@ class GenericKernel : public Kernel {
         RETURN_IF(c.Tensor(first + (2 + k) * N + i, nm(sch_.states[k], i), F32, &dims, pn, &d, &p));
         t.state[k] = p;
       }
-      t.n = 1;
-      for (int64_t x : dims) t.n *= static_cast<size_t>(x);
+      t.n = Numel(dims);
       void* o = nullptr;
       RETURN_IF(c.Output(i, dims, &o));
       // a zero-size tensor has no data (null): only a non-empty output can be missing
@@ -1013,8 +1006,7 @@ class CopyKernel : public Kernel {
       Dims d;
       const void* p = nullptr;
       RETURN_IF(c.Tensor(i, "input " + std::to_string(i), F32, nullptr, "", &d, &p));
-      size_t n = 1;
-      for (int64_t x : d) n *= static_cast<size_t>(x);
+      const size_t n = Numel(d);
       void* o = nullptr;
       RETURN_IF(c.Output(i, d, &o));
       list[i] = Piece{static_cast<const float*>(p), static_cast<float*>(o), n};
@@ -1046,8 +1038,7 @@ class CopyKernel : public Kernel {
                            r ? &d : nullptr, "input " + std::to_string(i), r ? &d2 : &d, &p));
         list[i].in[r] = static_cast<const float*>(p);
       }
-      list[i].n = 1;
-      for (int64_t x : d) list[i].n *= static_cast<size_t>(x);
+      list[i].n = Numel(d);
       for (int64_t w = 0; w < W; w++) {
         void* o = nullptr;
         RETURN_IF(c.Output(static_cast<size_t>(w) * N + i, d, &o));
