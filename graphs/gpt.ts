@@ -26,7 +26,9 @@ export function gptConfig(preset: string, overrides: Partial<GptConfig> = {}): G
   return { ...base, ...overrides };
 }
 
-export function buildGpt(c: GptConfig, seed = 0): BuiltModel {
+/** `fused`: attention as one com.ademamix SelfAttention node per layer (the op library's kernel; a function body of
+ * the same standard ops elsewhere), else the standard ops inline. */
+export function buildGpt(c: GptConfig, seed = 0, o: { fused?: boolean } = {}): BuiltModel {
   if (c.nEmbd % c.nHead) throw new Error(`GPT: nEmbd ${c.nEmbd} is not divisible by nHead ${c.nHead}`);
   const g = new GraphBuilder();
   const p = new Params(g, new Rng(seed));
@@ -39,7 +41,7 @@ export function buildGpt(c: GptConfig, seed = 0): BuiltModel {
   let x = g.add(g.op('Gather', [wte, tokens], { axis: 0 }), g.op('Gather', [wpe, pos], { axis: 0 }));
   const projStd = 0.02 / Math.sqrt(2 * c.nLayer); // GPT-2's scaled init of residual projections
   for (let i = 0; i < c.nLayer; i++) {
-    x = block(p, x, `h.${i}`, { dim: c.nEmbd, heads: c.nHead, causal: true, projStd, mlpRatio: c.mlpRatio });
+    x = block(p, x, `h.${i}`, { dim: c.nEmbd, heads: c.nHead, causal: true, projStd, mlpRatio: c.mlpRatio, fused: o.fused });
   }
   x = layerNorm(p, x, 'ln_f', c.nEmbd);
   const logits = g.matmul(x, g.op('Transpose', [wte], { perm: [1, 0] })); // tied head

@@ -23,7 +23,8 @@ export function vitConfig(preset: string, overrides: Partial<VitConfig> = {}): V
   return { ...base, ...overrides };
 }
 
-export function buildVit(c: VitConfig, seed = 0): BuiltModel {
+/** `fused`: as buildGpt's. */
+export function buildVit(c: VitConfig, seed = 0, o: { fused?: boolean } = {}): BuiltModel {
   if (c.imageSize % c.patchSize) throw new Error(`ViT: image size ${c.imageSize} is not a multiple of patch size ${c.patchSize}`);
   if (c.dim % c.heads) throw new Error(`ViT: dim ${c.dim} is not divisible by heads ${c.heads}`);
   const g = new GraphBuilder();
@@ -41,7 +42,7 @@ export function buildVit(c: VitConfig, seed = 0): BuiltModel {
   const clsB = g.op('Expand', [cls, g.op('Concat', [batch, g.ints([1, c.dim])], { axis: 0 })]);
   x = g.add(g.op('Concat', [clsB, x], { axis: 1 }), p.normal('pos_embed', [1, n + 1, c.dim]));
   for (let i = 0; i < c.depth; i++) {
-    x = block(p, x, `blocks.${i}`, { dim: c.dim, heads: c.heads, causal: false, projStd: 0.02, mlpRatio: c.mlpRatio });
+    x = block(p, x, `blocks.${i}`, { dim: c.dim, heads: c.heads, causal: false, projStd: 0.02, mlpRatio: c.mlpRatio, fused: o.fused });
   }
   x = layerNorm(p, x, 'norm', c.dim);
   const clsOut = g.op('Gather', [x, g.scalar(0, 'int64')], { axis: 1 }); // [B, D]

@@ -168,9 +168,9 @@ describe('fused backward ops', () => {
     });
   });
 
-  test('a GPT: every parameter gradient of the fused training graph matches the standard one', () => {
+  test('a GPT: every parameter gradient of the fused training graph (fused attention too) matches the standard one', () => {
     const grads = (fused: boolean): Record<string, Float32Array> => {
-      const m = buildGpt({ vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32, mlpRatio: 4 });
+      const m = buildGpt({ vocabSize: 37, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 32, mlpRatio: 4 }, 0, { fused });
       const art = assembleTraining({ forward: m.g, loss: m.loss, optimizer: makeSpec(getOptimizer('adamw'), { lr: 0 }), emitGradients: true, fusedBackward: fused });
       const s = NativeSession.create(encodeModel(art.train), { intraOpThreads: 2 });
       try {

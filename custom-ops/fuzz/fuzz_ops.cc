@@ -100,6 +100,8 @@ std::vector<OpInfo> MakeOps() {
   ops.push_back({"SoftmaxGrad", nullptr, false, false, 2, 1, "axis", true});
   ops.push_back({"LayerNormalizationGrad", nullptr, false, false, 5, 3, "axis", true});
   ops.push_back({"WeightGrad", nullptr, false, false, 2, 2, nullptr, true});
+  ops.push_back({"SelfAttention", nullptr, false, false, 1, 2, "heads", true});
+  ops.push_back({"SelfAttentionGrad", nullptr, false, false, 4, 1, "heads", true});
   return ops;
 }
 const std::vector<OpInfo>& Ops() {
@@ -549,6 +551,26 @@ void WriteSeeds(const char* dir) {
         {1, {2, 0, 0, 0}, false, 0, false},    // a scalar param
         {1, {0, 0, 0, 0}, false, 1, false},    // beta1 = 0 as a float (AdEMAMix drops m1)
     };
+    // the attention ops: heads = 2 (kIntVals[4]) over QKV [2, 5, 12] (spec 1; SelfAttention's one input takes spec 0)
+    // with dY and Y [2, 5, 4] (spec 0, list-byte bits 0 and 2) and LSE [2, 2, 5] (spec 3); once more on 2 threads
+    if (ops[i].nnAttr && std::strcmp(ops[i].nnAttr, "heads") == 0) {
+      for (int t = 0; t < 2; t++) {
+        std::vector<uint8_t> b(kHeader, 0);
+        const bool fwd = ops[i].nnIn == 1;
+        const uint8_t qkv[4] = {3, 3, 6, 13}, y[4] = {3, 3, 6, 5}, lse[4] = {3, 3, 3, 6};
+        b[kOp] = static_cast<uint8_t>(i);
+        b[kListLen] = fwd ? 0 : 5;
+        b[kThreads] = static_cast<uint8_t>(t);
+        b[kSeed0] = static_cast<uint8_t>(count);
+        b[kAttrs] = 16;
+        std::memcpy(&b[kShapes], fwd ? qkv : y, 4);
+        std::memcpy(&b[kShapes + 4], qkv, 4);
+        std::memcpy(&b[kShapes + 12], lse, 4);
+        const std::string path = std::string(dir) + "/seed-" + ops[i].name + "-" + std::to_string(count++);
+        if (FILE* f = std::fopen(path.c_str(), "wb")) { std::fwrite(b.data(), 1, b.size(), f); std::fclose(f); }
+      }
+      continue;
+    }
     for (const Variant& v : vs) {
       if (v.beta1 && ops[i].sch && ops[i].sch->drop_state < 0) continue;
       std::vector<uint8_t> b(kHeader, 0);

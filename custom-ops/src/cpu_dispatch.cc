@@ -63,6 +63,15 @@ void layernorm_grad(const float* dy, const float* x, const float* scale, const f
                     float* dscale, float* dbias, size_t rows, size_t cols) {
   ADEMAMIX_PICK(layernorm_grad(dy, x, scale, mean, inv, dx, dscale, dbias, rows, cols));
 }
+void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, size_t T,
+                       size_t D, float scale, bool causal, float* work) {
+  ADEMAMIX_PICK(attention_forward(q, k, v, ld, y, ldy, lse, T, D, scale, causal, work));
+}
+void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
+                        const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, size_t T,
+                        size_t D, float scale, bool causal, float* work) {
+  ADEMAMIX_PICK(attention_backward(dy, lddy, q, k, v, ld, y, ldy, lse, dq, dk, dv, ldd, T, D, scale, causal, work));
+}
 #undef ADEMAMIX_PICK
 
 }  // namespace cpu

@@ -6,6 +6,7 @@
 // in the last bits.
 // Compiled per ISA like cpu_kernels.cc (namespace ADEMAMIX_CPU_ISA); compiled alone it defines the entry points itself.
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include "ademamix/nn_kernels.h"
 
@@ -155,19 +156,33 @@ constexpr size_t kMr = kWeightGradTileRows;
 
 inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
-// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k in [k0, k1)} A[k, m]·B[k, n] from the packed slices ap (kc × 6) and bp
-// (kc × 16): 12 vector accumulators in registers, per k two loads of B and six broadcasts of A.
+// A(k, i) for a tile's rows i < kMr: packed (weight_grad_pack's layout, kc × kMr) or strided views of any matrix
+// (rows past the tile's last valid one read that row again; their sums are never stored).
+struct PackedA {
+  const float* p;
+  float operator()(size_t k, size_t i) const { return p[k * kMr + i]; }
+};
+struct StridedA {
+  const float* p;
+  size_t ak;
+  size_t off[kMr];
+  float operator()(size_t k, size_t i) const { return p[k * ak + off[i]]; }
+};
+
+// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's 16 columns at bp + k·bk: 12 vector
+// accumulators in registers, per k two loads of B and six broadcasts of A.
 // `cols` < 16: the panel past the last whole one (B's slice zero-padded to 16): only those columns are stored.
-__attribute__((always_inline)) inline void Tile(const float* __restrict ap, const float* __restrict bp, float* __restrict C,
+template <class A>
+__attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, size_t bk, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
   V8 lo[kMr], hi[kMr];
   for (size_t i = 0; i < kMr; i++) { lo[i] = V8{}; hi[i] = V8{}; }
   for (size_t k = 0; k < kc; k++) {
-    const V8 b0 = Load8(bp + k * 16), b1 = Load8(bp + k * 16 + 8);
-    const float* a = ap + k * kMr;
+    const V8 b0 = Load8(bp + k * bk), b1 = Load8(bp + k * bk + 8);
     for (size_t i = 0; i < kMr; i++) {
-      lo[i] += a[i] * b0;
-      hi[i] += a[i] * b1;
+      const float x = a(k, i);
+      lo[i] += x * b0;
+      hi[i] += x * b1;
     }
   }
   for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
@@ -235,10 +250,110 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
       }
       for (size_t t = 0; t < tiles; t++) {
         const size_t rows = M - t * kMr < kMr ? M - t * kMr : kMr;
-        Tile(ap + (t * K + k0) * kMr, pack, c + t * kMr * N, N, rows, cols, n, kc, k0 == 0);
+        Tile(PackedA{ap + (t * K + k0) * kMr}, pack, NR, c + t * kMr * N, N, rows, cols, n, kc, k0 == 0);
       }
     }
   }
+}
+
+namespace {
+// Which part of a small product an attention step needs (causal attention skips the masked half):
+//   kAll: every C[m, n] over every k; kLowerC: only C[m, n] with n ≤ m (the rest of C is left unwritten);
+//   kKUpToM: row m sums k ≤ m only; kKFromM: row m sums k ≥ m only (whole register tiles: a tile sums from its
+//   first row's bound to its last's, and the terms outside a row's bound are zeros of the causal mask).
+enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
+
+// C[m, n] (row stride ldc) = Σ_k A(k, m)·B(k, n) for m < M, n < N, k < K, with A(k, m) = a[k·ak + m·am] and
+// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); so is B when its rows are whole 16-float panels
+// (bn = 1, N a multiple of 16), else it is packed into zero-padded panels first (bpack: attention_pack_b floats).
+void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
+               size_t N, size_t K, Part part, float* __restrict bpack) {
+  const size_t tiles = (M + kMr - 1) / kMr, panels = (N + 15) / 16;
+  const bool direct = bn == 1 && N % 16 == 0;
+  if (!direct)
+    for (size_t p = 0; p < panels; p++)
+      for (size_t k = 0; k < K; k++)
+        for (size_t j = 0; j < 16; j++) {
+          const size_t n = p * 16 + j;
+          bpack[(p * K + k) * 16 + j] = n < N ? b[k * bk + n * bn] : 0.0f;
+        }
+  for (size_t t = 0; t < tiles; t++) {
+    const size_t m0 = t * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
+    size_t kb = 0, ke = K;
+    if (part == Part::kKUpToM) ke = m0 + rows < K ? m0 + rows : K;
+    if (part == Part::kKFromM) kb = m0 < K ? m0 : K;
+    StridedA at{a + kb * ak + m0 * am, ak, {}};
+    for (size_t i = 0; i < kMr; i++) at.off[i] = (i < rows ? i : rows - 1) * am;
+    for (size_t p = 0; p < panels; p++) {
+      const size_t n0 = p * 16;
+      if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
+      const size_t cols = N - n0 < 16 ? N - n0 : 16;
+      if (direct) Tile(at, b + kb * bk + n0, bk, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      else Tile(at, bpack + (p * K + kb) * 16, 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+    }
+  }
+}
+
+// Row `r` of scores (n of T valid) to softmax probabilities of scale·r in place, the rest zeroed; returns the row's
+// log Σ e^(scale·r) (max + log of the sum of the shifted exponentials).
+float SoftmaxRow(float* r, size_t n, size_t T, float scale) {
+  float mx = -3.4e38f;
+  for (size_t j = 0; j < n; j++) mx = r[j] * scale > mx ? r[j] * scale : mx;
+  for (size_t j = 0; j < n; j++) r[j] = Exp(r[j] * scale - mx);
+  V8 z0{}, z1{};
+  size_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    z0 += Load8(r + j);
+    z1 += Load8(r + j + 8);
+  }
+  float z = Sum16(z0, z1);
+  for (; j < n; j++) z += r[j];
+  const float inv = 1.0f / z;
+  for (j = 0; j < n; j++) r[j] *= inv;
+  for (j = n; j < T; j++) r[j] = 0.0f;
+  return mx + std::log(z);
+}
+// The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse).
+void ProbRow(float* r, size_t n, size_t T, float scale, float lse) {
+  for (size_t j = 0; j < n; j++) r[j] = Exp(r[j] * scale - lse);
+  for (size_t j = n; j < T; j++) r[j] = 0.0f;
+}
+}  // namespace
+
+void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse,
+                       size_t T, size_t D, float scale, bool causal, float* work) {
+  float *s = work, *bp = s + T * T;
+  SmallGemm(q, 1, ld, k, 1, ld, s, T, T, T, D, causal ? Part::kLowerC : Part::kAll, bp);  // S = QKᵀ
+  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, T, scale);
+  SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = PV
+}
+
+void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
+                        const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, size_t T,
+                        size_t D, float scale, bool causal, float* work) {
+  float *p = work, *ds = p + T * T, *bp = ds + T * T;
+  const Part lower = causal ? Part::kLowerC : Part::kAll;
+  SmallGemm(q, 1, ld, k, 1, ld, p, T, T, T, D, lower, bp);  // S = QKᵀ again, then P from the saved lse
+  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, T, scale, lse[i]);
+  SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp);  // dP = dY Vᵀ
+  for (size_t i = 0; i < T; i++) {  // dS = P ⊙ (dP − Σ_d dY ⊙ Y)·scale, zero where masked
+    V8 a0{}, a1{};
+    size_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+      a0 += Load8(dy + i * lddy + d) * Load8(y + i * ldy + d);
+      a1 += Load8(dy + i * lddy + d + 8) * Load8(y + i * ldy + d + 8);
+    }
+    float delta = Sum16(a0, a1);
+    for (; d < D; d++) delta += dy[i * lddy + d] * y[i * ldy + d];
+    const size_t n = causal ? i + 1 : T;
+    float *r = ds + i * T;
+    const float* pr = p + i * T;
+    for (size_t j = 0; j < n; j++) r[j] = pr[j] * (r[j] - delta) * scale;
+    for (size_t j = n; j < T; j++) r[j] = 0.0f;
+  }
+  SmallGemm(p, T, 1, dy, lddy, 1, dv, ldd, T, D, T, causal ? Part::kKFromM : Part::kAll, bp);  // dV = Pᵀ dY
+  SmallGemm(ds, 1, T, k, ld, 1, dq, ldd, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);   // dQ = dS K
+  SmallGemm(ds, T, 1, q, ld, 1, dk, ldd, T, D, T, causal ? Part::kKFromM : Part::kAll, bp);   // dK = dSᵀ Q
 }
 
 #if defined(ADEMAMIX_CPU_ISA)

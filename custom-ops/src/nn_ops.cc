@@ -5,6 +5,7 @@
 #include "ademamix/nn_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 #include "ademamix/nn_kernels.h"
@@ -182,7 +183,105 @@ class WeightGradKernel : public Kernel {
   const std::string label_;
 };
 
-enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad };
+// Self-attention over a packed QKV [B, T, 3C] (C = heads × D; q, k, v side by side as a linear layer makes them):
+// each (batch, head) is one pool task, reading its q, k, v columns in place and writing its columns of Y [B, T, C]
+// (and of dQKV in the backward), so no head is ever transposed out. Attributes: heads, causal (0/1), scale (default
+// 1/√D).
+struct AttentionShape {
+  size_t B = 0, T = 0, H = 0, D = 0;
+  float scale = 0.0f;
+};
+class AttentionBase : public Kernel {
+ protected:
+  AttentionBase(const OrtKernelInfo* info, const char* op)
+      : label_(NodeLabel(info, op)), heads_(AttrI(info, "heads", 0)), causal_(AttrI(info, "causal", 0) != 0),
+        scale_(AttrF(info, "scale", 0.0)) {}
+  OrtStatus* Shape(const Ctx& c, const Dims& qkv, AttentionShape* s) const {
+    if (qkv.size() != 3 || qkv[2] % 3 != 0)
+      return Fail(c.Err("input 'QKV' must be [batch, seq, 3 × dim], got " + DimsStr(qkv)));
+    const int64_t C = qkv[2] / 3;
+    if (heads_ <= 0 || C % heads_ != 0)
+      return Fail(c.Err("attribute heads " + std::to_string(heads_) + " must be positive and divide the dim " + std::to_string(C)));
+    s->B = static_cast<size_t>(qkv[0]);
+    s->T = static_cast<size_t>(qkv[1]);
+    s->H = static_cast<size_t>(heads_);
+    s->D = static_cast<size_t>(C / heads_);
+    s->scale = scale_ != 0.0 ? static_cast<float>(scale_) : 1.0f / std::sqrt(static_cast<float>(s->D));
+    return nullptr;
+  }
+  const std::string label_;
+  const int64_t heads_;
+  const bool causal_;
+  const double scale_;
+};
+
+class AttentionKernel : public AttentionBase {
+ public:
+  explicit AttentionKernel(const OrtKernelInfo* info) : AttentionBase(info, "SelfAttention") {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims dq;
+    const void* in = nullptr;
+    RETURN_IF(c.Tensor(0, "QKV", F32, nullptr, "", &dq, &in));
+    AttentionShape s;
+    RETURN_IF(Shape(c, dq, &s));
+    void *oy = nullptr, *ol = nullptr;
+    RETURN_IF(c.Output(0, {dq[0], dq[1], dq[2] / 3}, &oy));
+    RETURN_IF(c.Output(1, {dq[0], static_cast<int64_t>(s.H), dq[1]}, &ol));
+    const float* qkv = static_cast<const float*>(in);
+    float *y = static_cast<float*>(oy), *lse = static_cast<float*>(ol);
+    const size_t C = s.H * s.D;
+    const bool causal = causal_;
+    return ParallelRange(ctx, s.B * s.H, [&](size_t b0, size_t b1) {
+      thread_local std::vector<float> work, lseScratch;
+      if (work.size() < cpu::attention_work_size(s.T, s.D)) work.resize(cpu::attention_work_size(s.T, s.D));
+      if (!lse && lseScratch.size() < s.T) lseScratch.resize(s.T);
+      for (size_t t = b0; t < b1; t++) {
+        const size_t b = t / s.H, h = t % s.H;
+        const float* q = qkv + b * s.T * 3 * C + h * s.D;
+        cpu::attention_forward(q, q + C, q + 2 * C, 3 * C, y + b * s.T * C + h * s.D, C,
+                               lse ? lse + t * s.T : lseScratch.data(), s.T, s.D, s.scale, causal, work.data());
+      }
+    }, 1);
+  }
+};
+
+class AttentionGradKernel : public AttentionBase {
+ public:
+  explicit AttentionGradKernel(const OrtKernelInfo* info) : AttentionBase(info, "SelfAttentionGrad") {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims dd, dq, dy2, dl;
+    const void *gy = nullptr, *in = nullptr, *yv = nullptr, *lv = nullptr;
+    RETURN_IF(c.Tensor(1, "QKV", F32, nullptr, "", &dq, &in));
+    AttentionShape s;
+    RETURN_IF(Shape(c, dq, &s));
+    const Dims dy = {dq[0], dq[1], dq[2] / 3}, dlse = {dq[0], static_cast<int64_t>(s.H), dq[1]};
+    RETURN_IF(c.Tensor(0, "dY", F32, &dy, "Y of this QKV", &dd, &gy));
+    RETURN_IF(c.Tensor(2, "Y", F32, &dy, "dY", &dy2, &yv));
+    RETURN_IF(c.Tensor(3, "LSE", F32, &dlse, "[batch, heads, seq]", &dl, &lv));
+    void* og = nullptr;
+    RETURN_IF(c.Output(0, dq, &og));
+    const float *g = static_cast<const float*>(gy), *qkv = static_cast<const float*>(in), *y = static_cast<const float*>(yv),
+                *lse = static_cast<const float*>(lv);
+    float* out = static_cast<float*>(og);
+    const size_t C = s.H * s.D;
+    const bool causal = causal_;
+    return ParallelRange(ctx, s.B * s.H, [&](size_t b0, size_t b1) {
+      thread_local std::vector<float> work;
+      if (work.size() < cpu::attention_work_size(s.T, s.D)) work.resize(cpu::attention_work_size(s.T, s.D));
+      for (size_t t = b0; t < b1; t++) {
+        const size_t b = t / s.H, h = t % s.H, o3 = b * s.T * 3 * C + h * s.D, o1 = b * s.T * C + h * s.D;
+        const float* q = qkv + o3;
+        float* dqp = out + o3;
+        cpu::attention_backward(g + o1, C, q, q + C, q + 2 * C, 3 * C, y + o1, C, lse + t * s.T, dqp, dqp + C, dqp + 2 * C,
+                                3 * C, s.T, s.D, s.scale, causal, work.data());
+      }
+    }, 1);
+  }
+};
+
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
@@ -196,21 +295,24 @@ struct NnOpDef : OrtCustomOp {
         case Which::kSoftmax: return "SoftmaxGrad";
         case Which::kLayerNorm: return "LayerNormalizationGrad";
         case Which::kWeightGrad: return "WeightGrad";
+        case Which::kAttention: return "SelfAttention";
+        case Which::kAttentionGrad: return "SelfAttentionGrad";
       }
       return "";
     };
     GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
     GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
-      return static_cast<const NnOpDef*>(op)->which == Which::kLayerNorm ? 5 : 2;
+      const Which w = static_cast<const NnOpDef*>(op)->which;
+      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 3 : w == Which::kWeightGrad ? 2 : 1;
+      return w == Which::kLayerNorm ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
     };
     GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return REQ; };
-    // LayerNormalizationGrad's dScale and dBias, WeightGrad's dB may be left out of a node (nothing is written then)
+    // LayerNormalizationGrad's dScale and dBias, WeightGrad's dB, SelfAttention's LSE may be left out of a node
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t i) { return i ? OPT : REQ; };
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
     CreateKernel = nullptr;
@@ -222,6 +324,8 @@ struct NnOpDef : OrtCustomOp {
         case Which::kSoftmax: *kernel = new SoftmaxGradKernel(info); return nullptr;
         case Which::kLayerNorm: *kernel = new LayerNormGradKernel(info); return nullptr;
         case Which::kWeightGrad: *kernel = new WeightGradKernel(info); return nullptr;
+        case Which::kAttention: *kernel = new AttentionKernel(info); return nullptr;
+        case Which::kAttentionGrad: *kernel = new AttentionGradKernel(info); return nullptr;
       }
       return Fail("unknown fused backward op");
     };
@@ -232,10 +336,15 @@ struct NnOpDef : OrtCustomOp {
   }
 };
 
-// dX like dY (input 0); LayerNormalizationGrad: dX like X, dScale and dBias like Scale; WeightGrad: left to the kernel
+// dX like dY (input 0); LayerNormalizationGrad: dX like X, dScale and dBias like Scale; SelfAttentionGrad: dQKV like
+// QKV; WeightGrad and SelfAttention: left to the kernel
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
   const Which w = static_cast<const NnOpDef*>(op)->which;
-  if (w == Which::kWeightGrad) return nullptr;
+  if (w == Which::kWeightGrad || w == Which::kAttention) return nullptr;
+  if (w == Which::kAttentionGrad) {
+    SameShape(ctx, 1, {0}, {F32});
+    return nullptr;
+  }
   if (w == Which::kLayerNorm) {
     SameShape(ctx, 1, {0}, {F32});
     SameShape(ctx, 2, {1, 2}, {F32, F32});
@@ -249,7 +358,7 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
 
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
   static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
-                          NnOpDef(Which::kWeightGrad)};
+                          NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
   return nullptr;
 }

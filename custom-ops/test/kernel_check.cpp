@@ -153,7 +153,71 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("weight_grad dW", c, rc, &worst) && ok;
     ok = check("weight_grad dB", cs, rcs, &worst) && ok;
   }
-  std::printf("%-28s gelu, softmax, layernorm, weight_grad: %s, worst relative error %.3g\n", "fused backward", ok ? "ok" : "FAILED", worst);
+  // attention of one (batch, head) as views into a packed QKV row of 3·C (C = 2·D: a second head's columns beside it
+  // must stay untouched), outputs poisoned with NaN: T with partial tiles, D on the in-place (16, 32) and packed paths
+  struct Att { size_t T, D; bool causal; };
+  for (Att at : {Att{1, 4, true}, Att{37, 8, true}, Att{50, 32, true}, Att{20, 16, false}, Att{13, 20, false}, Att{128, 32, true}}) {
+    const size_t T = at.T, D = at.D, C = 2 * D, ld = 3 * C;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    std::vector<float> qkv(T * ld), dy(T * C), y(T * C, NAN), lse(T, NAN), dq(T * ld, NAN), work(cpu::attention_work_size(T, D));
+    fill(qkv); fill(dy);
+    const float *q = qkv.data() + D, *k = q + C, *v = q + 2 * C;  // head 1
+    cpu::attention_forward(q, k, v, ld, y.data() + D, C, lse.data(), T, D, scale, at.causal, work.data());
+    cpu::attention_backward(dy.data() + D, C, q, k, v, ld, y.data() + D, C, lse.data(), dq.data() + D, dq.data() + D + C,
+                            dq.data() + D + 2 * C, ld, T, D, scale, at.causal, work.data());
+    std::vector<double> ry(T * D), rl(T), rd(T * 3 * D, 0.0);
+    std::vector<float> gy(T * D), gd(T * 3 * D), gl(lse);
+    std::vector<std::vector<double>> P(T);
+    for (size_t i = 0; i < T; i++) {
+      const size_t n = at.causal ? i + 1 : T;
+      double mx = -1e300;
+      std::vector<double> sc(n);
+      for (size_t j = 0; j < n; j++) {
+        double a = 0;
+        for (size_t d = 0; d < D; d++) a += double(q[i * ld + d]) * k[j * ld + d];
+        sc[j] = a * scale;
+        mx = std::fmax(mx, sc[j]);
+      }
+      double z = 0;
+      for (double& x : sc) z += (x = std::exp(x - mx));
+      rl[i] = mx + std::log(z);
+      P[i].resize(n);
+      for (size_t j = 0; j < n; j++) P[i][j] = sc[j] / z;
+      for (size_t d = 0; d < D; d++) {
+        double a = 0;
+        for (size_t j = 0; j < n; j++) a += P[i][j] * v[j * ld + d];
+        ry[i * D + d] = a;
+        gy[i * D + d] = y[i * C + D + d];
+      }
+    }
+    for (size_t i = 0; i < T; i++) {
+      const size_t n = P[i].size();
+      std::vector<double> dp(n);
+      double dot = 0;
+      for (size_t j = 0; j < n; j++) {
+        for (size_t d = 0; d < D; d++) dp[j] += double(dy[i * C + D + d]) * v[j * ld + d];
+        dot += P[i][j] * dp[j];
+      }
+      for (size_t j = 0; j < n; j++) {
+        const double ds = P[i][j] * (dp[j] - dot) * scale;
+        for (size_t d = 0; d < D; d++) {
+          rd[i * 3 * D + d] += ds * k[j * ld + d];
+          rd[j * 3 * D + D + d] += ds * q[i * ld + d];
+          rd[j * 3 * D + 2 * D + d] += P[i][j] * dy[i * C + D + d];
+        }
+      }
+      for (size_t p = 0; p < 3; p++)
+        for (size_t d = 0; d < D; d++) gd[i * 3 * D + p * D + d] = dq[i * ld + p * C + D + d];
+    }
+    bool untouched = true;  // head 0's columns of Y and dQKV: never written
+    for (size_t i = 0; i < T; i++)
+      for (size_t d = 0; d < D; d++) untouched = untouched && std::isnan(y[i * C + d]) && std::isnan(dq[i * ld + d]);
+    if (!untouched) { std::printf("FAIL attention T=%zu D=%zu: wrote another head's columns\n", T, D); ok = false; }
+    ok = check("attention Y", gy, ry, &worst) && ok;
+    ok = check("attention LSE", gl, rl, &worst) && ok;
+    ok = check("attention dQKV", gd, rd, &worst) && ok;
+  }
+  std::printf("%-28s gelu, softmax, layernorm, weight_grad, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
   return ok;
 }
 

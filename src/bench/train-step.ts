@@ -86,7 +86,7 @@ export async function benchTrainStep(o: TrainStepBenchOptions): Promise<Record<s
  * within a second or two of each other, so a host that changes speed between rounds moves both sides of it).
  */
 async function compareWithTorch(config: TrainConfig, o: { steps: number; threads: number; python?: string; rounds?: number; fused?: boolean }): Promise<Record<string, unknown>> {
-  const task = buildTask(config);
+  const task = buildTask(config, { fused: o.fused ?? true });
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), fusedBackward: o.fused ?? true });
   const s = trainSession(art, encodeModel(art.train), { intraOpThreads: o.threads });
   const ours = (n: number): number[] => Array.from({ length: n }, () => {
@@ -150,7 +150,7 @@ class TorchWorker {
 /** Median step time and the optimizer's share of the kernel time (ORT profile) of a run's configuration. */
 export function measureStep(config: TrainConfig, o: { steps: number; threads: number; warm: number; fused?: boolean }): Record<string, unknown> & { step_ms: number; optimizer_share: number } {
   const { steps, threads } = o;
-  const task = buildTask(config);
+  const task = buildTask(config, { fused: o.fused ?? true });
   const art = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), fusedBackward: o.fused ?? true });
   const bytes = encodeModel(art.train);
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ademamix-prof-')), 'train');

@@ -7,3 +7,4 @@ import './shape-ops';
 import './nn';
 import './loss';
 import './optimizers';
+import './attention';

@@ -33,11 +33,12 @@ export interface Task {
 // Separate seeds per stream, so changing eval or tracking settings never changes the training data order.
 const VAL_SEED = 0x5eed_0001; const TRACK_SEED = 0x5eed_0002;
 
-export function buildTask(c: TrainConfig): Task {
-  return isVision(c) ? visionTask(c) : textTask(c);
+/** `fused`: the model's attention as com.ademamix SelfAttention nodes (buildGpt/buildVit), for CPU sessions. */
+export function buildTask(c: TrainConfig, o: { fused?: boolean } = {}): Task {
+  return isVision(c) ? visionTask(c, o) : textTask(c, o);
 }
 
-function textTask(c: TrainConfig): Task {
+function textTask(c: TrainConfig, o: { fused?: boolean }): Task {
   const data = loadText({ source: c.data, level: c.level, valFraction: c.valFraction });
   const cfg = gptConfig(c.model, { ...c.modelOverrides, vocabSize: data.vocabSize });
   if (c.seq > cfg.blockSize) throw new Error(`seq ${c.seq} is longer than ${c.model}'s block size ${cfg.blockSize}`);
@@ -49,7 +50,7 @@ function textTask(c: TrainConfig): Task {
   const valB = new TextBatcher(data.val, B, T, new Rng(VAL_SEED + c.seed));
   const trackB = new TextBatcher(data.train, B, T, new Rng(TRACK_SEED + c.seed));
   return {
-    model: buildGpt(cfg, c.seed),
+    model: buildGpt(cfg, c.seed, o),
     train: { next: () => toBatch(trainB.next()), position: () => trainB.position(), seek: (p) => trainB.seek(p) },
     val: Array.from({ length: c.evalBatches }, () => toBatch(valB.next())),
     tracked: Array.from({ length: c.trackBatches }, () => toBatch(trackB.next())),
@@ -59,7 +60,7 @@ function textTask(c: TrainConfig): Task {
   };
 }
 
-function visionTask(c: TrainConfig): Task {
+function visionTask(c: TrainConfig, o: { fused?: boolean }): Task {
   let train: ImageSet; let test: ImageSet; let name = 'MNIST'; let numClasses = 10;
   if (c.data === 'mnist') ({ train, test } = loadMnist(0.15, 0));
   else {
@@ -83,7 +84,7 @@ function visionTask(c: TrainConfig): Task {
     return Array.from({ length: n }, () => toBatch(b.next()));
   };
   return {
-    model: buildVit(cfg, c.seed),
+    model: buildVit(cfg, c.seed, o),
     train: { next: () => toBatch(trainB.next()), position: () => trainB.position(), seek: ([e, o]) => trainB.seek(e, o) },
     val: fixed(test, c.evalBatches, VAL_SEED),
     tracked: fixed(train, c.trackBatches, TRACK_SEED + c.seed),

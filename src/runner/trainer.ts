@@ -100,7 +100,7 @@ export class Trainer {
     const world = opts.world ?? joinWorld();
     const parallel = world.size > 1 || opts.shardStates === true;
     if (parallel) checkShardable(config.batch, world.size);
-    const task = buildTask(config);
+    const task = buildTask(config, { fused: true }); // the Trainer's session is on the CPU
     const art = assembleTraining({
       forward: task.model.g, loss: task.model.loss, optimizer: optimizerSpec(config), gradClip: config.gradClip,
       skipNonFinite: config.nanPolicy === 'skip', metadata: { 'ademamix.model': config.model },

@@ -24,6 +24,15 @@ constexpr size_t kWeightGradPanel = 16, kWeightGradTileRows = 6;
 inline size_t weight_grad_packed_size(size_t K, size_t M) {
   return (M + kWeightGradTileRows - 1) / kWeightGradTileRows * kWeightGradTileRows * K;
 }
+// attention_forward: softmax attention of one (batch, head): Q, K, V [T, D] with row stride ld (views into a packed
+//   QKV), y [T, D] with row stride ldy, lse[T] = log Σ_j e^(s_ij) of the scaled scores s = scale·QKᵀ (causal: j ≤ i
+//   only), y = softmax(s)·V. attention_backward: dQ, dK, dV (row stride ldd) from dY, Q, K, V, Y and lse (P is
+//   recomputed from lse, as flash attention does, instead of being saved). `work` holds attention_work_size(T, D)
+//   floats. Causal attention computes only the unmasked half of each product (whole register tiles).
+inline size_t attention_work_size(size_t T, size_t D) {
+  const size_t R = T > D ? T : D;
+  return 2 * T * T + (R + 15) / 16 * 16 * R;  // S (or P) and dS, then B's packed panels
+}
 #define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
   void weight_grad_pack(const float* a, float* ap, size_t K, size_t M, size_t k0, size_t k1);           \
   void weight_grad(const float* ap, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t n0, \
@@ -31,7 +40,12 @@ inline size_t weight_grad_packed_size(size_t K, size_t M) {
   void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
   void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \
   void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, \
-                      float* dx, float* dscale, float* dbias, size_t rows, size_t cols);
+                      float* dx, float* dscale, float* dbias, size_t rows, size_t cols);                    \
+  void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, \
+                         size_t T, size_t D, float scale, bool causal, float* work);                      \
+  void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld, \
+                          const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, \
+                          size_t T, size_t D, float scale, bool causal, float* work);
 ADEMAMIX_NN_ENTRY_POINTS
 namespace avx2 { ADEMAMIX_NN_ENTRY_POINTS }
 namespace base { ADEMAMIX_NN_ENTRY_POINTS }
