@@ -49,11 +49,9 @@ void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t b, size_t e) 
 ADEMAMIX_GENERIC_OPS(ADEMAMIX_DISPATCH_GENERIC)
 #undef ADEMAMIX_DISPATCH_GENERIC
 
-void weight_grad_pack(const float* a, float* ap, size_t K, size_t M, size_t k0, size_t k1) {
-  ADEMAMIX_PICK(weight_grad_pack(a, ap, K, M, k0, k1));
-}
-void weight_grad(const float* ap, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t n0, size_t n1) {
-  ADEMAMIX_PICK(weight_grad(ap, b, c, colsum, K, M, N, n0, n1));
+void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, size_t t1,
+                 size_t n0, size_t n1, float* work) {
+  ADEMAMIX_PICK(weight_grad(a, b, c, colsum, K, M, N, t0, t1, n0, n1, work));
 }
 void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK(gelu_grad(dy, x, dx, n, tanh)); }
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {

@@ -63,6 +63,31 @@ inline float Exp(float in) {
   return in == in ? p : in;
 }
 
+// Exp on 8 lanes at once, the same operations lane by lane (so the same bits as Exp): GCC does not vectorize a loop
+// whose body also reduces (softmax's fused exp-and-sum), so those loops call this.
+typedef int32_t V8i __attribute__((vector_size(32)));
+inline V8 ExpV(V8 in) {
+  const V8 zero{};
+  V8 x = in == in ? in : zero;
+  x = x < -80.0f ? zero - 80.0f : x;
+  x = x > 88.0f ? zero + 88.0f : x;
+  const V8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  V8 r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  V8 p = zero + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  V8i bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  bits += __builtin_convertvector(n, V8i) * (1 << 23);
+  std::memcpy(&p, &bits, sizeof p);
+  return in == in ? p : in;
+}
+
 // erfc(z) for z ≥ 0 within 1.5e-7 (absolute; Abramowitz & Stegun 7.1.26), from e2 = e^(−z²), which the caller has:
 // one division and a degree-5 polynomial, no second exp.
 inline float ErfcPos(float z, float e2) {
@@ -151,7 +176,7 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
 }
 
 namespace {
-constexpr size_t kKc = 256;  // k per block: the tile's slices of packed A and B (6 KB + 16 KB) stay in L1
+constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB) stay in L1
 constexpr size_t kMr = kWeightGradTileRows;
 
 inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
@@ -185,6 +210,19 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
       hi[i] += x * b1;
     }
   }
+  if (rows == kMr && cols == 16) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
+    for (size_t i = 0; i < kMr; i++) {
+      float* c = C + i * N + n0;
+      if (first) {
+        Store8(c, lo[i]);
+        Store8(c + 8, hi[i]);
+      } else {
+        Store8(c, Load8(c) + lo[i]);
+        Store8(c + 8, Load8(c + 8) + hi[i]);
+      }
+    }
+    return;
+  }
   for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
     if (i >= rows) break;
     float* c = C + i * N + n0;
@@ -204,37 +242,44 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
 }
 }  // namespace
 
-void weight_grad_pack(const float* __restrict a, float* __restrict ap, size_t K, size_t M, size_t k0, size_t k1) {
-  const size_t tiles = (M + kMr - 1) / kMr;
-  for (size_t k = k0; k < k1; k++) {
-    const float* row = a + k * M;
-    for (size_t t = 0; t < tiles; t++) {
-      float* dst = ap + (t * K + k) * kMr;
-      for (size_t i = 0; i < kMr; i++) dst[i] = t * kMr + i < M ? row[t * kMr + i] : 0.0f;
-    }
-  }
-}
-
-void weight_grad(const float* __restrict ap, const float* __restrict b, float* __restrict c, float* __restrict colsum,
-                 size_t K, size_t M, size_t N, size_t n0, size_t n1) {
+void weight_grad(const float* __restrict a, const float* __restrict b, float* __restrict c, float* __restrict colsum,
+                 size_t K, size_t M, size_t N, size_t t0, size_t t1, size_t n0, size_t n1, float* __restrict work) {
   constexpr size_t NR = kWeightGradPanel;
   alignas(64) float pack[kKc * NR];
-  const size_t tiles = (M + kMr - 1) / kMr;
+  const size_t tiles = t1 - t0;
+  if (colsum && t0 != 0) colsum = nullptr;  // the unit holding tile 0 sums dB (each column once, whatever the split)
   if (K == 0) {
-    for (size_t m = 0; m < M; m++) std::memset(c + m * N + n0, 0, (n1 - n0) * sizeof(float));
+    for (size_t m = t0 * kMr; m < M && m < t1 * kMr; m++) std::memset(c + m * N + n0, 0, (n1 - n0) * sizeof(float));
     if (colsum) std::memset(colsum + n0, 0, (n1 - n0) * sizeof(float));
   }
-  // panels outermost: the panel's C tiles stay in L1/L2 across the k blocks (k blocks outermost, reading each block
-  // of packed A from L2 for every panel instead, measured 1–4 % slower on gpt-mini's step)
-  for (size_t n = n0; n < n1; n += NR) {
-    const size_t cols = n1 - n < NR ? n1 - n : NR;
-    for (size_t k0 = 0; k0 < K; k0 += kKc) {
-      const size_t kc = k0 + kKc < K ? kKc : K - k0;
-      // B's rows sit N floats apart (often a power of two: every row of a slice in the same few L1 sets); a
-      // contiguous copy of the slice (zero-padded past the last column) serves all of the panel's tiles
-      for (size_t k = 0; k < kc; k++) {
-        std::memcpy(pack + k * NR, b + (k0 + k) * N + n, cols * sizeof(float));
-        for (size_t j = cols; j < NR; j++) pack[k * NR + j] = 0.0f;
+  // k blocks outermost: this unit's rows [k0, k0 + kc) of A packed into `work` (tile by tile, kc × kMr each: in L2),
+  // then per 16-column panel B's slice copied contiguous into L1 (B's rows sit N floats apart, often a power of two:
+  // every row of an unpacked slice lands in the same few L1 sets) and every tile run over it. A whole-K pack read
+  // from L3 once per panel, and packing by memcpy calls, measured 20–25 % slower (1-thread microbench, 2026-12-03).
+  for (size_t k0 = 0; k0 < K; k0 += kKc) {
+    const size_t kc = k0 + kKc < K ? kKc : K - k0;
+    for (size_t t = 0; t < tiles; t++) {
+      float* dst = work + t * kc * kMr;
+      const size_t m0 = (t0 + t) * kMr;
+      const float* src = a + k0 * M + m0;
+      if (m0 + 8 <= M) {  // 8-float loads, stores overlapping the next row's (ascending: the next store rewrites them)
+        for (size_t k = 0; k < kc; k++) Store8(dst + k * kMr, Load8(src + k * M));
+      } else {
+        for (size_t k = 0; k < kc; k++)
+          for (size_t i = 0; i < kMr; i++) dst[k * kMr + i] = m0 + i < M ? src[k * M + i] : 0.0f;
+      }
+    }
+    for (size_t n = n0; n < n1; n += NR) {
+      const size_t cols = n1 - n < NR ? n1 - n : NR;
+      const float* src = b + k0 * N + n;
+      if (cols == NR) {
+        for (size_t k = 0; k < kc; k++) {
+          Store8(pack + k * NR, Load8(src + k * N));
+          Store8(pack + k * NR + 8, Load8(src + k * N + 8));
+        }
+      } else {
+        for (size_t k = 0; k < kc; k++)
+          for (size_t j = 0; j < NR; j++) pack[k * NR + j] = j < cols ? src[k * N + j] : 0.0f;
       }
       if (colsum) {  // Σ_k B[k, n…] from the packed rows, k in order across the blocks (no second pass over B)
         alignas(32) float acc[NR] = {};
@@ -249,8 +294,8 @@ void weight_grad(const float* __restrict ap, const float* __restrict b, float* _
         std::memcpy(colsum + n, acc, cols * sizeof(float));
       }
       for (size_t t = 0; t < tiles; t++) {
-        const size_t rows = M - t * kMr < kMr ? M - t * kMr : kMr;
-        Tile(PackedA{ap + (t * K + k0) * kMr}, pack, NR, c + t * kMr * N, N, rows, cols, n, kc, k0 == 0);
+        const size_t m0 = (t0 + t) * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
+        Tile(PackedA{work + t * kc * kMr}, pack, NR, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
       }
     }
   }
@@ -264,19 +309,36 @@ namespace {
 enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
 
 // C[m, n] (row stride ldc) = Σ_k A(k, m)·B(k, n) for m < M, n < N, k < K, with A(k, m) = a[k·ak + m·am] and
-// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); so is B when its rows are whole 16-float panels
-// (bn = 1, N a multiple of 16), else it is packed into zero-padded panels first (bpack: attention_pack_b floats).
+// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); B is first copied into zero-padded 16-column panels
+// (bpack: ceil(N/16)·16·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
+// head's K or V sit 3C floats apart and fall into a few L1 sets (in place: 1.6–2× slower, microbench 2026-12-03).
 void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
                size_t N, size_t K, Part part, float* __restrict bpack) {
   const size_t tiles = (M + kMr - 1) / kMr, panels = (N + 15) / 16;
-  const bool direct = bn == 1 && N % 16 == 0;
-  if (!direct)
-    for (size_t p = 0; p < panels; p++)
-      for (size_t k = 0; k < K; k++)
-        for (size_t j = 0; j < 16; j++) {
-          const size_t n = p * 16 + j;
-          bpack[(p * K + k) * 16 + j] = n < N ? b[k * bk + n * bn] : 0.0f;
+  if (bn == 1) {  // rows of B contiguous: 16-float copies
+    for (size_t k = 0; k < K; k++) {
+      const float* row = b + k * bk;
+      for (size_t p = 0; p < panels; p++) {
+        float* dst = bpack + (p * K + k) * 16;
+        if (p * 16 + 16 <= N) {
+          Store8(dst, Load8(row + p * 16));
+          Store8(dst + 8, Load8(row + p * 16 + 8));
+        } else {
+          for (size_t j = 0; j < 16; j++) dst[j] = p * 16 + j < N ? row[p * 16 + j] : 0.0f;
         }
+      }
+    }
+  } else {  // columns contiguous (Kᵀ, Vᵀ): each column read along k, stored 16 floats apart
+    for (size_t n = 0; n < panels * 16; n++) {
+      float* dst = bpack + ((n / 16) * K) * 16 + n % 16;
+      if (n < N) {
+        const float* col = b + n * bn;
+        for (size_t k = 0; k < K; k++) dst[k * 16] = col[k * bk];
+      } else {
+        for (size_t k = 0; k < K; k++) dst[k * 16] = 0.0f;
+      }
+    }
+  }
   for (size_t t = 0; t < tiles; t++) {
     const size_t m0 = t * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
     size_t kb = 0, ke = K;
@@ -288,34 +350,43 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t n0 = p * 16;
       if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
       const size_t cols = N - n0 < 16 ? N - n0 : 16;
-      if (direct) Tile(at, b + kb * bk + n0, bk, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
-      else Tile(at, bpack + (p * K + kb) * 16, 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      Tile(at, bpack + (p * K + kb) * 16, 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
     }
   }
 }
 
 // Row `r` of scores (n of T valid) to softmax probabilities of scale·r in place, the rest zeroed; returns the row's
-// log Σ e^(scale·r) (max + log of the sum of the shifted exponentials).
+// log Σ e^(scale·r) (max + log of the sum of the shifted exponentials). 8-lane blocks, then the last n mod 8 one by
+// one (GCC leaves a scalar `a > m ? a : m` reduction a chain of selects, and an exp fused with its sum unvectorized).
 float SoftmaxRow(float* r, size_t n, size_t T, float scale) {
-  float mx = -3.4e38f;
-  for (size_t j = 0; j < n; j++) mx = r[j] * scale > mx ? r[j] * scale : mx;
-  for (size_t j = 0; j < n; j++) r[j] = Exp(r[j] * scale - mx);
-  V8 z0{}, z1{};
-  size_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    z0 += Load8(r + j);
-    z1 += Load8(r + j + 8);
+  const size_t nv = n / 8 * 8;
+  V8 m = V8{} - 3.4e38f;
+  for (size_t j = 0; j < nv; j += 8) {
+    const V8 a = Load8(r + j) * scale;
+    m = a > m ? a : m;
   }
-  float z = Sum16(z0, z1);
-  for (; j < n; j++) z += r[j];
+  float mx = -3.4e38f;
+  for (size_t l = 0; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
+  for (size_t j = nv; j < n; j++) mx = r[j] * scale > mx ? r[j] * scale : mx;
+  V8 zs{};
+  for (size_t j = 0; j < nv; j += 8) {
+    const V8 e = ExpV(Load8(r + j) * scale - mx);
+    Store8(r + j, e);
+    zs += e;
+  }
+  float z = 0.0f;
+  for (size_t l = 0; l < 8; l++) z += zs[l];
+  for (size_t j = nv; j < n; j++) z += r[j] = Exp(r[j] * scale - mx);
   const float inv = 1.0f / z;
-  for (j = 0; j < n; j++) r[j] *= inv;
-  for (j = n; j < T; j++) r[j] = 0.0f;
+  for (size_t j = 0; j < n; j++) r[j] *= inv;
+  for (size_t j = n; j < T; j++) r[j] = 0.0f;
   return mx + std::log(z);
 }
 // The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse).
 void ProbRow(float* r, size_t n, size_t T, float scale, float lse) {
-  for (size_t j = 0; j < n; j++) r[j] = Exp(r[j] * scale - lse);
+  const size_t nv = n / 8 * 8;
+  for (size_t j = 0; j < nv; j += 8) Store8(r + j, ExpV(Load8(r + j) * scale - lse));
+  for (size_t j = nv; j < n; j++) r[j] = Exp(r[j] * scale - lse);
   for (size_t j = n; j < T; j++) r[j] = 0.0f;
 }
 }  // namespace

@@ -2,6 +2,8 @@
 // tensor, the split over ORT's intra-op pool, and the loops of nn_kernels.cc. LayerNormalizationGrad's dScale and dBias
 // are sums over rows: each fixed block of kRowBlock rows sums into its own partial, and the partials are added in block
 // order, so the result does not depend on the thread count.
+#include <atomic>
+#include <thread>
 #include "ademamix/nn_ops.h"
 
 #include <algorithm>
@@ -150,8 +152,7 @@ class LayerNormGradKernel : public Kernel {
   const int64_t axis_;
 };
 
-// dW = XᵀdY and dB = Σ_rows dY. X is packed once per call (in parallel by rows, into this thread's reused buffer),
-// then the columns are split between threads by panels of kWeightGradPanel.
+// dW = XᵀdY and dB = Σ_rows dY, split between threads by row tiles of dW (M > N) or by column panels.
 class WeightGradKernel : public Kernel {
  public:
   explicit WeightGradKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "WeightGrad")) {}
@@ -167,20 +168,40 @@ class WeightGradKernel : public Kernel {
     void *ow = nullptr, *ob = nullptr;
     RETURN_IF(c.Output(0, {dx[1], dd[1]}, &ow));
     RETURN_IF(c.Output(1, {dd[1]}, &ob));
-    thread_local std::vector<float> packed;
-    if (packed.size() < cpu::weight_grad_packed_size(K, M)) packed.resize(cpu::weight_grad_packed_size(K, M));
     const float *a = static_cast<const float*>(x), *b = static_cast<const float*>(dy);
-    float* ap = packed.data();
-    RETURN_IF(ParallelRange(ctx, K, [&](size_t k0, size_t k1) { cpu::weight_grad_pack(a, ap, K, M, k0, k1); }, 256));
     float *w = static_cast<float*>(ow), *bias = static_cast<float*>(ob);
-    const size_t P = cpu::kWeightGradPanel, panels = (N + P - 1) / P;
-    return ParallelRange(ctx, panels, [&](size_t p0, size_t p1) {
-      cpu::weight_grad(ap, b, w, bias, K, M, N, p0 * P, std::min(p1 * P, N));
-    }, 1);
+    const size_t P = cpu::kWeightGradPanel, panels = (N + P - 1) / P, R = cpu::kWeightGradTileRows, tiles = (M + R - 1) / R;
+    const bool byTiles = M > N;  // split the larger side (the smaller operand is the one every unit reads whole)
+    const size_t side = byTiles ? tiles : panels;
+    // One unit per pool thread: a unit packs the rows of A its tiles need for every k block, so more units than
+    // threads repack (6 or 8 units on 2 threads: 10–35 % slower in a microbench, 2026-12-03). The C API does not
+    // say how many threads the pool has: a first call runs hardware_concurrency() units and counts the threads that
+    // ran them. The split changes no bit (each element's sum order is fixed by the k blocks).
+    static std::atomic<uint64_t> calls{0};
+    const uint64_t id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::atomic<size_t> seen{0};
+    size_t want = threads_.load(std::memory_order_relaxed);
+    const bool probe = want == 0;
+    if (probe) want = std::max<size_t>(1, std::thread::hardware_concurrency());
+    const size_t units = std::min(want, side);
+    RETURN_IF(ParallelRange(ctx, units, [&](size_t u0, size_t u1) {
+      thread_local uint64_t last = 0;
+      if (last != id) { last = id; seen.fetch_add(1, std::memory_order_relaxed); }
+      thread_local std::vector<float> work;
+      for (size_t u = u0; u < u1; u++) {
+        const size_t s0 = u * side / units, s1 = (u + 1) * side / units;
+        const size_t t0 = byTiles ? s0 : 0, t1 = byTiles ? s1 : tiles;
+        if (work.size() < cpu::weight_grad_work_size(t1 - t0)) work.resize(cpu::weight_grad_work_size(t1 - t0));
+        cpu::weight_grad(a, b, w, bias, K, M, N, t0, t1, byTiles ? 0 : s0 * P, byTiles ? N : std::min(s1 * P, N), work.data());
+      }
+    }, 1));
+    if (probe && units == want) threads_.store(seen.load(), std::memory_order_relaxed);
+    return nullptr;
   }
 
  private:
   const std::string label_;
+  std::atomic<size_t> threads_{0};  // the pool's threads as the first call counted them (0: not counted yet)
 };
 
 // Self-attention over a packed QKV [B, T, 3C] (C = heads × D; q, k, v side by side as a linear layer makes them):

@@ -136,14 +136,21 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("layernorm_grad dBias", db, rdb, &worst) && ok;
   }
   struct Shape { size_t K, M, N; };
-  for (Shape sh : {Shape{1, 1, 1}, Shape{300, 6, 16}, Shape{257, 13, 35}, Shape{600, 128, 48}, Shape{33, 5, 7}}) {
-    std::vector<float> a(sh.K * sh.M), b(sh.K * sh.N), c(sh.M * sh.N, NAN), cs(sh.N, NAN), ap(cpu::weight_grad_packed_size(sh.K, sh.M));
+  for (Shape sh : {Shape{1, 1, 1}, Shape{300, 6, 16}, Shape{257, 13, 35}, Shape{600, 128, 48}, Shape{33, 5, 7}, Shape{520, 64, 16}}) {
+    std::vector<float> a(sh.K * sh.M), b(sh.K * sh.N), c(sh.M * sh.N, NAN), cs(sh.N, NAN), c2(sh.M * sh.N, NAN), cs2(sh.N, NAN);
     fill(a); fill(b);
-    cpu::weight_grad_pack(a.data(), ap.data(), sh.K, sh.M, 0, sh.K / 2);  // packed in two row ranges, as threads do
-    cpu::weight_grad_pack(a.data(), ap.data(), sh.K, sh.M, sh.K / 2, sh.K);
-    const size_t split = sh.N > cpu::kWeightGradPanel ? cpu::kWeightGradPanel : 0;  // two column ranges
-    cpu::weight_grad(ap.data(), b.data(), c.data(), cs.data(), sh.K, sh.M, sh.N, 0, split);
-    cpu::weight_grad(ap.data(), b.data(), c.data(), cs.data(), sh.K, sh.M, sh.N, split, sh.N);
+    const size_t R = cpu::kWeightGradTileRows, tiles = (sh.M + R - 1) / R;
+    std::vector<float> work(cpu::weight_grad_work_size(tiles), NAN);
+    // split in two as threads do: by column panels (every tile each), then by row tiles (every column each)
+    const size_t split = sh.N > cpu::kWeightGradPanel ? cpu::kWeightGradPanel : 0;
+    cpu::weight_grad(a.data(), b.data(), c.data(), cs.data(), sh.K, sh.M, sh.N, 0, tiles, 0, split, work.data());
+    cpu::weight_grad(a.data(), b.data(), c.data(), cs.data(), sh.K, sh.M, sh.N, 0, tiles, split, sh.N, work.data());
+    cpu::weight_grad(a.data(), b.data(), c2.data(), cs2.data(), sh.K, sh.M, sh.N, tiles / 2, tiles, 0, sh.N, work.data());
+    cpu::weight_grad(a.data(), b.data(), c2.data(), cs2.data(), sh.K, sh.M, sh.N, 0, tiles / 2, 0, sh.N, work.data());
+    if (std::memcmp(c.data(), c2.data(), c.size() * sizeof(float)) || std::memcmp(cs.data(), cs2.data(), cs.size() * sizeof(float))) {
+      std::printf("weight_grad: K %zu M %zu N %zu: split by tiles differs from split by panels\n", sh.K, sh.M, sh.N);
+      ok = false;
+    }
     std::vector<double> rc(sh.M * sh.N, 0), rcs(sh.N, 0);
     for (size_t k = 0; k < sh.K; k++)
       for (size_t n = 0; n < sh.N; n++) {

@@ -15,15 +15,13 @@ namespace cpu {
 //   dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ scale; adds Σ_rows dy ⊙ x̂ to dscale[cols] and
 //   Σ_rows dy to dbias[cols] (row by row, in order).
 // weight_grad: the weight and bias gradients of a linear layer from its flattened input A [K, M] and output gradient
-//   B [K, N] (K = batch × rows): columns [n0, n1) of C = AᵀB [M, N] and, when colsum is not null, of colsum = Σ_k B[k, :].
-//   A comes packed by weight_grad_pack (rows [k0, k1) of A per call, into ap of weight_grad_packed_size(K, M) floats:
-//   tiles of kWeightGradTileRows columns, each K rows of them side by side). n0 must be a multiple of
-//   kWeightGradPanel (callers split the columns between threads by panels). Each element is one sum over k in order,
-//   so the result does not depend on the split.
-constexpr size_t kWeightGradPanel = 16, kWeightGradTileRows = 6;
-inline size_t weight_grad_packed_size(size_t K, size_t M) {
-  return (M + kWeightGradTileRows - 1) / kWeightGradTileRows * kWeightGradTileRows * K;
-}
+//   B [K, N] (K = batch × rows): the block of C = AᵀB [M, N] in row tiles [t0, t1) (kWeightGradTileRows rows each)
+//   and columns [n0, n1), and, when colsum is not null and t0 == 0, columns [n0, n1) of colsum = Σ_k B[k, :].
+//   n0 must be a multiple of kWeightGradPanel; callers split the tiles or the panels between threads (the larger of
+//   A and B is then read once, the smaller by every thread). `work`: weight_grad_work_size(t1 − t0) floats of the
+//   calling thread. Each element is one sum over k in fixed blocks, in order, so the result does not depend on the split.
+constexpr size_t kWeightGradPanel = 16, kWeightGradTileRows = 6, kWeightGradKc = 256;
+inline size_t weight_grad_work_size(size_t tiles) { return tiles * kWeightGradTileRows * kWeightGradKc + 8; }
 // attention_forward: softmax attention of one (batch, head): Q, K, V [T, D] with row stride ld (views into a packed
 //   QKV), y [T, D] with row stride ldy, lse[T] = log Σ_j e^(s_ij) of the scaled scores s = scale·QKᵀ (causal: j ≤ i
 //   only), y = softmax(s)·V. attention_backward: dQ, dK, dV (row stride ldd) from dY, Q, K, V, Y and lse (P is
@@ -34,9 +32,8 @@ inline size_t attention_work_size(size_t T, size_t D) {
   return 2 * T * T + (R + 15) / 16 * 16 * R;  // S (or P) and dS, then B's packed panels
 }
 #define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
-  void weight_grad_pack(const float* a, float* ap, size_t K, size_t M, size_t k0, size_t k1);           \
-  void weight_grad(const float* ap, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t n0, \
-                   size_t n1);                                                                           \
+  void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, \
+                   size_t t1, size_t n0, size_t n1, float* work);                                        \
   void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
   void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \
   void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, \
