@@ -112,7 +112,7 @@ const linear = (B: number, T: number, M: number, N: number): Case => ({
 });
 
 const CASES: Case[] = [gelu(false), gelu(true), softmax, layerNorm([6, 7, 50], 2), layerNorm([4, 6, 5, 9], 2),
-  linear(3, 17, 40, 48), linear(2, 9, 13, 21)];
+  linear(3, 17, 40, 48), linear(2, 9, 13, 21), linear(2, 150, 50, 20)];
 
 /** The case's backward graph (fused or standard) and its float32 data. */
 function build(c: Case, fused: boolean) {
@@ -128,9 +128,9 @@ function build(c: Case, fused: boolean) {
   return { model, data, rData, rDims: y.shape as number[], ops: g.nodes.map((n) => n.opType) };
 }
 
-function run(c: Case, fused: boolean, opsLibrary?: false): Float32Array[] {
+function run(c: Case, fused: boolean, opsLibrary?: false, threads = 2): Float32Array[] {
   const b = build(c, fused);
-  const s = NativeSession.create(encodeModel(b.model), { intraOpThreads: 2, opsLibrary });
+  const s = NativeSession.create(encodeModel(b.model), { intraOpThreads: threads, opsLibrary });
   try {
     const feeds: Record<string, Tensor> = { r: new Tensor('float32', Float32Array.from(b.rData), b.rDims) };
     c.inputs.forEach((inp, k) => { feeds[inp.name] = new Tensor('float32', Float32Array.from(b.data[k]), inp.dims); });
@@ -166,6 +166,13 @@ describe('fused backward ops', () => {
       expect(relErr(standard[i], r)).toBeLessThan(TOL);
       expect(relErr(body[i], standard[i])).toBe(0);
     });
+  });
+
+  // WeightGrad splits its output between the pool's threads (by column panels, or by row tiles when M > N): the
+  // split must not change a bit
+  test.each([['panels', linear(3, 17, 40, 48)], ['tiles', linear(2, 150, 50, 20)]] as const)('WeightGrad split by %s: the same bits on 1, 2 and 3 threads', (_n, c) => {
+    const one = run(c, true, undefined, 1);
+    for (const t of [2, 3]) run(c, true, undefined, t).forEach((v, i) => expect(Buffer.from(v.buffer).equals(Buffer.from(one[i].buffer))).toBe(true));
   });
 
   test('a GPT: every parameter gradient of the fused training graph (fused attention too) matches the standard one', () => {

@@ -116,7 +116,10 @@ test('Schedule-Free runs: the inference model holds x (its loss is eval.onnx\'s,
   const model = path.join(dir, 'sf.onnx');
   expect(cli(['export', '--run', run, '--inference', '--out', model]).status).toBe(0);
   const { ce, loss, ck, ev, feeds } = await inferenceVsEval(run, model, 16, 5);
-  expect(Math.abs(ce - loss) / loss).toBeLessThan(5e-8); // measured 2026-12-02: 5.3e-9
+  // eval.onnx runs the fused SelfAttention kernel, the inference model ORT's standard ops: their logits round apart,
+  // and the float32 loss can land an ulp (6e-8 relative at this loss) away. Measured 2026-12-02: 5.3e-9; 2026-12-03,
+  // after the attention kernel's softmax moved to 8-lane sums: 6.1e-8
+  expect(Math.abs(ce - loss) / loss).toBeLessThan(3e-7);
   // and y gives a different loss (so the check can tell them apart)
   const y: Record<string, Tensor> = { ...feeds };
   for (const name of ev.inputNames) if (ck.state[`${name}.z`]) y[`${name}.z`] = ck.state[name];

@@ -189,38 +189,54 @@ inline OrtStatus* ParallelRange(OrtKernelContext* ctx, size_t n, Fn fn, size_t k
   return api->KernelContext_ParallelFor(ctx, body, chunks, 0, &job);
 }
 
+// Input i's dims and their symbols ("" where a dim has none). False when the shape is not usable (no shape, rank 0,
+// or an unknown dim without a name).
+inline bool InputShape(OrtShapeInferContext* ctx, size_t i, Dims* dims, std::vector<std::string>* syms) {
+  OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by the context
+  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, i, &in)) { api->ReleaseStatus(st); return false; }
+  size_t rank = 0;
+  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return false; }
+  if (rank == 0) return false;
+  dims->assign(rank, 0);
+  std::vector<const char*> names(rank, nullptr);
+  OrtStatus* st = api->GetDimensions(in, dims->data(), rank);
+  if (!st) st = api->GetSymbolicDimensions(in, names.data(), rank);
+  if (st) { api->ReleaseStatus(st); return false; }
+  syms->assign(rank, "");
+  for (size_t k = 0; k < rank; k++) {
+    if (names[k]) (*syms)[k] = names[k];
+    if ((*dims)[k] < 0 && (*syms)[k].empty()) return false;  // unnamed unknown dim: leave the outputs unknown
+  }
+  return true;
+}
+
+// Sets output o to element type `type` and these dims (a dim < 0 takes its symbol). False when ORT refused it.
+inline bool SetOutputShape(OrtShapeInferContext* ctx, size_t o, const Dims& dims, const std::vector<std::string>& syms,
+                           ONNXTensorElementDataType type) {
+  std::vector<const char*> names(dims.size());
+  for (size_t k = 0; k < dims.size(); k++) names[k] = syms[k].c_str();
+  OrtTensorTypeAndShapeInfo* out = nullptr;
+  OrtStatus* st = api->CreateTensorTypeAndShapeInfo(&out);
+  if (!st) st = api->SetDimensions(out, dims.data(), dims.size());
+  if (!st) st = api->SetSymbolicDimensions(out, names.data(), names.size());
+  if (!st) st = api->SetTensorElementType(out, type);
+  if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ctx, o, out);
+  if (out) api->ReleaseTensorTypeAndShapeInfo(out);
+  if (st) { api->ReleaseStatus(st); return false; }
+  return true;
+}
+
 // Copies input `from`'s dims (with their symbols) to each output in `to`, with element type `types[i]` (ORT 1.30
 // takes the type from the info too, and the bf16 multi-tensor lists need it: their variadic outputs mix float32
 // params and bfloat16 states). False when the shape is not usable.
 inline bool SameShape(OrtShapeInferContext* ctx, size_t from, const std::vector<size_t>& to,
                const std::vector<ONNXTensorElementDataType>& types) {
-  OrtTensorTypeAndShapeInfo* in = nullptr;  // owned by the context
-  if (OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ctx, from, &in)) { api->ReleaseStatus(st); return false; }
-  size_t rank = 0;
-  if (OrtStatus* st = api->GetDimensionsCount(in, &rank)) { api->ReleaseStatus(st); return false; }
-  if (rank == 0) return false;
-  Dims dims(rank);
-  std::vector<const char*> syms(rank, nullptr);
-  OrtTensorTypeAndShapeInfo* out = nullptr;
-  OrtStatus* st = api->GetDimensions(in, dims.data(), rank);
-  if (!st) st = api->GetSymbolicDimensions(in, syms.data(), rank);
-  if (!st) st = api->CreateTensorTypeAndShapeInfo(&out);
-  if (!st) st = api->SetDimensions(out, dims.data(), rank);
-  bool ok = !st;
-  if (!st) {
-    for (size_t i = 0; i < rank; i++) {
-      if (!syms[i]) syms[i] = "";
-      if (dims[i] < 0 && !*syms[i]) ok = false;  // unnamed unknown dim: leave the outputs unknown
-    }
-    if (ok) st = api->SetSymbolicDimensions(out, syms.data(), rank);
-  }
-  for (size_t i = 0; ok && !st && i < to.size(); i++) {
-    st = api->SetTensorElementType(out, types[i]);
-    if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ctx, to[i], out);
-  }
-  if (st) { api->ReleaseStatus(st); ok = false; }
-  if (out) api->ReleaseTensorTypeAndShapeInfo(out);
-  return ok;
+  Dims dims;
+  std::vector<std::string> syms;
+  if (!InputShape(ctx, from, &dims, &syms)) return false;
+  for (size_t i = 0; i < to.size(); i++)
+    if (!SetOutputShape(ctx, to[i], dims, syms, types[i])) return false;
+  return true;
 }
 
 }  // namespace glue

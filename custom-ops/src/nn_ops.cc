@@ -358,10 +358,20 @@ struct NnOpDef : OrtCustomOp {
 };
 
 // dX like dY (input 0); LayerNormalizationGrad: dX like X, dScale and dBias like Scale; SelfAttentionGrad: dQKV like
-// QKV; WeightGrad and SelfAttention: left to the kernel
+// QKV; SelfAttention: Y [B, T, C] from QKV [B, T, 3C] (ORT's own fusions downstream, e.g. MatMul + Add into Gemm,
+// need it), LSE left to the kernel (only SelfAttentionGrad reads it); WeightGrad: left to the kernel
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx) {
   const Which w = static_cast<const NnOpDef*>(op)->which;
-  if (w == Which::kWeightGrad || w == Which::kAttention) return nullptr;
+  if (w == Which::kWeightGrad) return nullptr;
+  if (w == Which::kAttention) {
+    Dims dims;
+    std::vector<std::string> syms;
+    if (InputShape(ctx, 0, &dims, &syms) && dims.size() == 3 && dims[2] > 0 && dims[2] % 3 == 0) {
+      dims[2] /= 3;
+      SetOutputShape(ctx, 0, dims, syms, F32);
+    }
+    return nullptr;
+  }
   if (w == Which::kAttentionGrad) {
     SameShape(ctx, 1, {0}, {F32});
     return nullptr;
