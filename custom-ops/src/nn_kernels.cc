@@ -100,6 +100,17 @@ inline float ErfcPos(float z, float e2) {
   return q * t * e2;
 }
 
+inline V8 ErfcPosV(V8 z, V8 e2) {  // ErfcPos on 8 lanes
+  const V8 t = 1.0f / (1.0f + 0.3275911f * z);
+  V8 q = V8{} + 1.061405429f;
+  q = q * t - 1.453152027f;
+  q = q * t + 1.421413741f;
+  q = q * t - 0.284496736f;
+  q = q * t + 0.254829592f;
+  return q * t * e2;
+}
+inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
+
 }  // namespace
 
 void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t n, bool tanh) {
@@ -115,8 +126,18 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
     }
     return;
   }
-  // y = xΦ(x): y' = Φ(x) + xφ(x), φ(x) = e^(−x²/2)/√(2π), Φ(x) = ½erfc(−x/√2) (from |x| and the sign)
-  for (size_t i = 0; i < n; i++) {
+  // y = xΦ(x): y' = Φ(x) + xφ(x), φ(x) = e^(−x²/2)/√(2π), Φ(x) = ½erfc(−x/√2) (from |x| and the sign). 8 lanes at
+  // a time (the same operations as the scalar tail, so the same bits; GCC's own vectorization of the scalar loop
+  // ran 1.44 ms per million elements on one thread, this 1.16, 2026-12-03)
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 v = Load8(x + i);
+    const V8 e2 = ExpV(-0.5f * v * v);
+    const V8 h = 0.5f * ErfcPosV((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
+    const V8 cdf = v < 0.0f ? h : 1.0f - h;
+    Store8(dx + i, Load8(dy + i) * (cdf + v * (0.39894228040143268f * e2)));
+  }
+  for (; i < n; i++) {
     const float v = x[i];
     const float e2 = Exp(-0.5f * v * v);
     const float h = 0.5f * ErfcPos((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
@@ -178,8 +199,6 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
 namespace {
 constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB) stay in L1
 constexpr size_t kMr = kWeightGradTileRows;
-
-inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
 // A(k, i) for a tile's rows i < kMr: packed (weight_grad_pack's layout, kc × kMr) or strided views of any matrix
 // (rows past the tile's last valid one read that row again; their sums are never stored).
