@@ -374,10 +374,18 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
   }
 }
 
-// Row `r` of scores (n of T valid) to softmax probabilities of scale·r in place, the rest zeroed; returns the row's
+// How far row i of P (and dS) must hold zeros past its n valid entries: a causal product reads whole register tiles
+// (kMr rows of A, the k range of a tile's last row), so up to the end of row i's tile, never further; the rest of
+// the row is left as it is.
+inline size_t ZeroEnd(size_t i, size_t T, bool causal) {
+  const size_t e = (i / kMr + 1) * kMr;
+  return causal ? (e < T ? e : T) : T;
+}
+
+// Row `r` of scores (n valid) to softmax probabilities of scale·r in place, zeroed from n to zend; returns the row's
 // log Σ e^(scale·r) (max + log of the sum of the shifted exponentials). 8-lane blocks, then the last n mod 8 one by
 // one (GCC leaves a scalar `a > m ? a : m` reduction a chain of selects, and an exp fused with its sum unvectorized).
-float SoftmaxRow(float* r, size_t n, size_t T, float scale) {
+float SoftmaxRow(float* r, size_t n, size_t zend, float scale) {
   const size_t nv = n / 8 * 8;
   V8 m = V8{} - 3.4e38f;
   for (size_t j = 0; j < nv; j += 8) {
@@ -398,15 +406,15 @@ float SoftmaxRow(float* r, size_t n, size_t T, float scale) {
   for (size_t j = nv; j < n; j++) z += r[j] = Exp(r[j] * scale - mx);
   const float inv = 1.0f / z;
   for (size_t j = 0; j < n; j++) r[j] *= inv;
-  for (size_t j = n; j < T; j++) r[j] = 0.0f;
+  for (size_t j = n; j < zend; j++) r[j] = 0.0f;
   return mx + std::log(z);
 }
 // The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse).
-void ProbRow(float* r, size_t n, size_t T, float scale, float lse) {
+void ProbRow(float* r, size_t n, size_t zend, float scale, float lse) {
   const size_t nv = n / 8 * 8;
   for (size_t j = 0; j < nv; j += 8) Store8(r + j, ExpV(Load8(r + j) * scale - lse));
   for (size_t j = nv; j < n; j++) r[j] = Exp(r[j] * scale - lse);
-  for (size_t j = n; j < T; j++) r[j] = 0.0f;
+  for (size_t j = n; j < zend; j++) r[j] = 0.0f;
 }
 }  // namespace
 
@@ -414,7 +422,7 @@ void attention_forward(const float* q, const float* k, const float* v, size_t ld
                        size_t T, size_t D, float scale, bool causal, float* work) {
   float *s = work, *bp = s + T * T;
   SmallGemm(q, 1, ld, k, 1, ld, s, T, T, T, D, causal ? Part::kLowerC : Part::kAll, bp);  // S = QKᵀ
-  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, T, scale);
+  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), scale);
   SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = PV
 }
 
@@ -424,7 +432,7 @@ void attention_backward(const float* dy, size_t lddy, const float* q, const floa
   float *p = work, *ds = p + T * T, *bp = ds + T * T;
   const Part lower = causal ? Part::kLowerC : Part::kAll;
   SmallGemm(q, 1, ld, k, 1, ld, p, T, T, T, D, lower, bp);  // S = QKᵀ again, then P from the saved lse
-  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, T, scale, lse[i]);
+  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), scale, lse[i]);
   SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp);  // dP = dY Vᵀ
   for (size_t i = 0; i < T; i++) {  // dS = P ⊙ (dP − Σ_d dY ⊙ Y)·scale, zero where masked
     V8 a0{}, a1{};
@@ -439,7 +447,7 @@ void attention_backward(const float* dy, size_t lddy, const float* q, const floa
     float *r = ds + i * T;
     const float* pr = p + i * T;
     for (size_t j = 0; j < n; j++) r[j] = pr[j] * (r[j] - delta) * scale;
-    for (size_t j = n; j < T; j++) r[j] = 0.0f;
+    for (size_t j = n, e = ZeroEnd(i, T, causal); j < e; j++) r[j] = 0.0f;
   }
   SmallGemm(p, T, 1, dy, lddy, 1, dv, ldd, T, D, T, causal ? Part::kKFromM : Part::kAll, bp);  // dV = Pᵀ dY
   SmallGemm(ds, 1, T, k, ld, 1, dq, ldd, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);   // dQ = dS K

@@ -166,7 +166,7 @@ bool CheckNn(std::mt19937& rng) {
   for (Att at : {Att{1, 4, true}, Att{37, 8, true}, Att{50, 32, true}, Att{20, 16, false}, Att{13, 20, false}, Att{128, 32, true}}) {
     const size_t T = at.T, D = at.D, C = 2 * D, ld = 3 * C;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    std::vector<float> qkv(T * ld), dy(T * C), y(T * C, NAN), lse(T, NAN), dq(T * ld, NAN), work(cpu::attention_work_size(T, D));
+    std::vector<float> qkv(T * ld), dy(T * C), y(T * C, NAN), lse(T, NAN), dq(T * ld, NAN), work(cpu::attention_work_size(T, D), NAN);  // NaN: an unwritten work entry that a product reads shows
     fill(qkv); fill(dy);
     const float *q = qkv.data() + D, *k = q + C, *v = q + 2 * C;  // head 1
     cpu::attention_forward(q, k, v, ld, y.data() + D, C, lse.data(), T, D, scale, at.causal, work.data());
