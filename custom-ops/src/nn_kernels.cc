@@ -35,79 +35,72 @@ inline float Sum16(V8 a, V8 b) {  // the 16 lanes, in lane order
   for (int k = 0; k < 8; k++) s += b[k];
   return s;
 }
+// Σ a ⊙ b over n: whole blocks of kLanes in the lanes, then the tail after them in order (a fixed order whatever n)
+inline float Dot16(const float* a, const float* b, size_t n) {
+  V8 l0 = {}, l1 = {};
+  const size_t body = n / kLanes * kLanes;
+  for (size_t j = 0; j < body; j += kLanes) {
+    l0 += Load8(a + j) * Load8(b + j);
+    l1 += Load8(a + j + 8) * Load8(b + j + 8);
+  }
+  float s = Sum16(l0, l1);
+  for (size_t j = body; j < n; j++) s += a[j] * b[j];
+  return s;
+}
 
 // e^x for x in [-80, 88] (clamped there: e^-80 ≈ 2e-35 stands in for anything smaller and keeps the products
 // below normal, where denormals would be slow): Cody–Waite reduction by ln 2 (Cephes' two-part constant), Cephes'
 // degree-5 minimax polynomial for e^r on |r| ≤ ln2/2 (about 1 ulp), and 2^n put into the exponent bits. Rounds to
 // nearest by the 1.5·2^23 trick (needs the default rounding mode, no fast-math).
-inline float Exp(float in) {
+// Written once for a float and for 8 lanes (F = float or V8: the same operations, so the same bits lane by lane; GCC
+// does not vectorize a loop whose body also reduces, such as softmax's fused exp-and-sum, so those loops take V8).
+typedef int32_t V8i __attribute__((vector_size(32)));
+inline int32_t ToInt32(float n) { return static_cast<int32_t>(n); }
+inline V8i ToInt32(V8 n) { return __builtin_convertvector(n, V8i); }
+template <class F>
+inline F Exp(F in) {
   // NaN takes the path of 0 (a NaN converted to int is undefined behaviour: the fuzzer found it) and comes back out
   // at the end
-  float x = in == in ? in : 0.0f;
-  x = x < -80.0f ? -80.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &p, sizeof bits);
-  bits += static_cast<int32_t>(n) * (1 << 23);
-  std::memcpy(&p, &bits, sizeof p);
-  return in == in ? p : in;
-}
-
-// Exp on 8 lanes at once, the same operations lane by lane (so the same bits as Exp): GCC does not vectorize a loop
-// whose body also reduces (softmax's fused exp-and-sum), so those loops call this.
-typedef int32_t V8i __attribute__((vector_size(32)));
-inline V8 ExpV(V8 in) {
-  const V8 zero{};
-  V8 x = in == in ? in : zero;
+  const F zero{};
+  F x = in == in ? in : zero;
   x = x < -80.0f ? zero - 80.0f : x;
   x = x > 88.0f ? zero + 88.0f : x;
-  const V8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  V8 r = x - n * 0.693359375f;
+  const F n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  F r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  V8 p = zero + 1.9875691500e-4f;
+  F p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  V8i bits;
+  decltype(ToInt32(n)) bits;
   std::memcpy(&bits, &p, sizeof bits);
-  bits += __builtin_convertvector(n, V8i) * (1 << 23);
+  bits += ToInt32(n) * (1 << 23);
   std::memcpy(&p, &bits, sizeof p);
   return in == in ? p : in;
 }
 
 // erfc(z) for z ≥ 0 within 1.5e-7 (absolute; Abramowitz & Stegun 7.1.26), from e2 = e^(−z²), which the caller has:
-// one division and a degree-5 polynomial, no second exp.
-inline float ErfcPos(float z, float e2) {
-  const float t = 1.0f / (1.0f + 0.3275911f * z);
-  float q = 1.061405429f;
+// one division and a degree-5 polynomial, no second exp. F = float or V8, as Exp.
+template <class F>
+inline F ErfcPos(F z, F e2) {
+  const F t = 1.0f / (1.0f + 0.3275911f * z);
+  F q = F{} + 1.061405429f;
   q = q * t - 1.453152027f;
   q = q * t + 1.421413741f;
   q = q * t - 0.284496736f;
   q = q * t + 0.254829592f;
   return q * t * e2;
 }
-
-inline V8 ErfcPosV(V8 z, V8 e2) {  // ErfcPos on 8 lanes
-  const V8 t = 1.0f / (1.0f + 0.3275911f * z);
-  V8 q = V8{} + 1.061405429f;
-  q = q * t - 1.453152027f;
-  q = q * t + 1.421413741f;
-  q = q * t - 0.284496736f;
-  q = q * t + 0.254829592f;
-  return q * t * e2;
+// dy·GELU'(v) of the erf form, F = float or V8 (see gelu_grad)
+template <class F>
+inline F GeluGradAt(F dy, F v) {
+  const F e2 = Exp(-0.5f * v * v);
+  const F h = 0.5f * ErfcPos((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
+  const F cdf = v < 0.0f ? h : 1.0f - h;
+  return dy * (cdf + v * (0.39894228040143268f * e2));
 }
 inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
@@ -130,20 +123,8 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
   // a time (the same operations as the scalar tail, so the same bits; GCC's own vectorization of the scalar loop
   // ran 1.44 ms per million elements on one thread, this 1.16, 2026-12-03)
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const V8 v = Load8(x + i);
-    const V8 e2 = ExpV(-0.5f * v * v);
-    const V8 h = 0.5f * ErfcPosV((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
-    const V8 cdf = v < 0.0f ? h : 1.0f - h;
-    Store8(dx + i, Load8(dy + i) * (cdf + v * (0.39894228040143268f * e2)));
-  }
-  for (; i < n; i++) {
-    const float v = x[i];
-    const float e2 = Exp(-0.5f * v * v);
-    const float h = 0.5f * ErfcPos((v < 0.0f ? -v : v) * 0.70710678118654752f, e2);
-    const float cdf = v < 0.0f ? h : 1.0f - h;
-    dx[i] = dy[i] * (cdf + v * (0.39894228040143268f * e2));
-  }
+  for (; i + 8 <= n; i += 8) Store8(dx + i, GeluGradAt(Load8(dy + i), Load8(x + i)));
+  for (; i < n; i++) dx[i] = GeluGradAt(dy[i], x[i]);
 }
 
 void softmax_grad(const float* __restrict dy, const float* __restrict y, float* __restrict dx, size_t rows, size_t cols) {
@@ -151,14 +132,7 @@ void softmax_grad(const float* __restrict dy, const float* __restrict y, float* 
     const float* __restrict a = dy + r * cols;
     const float* __restrict b = y + r * cols;
     float* __restrict o = dx + r * cols;
-    V8 l0 = {}, l1 = {};
-    const size_t body = cols / kLanes * kLanes;
-    for (size_t j = 0; j < body; j += kLanes) {
-      l0 += Load8(a + j) * Load8(b + j);
-      l1 += Load8(a + j + 8) * Load8(b + j + 8);
-    }
-    float s = Sum16(l0, l1);
-    for (size_t j = body; j < cols; j++) s += a[j] * b[j];  // the tail after the lanes (a fixed place in the order)
+    const float s = Dot16(a, b, cols);
     for (size_t c = 0; c < cols; c++) o[c] = b[c] * (a[c] - s);
   }
 }
@@ -200,7 +174,7 @@ namespace {
 constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB) stay in L1
 constexpr size_t kMr = kWeightGradTileRows;
 
-// A(k, i) for a tile's rows i < kMr: packed (weight_grad_pack's layout, kc × kMr) or strided views of any matrix
+// A(k, i) for a tile's rows i < kMr: packed (weight_grad's block layout, kc × kMr) or strided views of any matrix
 // (rows past the tile's last valid one read that row again; their sums are never stored).
 struct PackedA {
   const float* p;
@@ -213,16 +187,30 @@ struct StridedA {
   float operator()(size_t k, size_t i) const { return p[k * ak + off[i]]; }
 };
 
-// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's 16 columns at bp + k·bk: 12 vector
+// `rows` rows of 16 columns of a row-major matrix (rows ld floats apart, the first `cols` ≤ 16 of them valid) into
+// dst as contiguous rows of 16, zero past `cols`: the B operand of Tile.
+inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, float* __restrict dst) {
+  if (cols == 16) {
+    for (size_t k = 0; k < rows; k++) {
+      Store8(dst + k * 16, Load8(src + k * ld));
+      Store8(dst + k * 16 + 8, Load8(src + k * ld + 8));
+    }
+  } else {
+    for (size_t k = 0; k < rows; k++)
+      for (size_t j = 0; j < 16; j++) dst[k * 16 + j] = j < cols ? src[k * ld + j] : 0.0f;
+  }
+}
+
+// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's 16 columns packed at bp + 16k: 12 vector
 // accumulators in registers, per k two loads of B and six broadcasts of A.
 // `cols` < 16: the panel past the last whole one (B's slice zero-padded to 16): only those columns are stored.
 template <class A>
-__attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, size_t bk, float* __restrict C,
+__attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
   V8 lo[kMr], hi[kMr];
   for (size_t i = 0; i < kMr; i++) { lo[i] = V8{}; hi[i] = V8{}; }
   for (size_t k = 0; k < kc; k++) {
-    const V8 b0 = Load8(bp + k * bk), b1 = Load8(bp + k * bk + 8);
+    const V8 b0 = Load8(bp + k * 16), b1 = Load8(bp + k * 16 + 8);
     for (size_t i = 0; i < kMr; i++) {
       const float x = a(k, i);
       lo[i] += x * b0;
@@ -264,6 +252,7 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
 void weight_grad(const float* __restrict a, const float* __restrict b, float* __restrict c, float* __restrict colsum,
                  size_t K, size_t M, size_t N, size_t t0, size_t t1, size_t n0, size_t n1, float* __restrict work) {
   constexpr size_t NR = kWeightGradPanel;
+  static_assert(NR == 16, "Tile and PackPanel work on 16-column panels");
   alignas(64) float pack[kKc * NR];
   const size_t tiles = t1 - t0;
   if (colsum && t0 != 0) colsum = nullptr;  // the unit holding tile 0 sums dB (each column once, whatever the split)
@@ -290,16 +279,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
     }
     for (size_t n = n0; n < n1; n += NR) {
       const size_t cols = n1 - n < NR ? n1 - n : NR;
-      const float* src = b + k0 * N + n;
-      if (cols == NR) {
-        for (size_t k = 0; k < kc; k++) {
-          Store8(pack + k * NR, Load8(src + k * N));
-          Store8(pack + k * NR + 8, Load8(src + k * N + 8));
-        }
-      } else {
-        for (size_t k = 0; k < kc; k++)
-          for (size_t j = 0; j < NR; j++) pack[k * NR + j] = j < cols ? src[k * N + j] : 0.0f;
-      }
+      PackPanel(b + k0 * N + n, N, kc, cols, pack);
       if (colsum) {  // Σ_k B[k, n…] from the packed rows, k in order across the blocks (no second pass over B)
         alignas(32) float acc[NR] = {};
         if (k0) std::memcpy(acc, colsum + n, cols * sizeof(float));
@@ -314,7 +294,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       }
       for (size_t t = 0; t < tiles; t++) {
         const size_t m0 = (t0 + t) * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
-        Tile(PackedA{work + t * kc * kMr}, pack, NR, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
+        Tile(PackedA{work + t * kc * kMr}, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
       }
     }
   }
@@ -334,19 +314,8 @@ enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
 void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
                size_t N, size_t K, Part part, float* __restrict bpack) {
   const size_t tiles = (M + kMr - 1) / kMr, panels = (N + 15) / 16;
-  if (bn == 1) {  // rows of B contiguous: 16-float copies
-    for (size_t k = 0; k < K; k++) {
-      const float* row = b + k * bk;
-      for (size_t p = 0; p < panels; p++) {
-        float* dst = bpack + (p * K + k) * 16;
-        if (p * 16 + 16 <= N) {
-          Store8(dst, Load8(row + p * 16));
-          Store8(dst + 8, Load8(row + p * 16 + 8));
-        } else {
-          for (size_t j = 0; j < 16; j++) dst[j] = p * 16 + j < N ? row[p * 16 + j] : 0.0f;
-        }
-      }
-    }
+  if (bn == 1) {  // rows of B contiguous
+    for (size_t p = 0; p < panels; p++) PackPanel(b + p * 16, bk, K, N - p * 16 < 16 ? N - p * 16 : 16, bpack + p * K * 16);
   } else {  // columns contiguous (Kᵀ, Vᵀ): each column read along k, stored 16 floats apart
     for (size_t n = 0; n < panels * 16; n++) {
       float* dst = bpack + ((n / 16) * K) * 16 + n % 16;
@@ -369,7 +338,7 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t n0 = p * 16;
       if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
       const size_t cols = N - n0 < 16 ? N - n0 : 16;
-      Tile(at, bpack + (p * K + kb) * 16, 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      Tile(at, bpack + (p * K + kb) * 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
     }
   }
 }
@@ -397,7 +366,7 @@ float SoftmaxRow(float* r, size_t n, size_t zend, float scale) {
   for (size_t j = nv; j < n; j++) mx = r[j] * scale > mx ? r[j] * scale : mx;
   V8 zs{};
   for (size_t j = 0; j < nv; j += 8) {
-    const V8 e = ExpV(Load8(r + j) * scale - mx);
+    const V8 e = Exp(Load8(r + j) * scale - mx);
     Store8(r + j, e);
     zs += e;
   }
@@ -412,7 +381,7 @@ float SoftmaxRow(float* r, size_t n, size_t zend, float scale) {
 // The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse).
 void ProbRow(float* r, size_t n, size_t zend, float scale, float lse) {
   const size_t nv = n / 8 * 8;
-  for (size_t j = 0; j < nv; j += 8) Store8(r + j, ExpV(Load8(r + j) * scale - lse));
+  for (size_t j = 0; j < nv; j += 8) Store8(r + j, Exp(Load8(r + j) * scale - lse));
   for (size_t j = nv; j < n; j++) r[j] = Exp(r[j] * scale - lse);
   for (size_t j = n; j < zend; j++) r[j] = 0.0f;
 }
@@ -435,14 +404,7 @@ void attention_backward(const float* dy, size_t lddy, const float* q, const floa
   for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), scale, lse[i]);
   SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp);  // dP = dY Vᵀ
   for (size_t i = 0; i < T; i++) {  // dS = P ⊙ (dP − Σ_d dY ⊙ Y)·scale, zero where masked
-    V8 a0{}, a1{};
-    size_t d = 0;
-    for (; d + 16 <= D; d += 16) {
-      a0 += Load8(dy + i * lddy + d) * Load8(y + i * ldy + d);
-      a1 += Load8(dy + i * lddy + d + 8) * Load8(y + i * ldy + d + 8);
-    }
-    float delta = Sum16(a0, a1);
-    for (; d < D; d++) delta += dy[i * lddy + d] * y[i * ldy + d];
+    const float delta = Dot16(dy + i * lddy, y + i * ldy, D);
     const size_t n = causal ? i + 1 : T;
     float *r = ds + i * T;
     const float* pr = p + i * T;

@@ -2,13 +2,13 @@
 // tensor, the split over ORT's intra-op pool, and the loops of nn_kernels.cc. LayerNormalizationGrad's dScale and dBias
 // are sums over rows: each fixed block of kRowBlock rows sums into its own partial, and the partials are added in block
 // order, so the result does not depend on the thread count.
-#include <atomic>
-#include <thread>
 #include "ademamix/nn_ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 #include "ademamix/nn_kernels.h"
 #include "glue.h"
