@@ -7,9 +7,9 @@
 // attention does) instead of keeping [B, H, T, T] alive. On gpt-mini 16×128 the standard form's attention was about
 // a quarter of the step (ten batched products, transposes, mask, softmax and their gradients).
 import type { GraphBuilder } from '../graph/builder';
-import { toFunctionProto } from '../graph/serialize';
 import { attr, type Value } from '../graph/value';
 import { tensorData } from '../graph/tensor-data';
+import { emitFused } from './fused';
 import { intAttr } from './grad-util';
 import { OPS_DOMAIN } from './optimizers';
 import { defineOp, type InferCtx, type OutType } from './registry';
@@ -107,11 +107,10 @@ defineOp({
 function emit(g: GraphBuilder, op: 'SelfAttention' | 'SelfAttentionGrad', inputs: Value[], qkv: Value, s: AttentionSpec, outputs: number): Value[] {
   const C = Number(qkv.shape?.[2]) / 3; const scale = 1 / Math.sqrt(C / s.heads);
   const attrs = { heads: attr.i(s.heads), causal: attr.i(s.causal ? 1 : 0), scale: attr.f(scale) };
-  const overload = `h${s.heads}${s.causal ? 'c' : 'f'}${C}`;
-  if (!g.functions.has(`${OPS_DOMAIN}::${op}::${overload}`)) {
-    const b = g.emptyLike();
+  const forward = op === 'SelfAttention';
+  return emitFused(g, op, inputs, attrs, outputs, `h${s.heads}${s.causal ? 'c' : 'f'}${C}`, (b) => {
     const bqkv = (): Value => b.input('QKV', 'float32', [null, null, 3 * C]);
-    if (op === 'SelfAttention') {
+    if (forward) {
       const { y, lse } = attentionMath(b, bqkv(), s, true);
       b.output(y, 'Y'); b.output(lse!, 'LSE');
     } else {
@@ -119,16 +118,9 @@ function emit(g: GraphBuilder, op: 'SelfAttention' | 'SelfAttentionGrad', inputs
       const y = b.input('Y', 'float32', [null, null, C]); const lse = b.input('LSE', 'float32', [null, s.heads, null]);
       b.output(attentionGradMath(b, dy, x, y, lse, s), 'dQKV');
     }
-    const f = toFunctionProto(b, {
-      domain: OPS_DOMAIN, name: op, attributes: attrs,
-      docString: op === 'SelfAttention'
-        ? `Multi-head self-attention (${s.heads} heads, ${s.causal ? 'causal' : 'full'}) over a packed QKV, and each row's log-sum-exp of scores.`
-        : 'The QKV gradient of SelfAttention from dY, QKV, Y and LSE.',
-    });
-    f.overload = overload;
-    g.addFunction(f);
-  }
-  return g.opN(op, inputs, attrs, { domain: OPS_DOMAIN, outputs, overload });
+  }, forward
+    ? `Multi-head self-attention (${s.heads} heads, ${s.causal ? 'causal' : 'full'}) over a packed QKV, and each row's log-sum-exp of scores.`
+    : 'The QKV gradient of SelfAttention from dY, QKV, Y and LSE.');
 }
 
 /** Y [B, T, C] from a packed QKV [B, T, 3C]: the standard ops inline, or (fused) one SelfAttention node. */

@@ -85,8 +85,8 @@ defineOp({
   },
 });
 
-/** Adds the body (once per overload) and emits the node. */
-function emitFused(g: GraphBuilder, op: string, inputs: Value[], attrs: Record<string, Attr>, outputs: number, overload: string, body: (b: GraphBuilder) => void, doc: string): Value[] {
+/** Adds the body (once per overload) and emits the node (the fused backward ops here, attention.ts's ops too). */
+export function emitFused(g: GraphBuilder, op: string, inputs: Value[], attrs: Record<string, Attr>, outputs: number, overload: string, body: (b: GraphBuilder) => void, doc: string): Value[] {
   if (!g.functions.has(`${OPS_DOMAIN}::${op}::${overload}`)) {
     const b = g.emptyLike();
     body(b);
