@@ -1,5 +1,5 @@
 // The CPU entry points of kernels.h: each calls the avx2 or the base build of cpu_kernels.cc, picked once per
-// process. A plain flag rather than GCC's ifunc (target_clones): it works under the sanitizers and with any libc,
+// process; those of nn_kernels.h also its avx512 build. A plain flag rather than GCC's ifunc (target_clones): it works under the sanitizers and with any libc,
 // and both builds stay callable by name for the kernel check.
 #include <cstdlib>
 #include <cstring>
@@ -22,9 +22,26 @@ bool UseAvx2() {
   return false;
 #endif
 }
+// nn_kernels.cc's avx512 build (x86-64-v4): only where the CPU and the OS (libgcc checks XCR0) give AVX-512 F, BW,
+// DQ and VL, and ADEMAMIX_CPU does not ask for avx2 or base
+bool UseAvx512() {
+#if defined(ADEMAMIX_CPU_AVX512)
+  static const bool use = [] {
+    const char* force = std::getenv("ADEMAMIX_CPU");
+    if (force && (std::strcmp(force, "base") == 0 || std::strcmp(force, "avx2") == 0)) return false;
+    __builtin_cpu_init();
+    return UseAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  }();
+  return use;
+#else
+  return false;
+#endif
+}
 }  // namespace
 
 const char* isa() { return UseAvx2() ? "avx2" : "base"; }
+const char* nn_isa() { return UseAvx512() ? "avx512" : isa(); }
 
 #if defined(ADEMAMIX_CPU_AVX2)
 #define ADEMAMIX_PICK(CALL) (UseAvx2() ? avx2::CALL : base::CALL)
@@ -49,28 +66,34 @@ void adamw_range(const AdamWHyper& h, const StreamsBf16& x, size_t b, size_t e) 
 ADEMAMIX_GENERIC_OPS(ADEMAMIX_DISPATCH_GENERIC)
 #undef ADEMAMIX_DISPATCH_GENERIC
 
+#if defined(ADEMAMIX_CPU_AVX512)
+#define ADEMAMIX_PICK_NN(CALL) (UseAvx512() ? avx512::CALL : ADEMAMIX_PICK(CALL))
+#else
+#define ADEMAMIX_PICK_NN(CALL) ADEMAMIX_PICK(CALL)
+#endif
 void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, size_t t1,
                  size_t n0, size_t n1, float* work) {
-  ADEMAMIX_PICK(weight_grad(a, b, c, colsum, K, M, N, t0, t1, n0, n1, work));
+  ADEMAMIX_PICK_NN(weight_grad(a, b, c, colsum, K, M, N, t0, t1, n0, n1, work));
 }
-void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK(gelu_grad(dy, x, dx, n, tanh)); }
+void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK_NN(gelu_grad(dy, x, dx, n, tanh)); }
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {
-  ADEMAMIX_PICK(softmax_grad(dy, y, dx, rows, cols));
+  ADEMAMIX_PICK_NN(softmax_grad(dy, y, dx, rows, cols));
 }
 void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, float* dx,
                     float* dscale, float* dbias, size_t rows, size_t cols) {
-  ADEMAMIX_PICK(layernorm_grad(dy, x, scale, mean, inv, dx, dscale, dbias, rows, cols));
+  ADEMAMIX_PICK_NN(layernorm_grad(dy, x, scale, mean, inv, dx, dscale, dbias, rows, cols));
 }
 void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, size_t T,
                        size_t D, float scale, bool causal, float* work) {
-  ADEMAMIX_PICK(attention_forward(q, k, v, ld, y, ldy, lse, T, D, scale, causal, work));
+  ADEMAMIX_PICK_NN(attention_forward(q, k, v, ld, y, ldy, lse, T, D, scale, causal, work));
 }
 void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
                         const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, size_t T,
                         size_t D, float scale, bool causal, float* work) {
-  ADEMAMIX_PICK(attention_backward(dy, lddy, q, k, v, ld, y, ldy, lse, dq, dk, dv, ldd, T, D, scale, causal, work));
+  ADEMAMIX_PICK_NN(attention_backward(dy, lddy, q, k, v, ld, y, ldy, lse, dq, dk, dv, ldd, T, D, scale, causal, work));
 }
 #undef ADEMAMIX_PICK
+#undef ADEMAMIX_PICK_NN
 
 }  // namespace cpu
 }  // namespace ademamix

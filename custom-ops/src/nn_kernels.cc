@@ -35,6 +35,16 @@ inline float Sum16(V8 a, V8 b) {  // the 16 lanes, in lane order
   for (int k = 0; k < 8; k++) s += b[k];
   return s;
 }
+// a·b + c as one FMA where the build has FMA (avx2 contracts it anyway), else rounded twice. Spelled out in the scalar
+// tails of row sums: on avx512 GCC vectorizes such a tail as an in-order reduction of separately rounded products,
+// which would differ from avx2 in the last bit.
+inline float MulAdd(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
 // Σ a ⊙ b over n: whole blocks of kLanes in the lanes, then the tail after them in order (a fixed order whatever n)
 inline float Dot16(const float* a, const float* b, size_t n) {
   V8 l0 = {}, l1 = {};
@@ -44,7 +54,7 @@ inline float Dot16(const float* a, const float* b, size_t n) {
     l1 += Load8(a + j + 8) * Load8(b + j + 8);
   }
   float s = Sum16(l0, l1);
-  for (size_t j = body; j < n; j++) s += a[j] * b[j];
+  for (size_t j = body; j < n; j++) s = MulAdd(a[j], b[j], s);
   return s;
 }
 
@@ -158,7 +168,7 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
     for (size_t j = body; j < cols; j++) {
       const float xh = (v[j] - mu) * is, g = d[j] * scale[j];
       s1 += g;
-      s2 += g * xh;
+      s2 = MulAdd(g, xh, s2);
     }
     const float m1 = s1 * invCols, m2 = s2 * invCols;
     for (size_t c = 0; c < cols; c++) {
@@ -171,7 +181,7 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
 }
 
 namespace {
-constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB) stay in L1
+constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB, 32 KB on avx512) stay in L1
 constexpr size_t kMr = kWeightGradTileRows;
 
 // A(k, i) for a tile's rows i < kMr: packed (weight_grad's block layout, kc × kMr) or strided views of any matrix
@@ -187,45 +197,62 @@ struct StridedA {
   float operator()(size_t k, size_t i) const { return p[k * ak + off[i]]; }
 };
 
-// `rows` rows of 16 columns of a row-major matrix (rows ld floats apart, the first `cols` ≤ 16 of them valid) into
-// dst as contiguous rows of 16, zero past `cols`: the B operand of Tile.
+// The register block of Tile: a row of kNr columns in two vectors VT of kTv floats. 16 columns of two V8s on the
+// avx2 and base builds; on avx512 two 16-float registers, 32 columns (the same 12 accumulators, twice the work per
+// FMA). Each C element is the same k-ordered chain of FMAs whatever the width, so avx512 and avx2 agree bit for bit.
+#if defined(__AVX512F__)
+typedef float VT __attribute__((vector_size(64)));
+#else
+typedef V8 VT;
+#endif
+constexpr size_t kTv = sizeof(VT) / sizeof(float), kNr = 2 * kTv;
+static_assert(kWeightGradPanel % kNr == 0, "weight_grad's column splits must fall on Tile's panels");
+inline VT LoadT(const float* p) {
+  VT v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void StoreT(float* p, VT v) { std::memcpy(p, &v, sizeof v); }
+
+// `rows` rows of kNr columns of a row-major matrix (rows ld floats apart, the first `cols` ≤ kNr of them valid) into
+// dst as contiguous rows of kNr, zero past `cols`: the B operand of Tile.
 inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, float* __restrict dst) {
-  if (cols == 16) {
+  if (cols == kNr) {
     for (size_t k = 0; k < rows; k++) {
-      Store8(dst + k * 16, Load8(src + k * ld));
-      Store8(dst + k * 16 + 8, Load8(src + k * ld + 8));
+      StoreT(dst + k * kNr, LoadT(src + k * ld));
+      StoreT(dst + k * kNr + kTv, LoadT(src + k * ld + kTv));
     }
   } else {
     for (size_t k = 0; k < rows; k++)
-      for (size_t j = 0; j < 16; j++) dst[k * 16 + j] = j < cols ? src[k * ld + j] : 0.0f;
+      for (size_t j = 0; j < kNr; j++) dst[k * kNr + j] = j < cols ? src[k * ld + j] : 0.0f;
   }
 }
 
-// C[m0 .. m0+rows, n0 .. n0+16] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's 16 columns packed at bp + 16k: 12 vector
-// accumulators in registers, per k two loads of B and six broadcasts of A.
-// `cols` < 16: the panel past the last whole one (B's slice zero-padded to 16): only those columns are stored.
+// C[m0 .. m0+rows, n0 .. n0+kNr] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's kNr columns packed at bp + kNr·k: 12
+// vector accumulators in registers, per k two loads of B and six broadcasts of A.
+// `cols` < kNr: the panel past the last whole one (B's slice zero-padded): only those columns are stored.
 template <class A>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
-  V8 lo[kMr], hi[kMr];
-  for (size_t i = 0; i < kMr; i++) { lo[i] = V8{}; hi[i] = V8{}; }
+  VT lo[kMr], hi[kMr];
+  for (size_t i = 0; i < kMr; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
-    const V8 b0 = Load8(bp + k * 16), b1 = Load8(bp + k * 16 + 8);
+    const VT b0 = LoadT(bp + k * kNr), b1 = LoadT(bp + k * kNr + kTv);
     for (size_t i = 0; i < kMr; i++) {
       const float x = a(k, i);
       lo[i] += x * b0;
       hi[i] += x * b1;
     }
   }
-  if (rows == kMr && cols == 16) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
+  if (rows == kMr && cols == kNr) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
     for (size_t i = 0; i < kMr; i++) {
       float* c = C + i * N + n0;
       if (first) {
-        Store8(c, lo[i]);
-        Store8(c + 8, hi[i]);
+        StoreT(c, lo[i]);
+        StoreT(c + kTv, hi[i]);
       } else {
-        Store8(c, Load8(c) + lo[i]);
-        Store8(c + 8, Load8(c + 8) + hi[i]);
+        StoreT(c, LoadT(c) + lo[i]);
+        StoreT(c + kTv, LoadT(c + kTv) + hi[i]);
       }
     }
     return;
@@ -233,17 +260,17 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
   for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
     if (i >= rows) break;
     float* c = C + i * N + n0;
-    if (cols < 16) {
-      alignas(32) float t[16];
-      Store8(t, lo[i]);
-      Store8(t + 8, hi[i]);
+    if (cols < kNr) {
+      alignas(64) float t[kNr];
+      StoreT(t, lo[i]);
+      StoreT(t + kTv, hi[i]);
       for (size_t j = 0; j < cols; j++) c[j] = first ? t[j] : c[j] + t[j];
     } else if (first) {
-      Store8(c, lo[i]);
-      Store8(c + 8, hi[i]);
+      StoreT(c, lo[i]);
+      StoreT(c + kTv, hi[i]);
     } else {
-      Store8(c, Load8(c) + lo[i]);
-      Store8(c + 8, Load8(c + 8) + hi[i]);
+      StoreT(c, LoadT(c) + lo[i]);
+      StoreT(c + kTv, LoadT(c + kTv) + hi[i]);
     }
   }
 }
@@ -251,8 +278,7 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
 
 void weight_grad(const float* __restrict a, const float* __restrict b, float* __restrict c, float* __restrict colsum,
                  size_t K, size_t M, size_t N, size_t t0, size_t t1, size_t n0, size_t n1, float* __restrict work) {
-  constexpr size_t NR = kWeightGradPanel;
-  static_assert(NR == 16, "Tile and PackPanel work on 16-column panels");
+  constexpr size_t NR = kNr;
   alignas(64) float pack[kKc * NR];
   const size_t tiles = t1 - t0;
   if (colsum && t0 != 0) colsum = nullptr;  // the unit holding tile 0 sums dB (each column once, whatever the split)
@@ -261,7 +287,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
     if (colsum) std::memset(colsum + n0, 0, (n1 - n0) * sizeof(float));
   }
   // k blocks outermost: this unit's rows [k0, k0 + kc) of A packed into `work` (tile by tile, kc × kMr each: in L2),
-  // then per 16-column panel B's slice copied contiguous into L1 (B's rows sit N floats apart, often a power of two:
+  // then per kNr-column panel B's slice copied contiguous into L1 (B's rows sit N floats apart, often a power of two:
   // every row of an unpacked slice lands in the same few L1 sets) and every tile run over it. A whole-K pack read
   // from L3 once per panel, and packing by memcpy calls, measured 20–25 % slower (1-thread microbench, 2026-12-03).
   for (size_t k0 = 0; k0 < K; k0 += kKc) {
@@ -283,13 +309,13 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       if (colsum) {  // Σ_k B[k, n…] from the packed rows, k in order across the blocks (no second pass over B)
         alignas(32) float acc[NR] = {};
         if (k0) std::memcpy(acc, colsum + n, cols * sizeof(float));
-        V8 s0 = Load8(acc), s1 = Load8(acc + 8);
+        VT s0 = LoadT(acc), s1 = LoadT(acc + kTv);
         for (size_t k = 0; k < kc; k++) {
-          s0 += Load8(pack + k * NR);
-          s1 += Load8(pack + k * NR + 8);
+          s0 += LoadT(pack + k * NR);
+          s1 += LoadT(pack + k * NR + kTv);
         }
-        Store8(acc, s0);
-        Store8(acc + 8, s1);
+        StoreT(acc, s0);
+        StoreT(acc + kTv, s1);
         std::memcpy(colsum + n, acc, cols * sizeof(float));
       }
       for (size_t t = 0; t < tiles; t++) {
@@ -308,22 +334,22 @@ namespace {
 enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
 
 // C[m, n] (row stride ldc) = Σ_k A(k, m)·B(k, n) for m < M, n < N, k < K, with A(k, m) = a[k·ak + m·am] and
-// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); B is first copied into zero-padded 16-column panels
-// (bpack: ceil(N/16)·16·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
+// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); B is first copied into zero-padded kNr-column panels
+// (bpack: ceil(N/kNr)·kNr·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
 // head's K or V sit 3C floats apart and fall into a few L1 sets (in place: 1.6–2× slower, microbench 2026-12-03).
 void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
                size_t N, size_t K, Part part, float* __restrict bpack) {
-  const size_t tiles = (M + kMr - 1) / kMr, panels = (N + 15) / 16;
+  const size_t tiles = (M + kMr - 1) / kMr, panels = (N + kNr - 1) / kNr;
   if (bn == 1) {  // rows of B contiguous
-    for (size_t p = 0; p < panels; p++) PackPanel(b + p * 16, bk, K, N - p * 16 < 16 ? N - p * 16 : 16, bpack + p * K * 16);
-  } else {  // columns contiguous (Kᵀ, Vᵀ): each column read along k, stored 16 floats apart
-    for (size_t n = 0; n < panels * 16; n++) {
-      float* dst = bpack + ((n / 16) * K) * 16 + n % 16;
+    for (size_t p = 0; p < panels; p++) PackPanel(b + p * kNr, bk, K, N - p * kNr < kNr ? N - p * kNr : kNr, bpack + p * K * kNr);
+  } else {  // columns contiguous (Kᵀ, Vᵀ): each column read along k, stored kNr floats apart
+    for (size_t n = 0; n < panels * kNr; n++) {
+      float* dst = bpack + ((n / kNr) * K) * kNr + n % kNr;
       if (n < N) {
         const float* col = b + n * bn;
-        for (size_t k = 0; k < K; k++) dst[k * 16] = col[k * bk];
+        for (size_t k = 0; k < K; k++) dst[k * kNr] = col[k * bk];
       } else {
-        for (size_t k = 0; k < K; k++) dst[k * 16] = 0.0f;
+        for (size_t k = 0; k < K; k++) dst[k * kNr] = 0.0f;
       }
     }
   }
@@ -335,10 +361,10 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
     StridedA at{a + kb * ak + m0 * am, ak, {}};
     for (size_t i = 0; i < kMr; i++) at.off[i] = (i < rows ? i : rows - 1) * am;
     for (size_t p = 0; p < panels; p++) {
-      const size_t n0 = p * 16;
+      const size_t n0 = p * kNr;
       if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
-      const size_t cols = N - n0 < 16 ? N - n0 : 16;
-      Tile(at, bpack + (p * K + kb) * 16, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      const size_t cols = N - n0 < kNr ? N - n0 : kNr;
+      Tile(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
     }
   }
 }

@@ -5,8 +5,9 @@
 // steps rotate through the three ways ORT can hand over buffers: separate outputs (poisoned with NaN first, so an
 // element the kernel skips is caught), every output in place over its input, and a mix of the two.
 // Exit code 1 on any mismatch (relative error on the parameters or states above 1e-5).
-// It checks the CPU build the dispatcher picks (avx2 on an AVX2+FMA CPU); ctest runs it a second time with
-// ADEMAMIX_CPU=base for the baseline build.
+// It checks the CPU build the dispatcher picks (avx2 on an AVX2+FMA CPU, and for the fused ops avx512 where the CPU
+// has AVX-512); ctest runs it again with ADEMAMIX_CPU=base for the baseline build and ADEMAMIX_CPU=avx2. The fused
+// ops' avx512 build is also compared with avx2 bit for bit (CheckNnIsaBits).
 //
 // bf16 states: the float32 → bfloat16 conversion is checked on edge cases and against an independent nearest-value
 // search; then every optimizer runs with bf16 states, each step compared with a float64 step taken from the same
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 #include "ademamix/kernels.h"
@@ -226,6 +228,93 @@ bool CheckNn(std::mt19937& rng) {
   }
   std::printf("%-28s gelu, softmax, layernorm, weight_grad, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
   return ok;
+}
+
+// nn_kernels.cc's avx512 build against its avx2 build, bit for bit: every C element and every row sum is the same
+// chain of operations whatever the vector width (nn_kernels.h), so any difference is a bug of the wider tiles. Shapes
+// with partial tiles and panels, causal and not, extreme inputs (±1e30, NaN) in the elementwise ones.
+bool CheckNnIsaBits(std::mt19937& rng) {
+#if defined(ADEMAMIX_CPU_AVX512)
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))) {
+    std::printf("%-28s not checked: this CPU has no AVX-512\n", "fused ops avx512 = avx2");
+    return true;
+  }
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  auto fill = [&](std::vector<float>& v) { for (float& x : v) x = nd(rng); };
+  bool ok = true;
+  auto same = [&](const char* what, const std::vector<float>& a, const std::vector<float>& b) {
+    if (std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0) return;
+    size_t i = 0;
+    while (i < a.size() && std::memcmp(&a[i], &b[i], sizeof(float)) == 0) i++;
+    std::printf("FAIL %s: the avx512 build differs from avx2 (first at [%zu]: %.9g against %.9g)\n", what, i, a[i], b[i]);
+    ok = false;
+  };
+  struct Shape { size_t K, M, N; };
+  for (Shape sh : {Shape{1, 1, 1}, Shape{300, 6, 16}, Shape{257, 13, 35}, Shape{600, 128, 48}, Shape{33, 5, 7},
+                   Shape{2048, 128, 384}, Shape{520, 64, 100}}) {
+    std::vector<float> a(sh.K * sh.M), b(sh.K * sh.N), c1(sh.M * sh.N, NAN), c2(c1), s1(sh.N, NAN), s2(s1);
+    fill(a); fill(b);
+    const size_t tiles = (sh.M + cpu::kWeightGradTileRows - 1) / cpu::kWeightGradTileRows;
+    std::vector<float> work(cpu::weight_grad_work_size(tiles), NAN);
+    cpu::avx2::weight_grad(a.data(), b.data(), c1.data(), s1.data(), sh.K, sh.M, sh.N, 0, tiles, 0, sh.N, work.data());
+    cpu::avx512::weight_grad(a.data(), b.data(), c2.data(), s2.data(), sh.K, sh.M, sh.N, 0, tiles, 0, sh.N, work.data());
+    same("weight_grad dW", c1, c2);
+    same("weight_grad dB", s1, s2);
+  }
+  struct Att { size_t T, D; bool causal; };
+  for (Att at : {Att{1, 4, true}, Att{37, 8, true}, Att{50, 32, true}, Att{20, 16, false}, Att{13, 20, false}, Att{128, 32, true},
+                 Att{70, 48, true}}) {
+    const size_t T = at.T, D = at.D, C = 2 * D, ld = 3 * C;
+    std::vector<float> qkv(T * ld), dy(T * C), work(cpu::attention_work_size(T, D), NAN);
+    fill(qkv); fill(dy);
+    std::vector<float> y[2], lse[2], dq[2];
+    for (int isa = 0; isa < 2; isa++) {
+      y[isa].assign(T * C, NAN); lse[isa].assign(T, NAN); dq[isa].assign(T * ld, NAN);
+      const float *q = qkv.data() + D, *k = q + C, *v = q + 2 * C;
+      auto fw = isa ? cpu::avx512::attention_forward : cpu::avx2::attention_forward;
+      auto bw = isa ? cpu::avx512::attention_backward : cpu::avx2::attention_backward;
+      fw(q, k, v, ld, y[isa].data() + D, C, lse[isa].data(), T, D, 0.3f, at.causal, work.data());
+      bw(dy.data() + D, C, q, k, v, ld, y[isa].data() + D, C, lse[isa].data(), dq[isa].data() + D, dq[isa].data() + D + C,
+         dq[isa].data() + D + 2 * C, ld, T, D, 0.3f, at.causal, work.data());
+    }
+    const std::string what = "attention T=" + std::to_string(T) + " D=" + std::to_string(D) + (at.causal ? " causal " : " ");
+    same((what + "Y").c_str(), y[0], y[1]);
+    same((what + "LSE").c_str(), lse[0], lse[1]);
+    same((what + "dQKV").c_str(), dq[0], dq[1]);
+  }
+  for (size_t n : {size_t{1}, size_t{7}, size_t{33}, size_t{4099}}) {
+    std::vector<float> x(n), dy(n), g1(n), g2(n);
+    fill(x); fill(dy);
+    if (n > 7) { x[1] = 1e30f; x[2] = -1e30f; x[3] = NAN; x[4] = 9.0f; x[5] = -9.0f; }
+    for (bool tanh : {false, true}) {
+      cpu::avx2::gelu_grad(dy.data(), x.data(), g1.data(), n, tanh);
+      cpu::avx512::gelu_grad(dy.data(), x.data(), g2.data(), n, tanh);
+      same("gelu_grad", g1, g2);
+    }
+  }
+  for (size_t cols : {size_t{1}, size_t{17}, size_t{128}, size_t{130}}) {
+    const size_t rows = 37;
+    std::vector<float> dy(rows * cols), y(rows * cols), x(rows * cols), sc(cols), mean(rows), inv(rows);
+    fill(dy); fill(y); fill(x); fill(sc); fill(mean); fill(inv);
+    std::vector<float> d1(rows * cols), d2(d1), ds1(cols, 0.0f), ds2(ds1), db1(ds1), db2(ds1);
+    cpu::avx2::softmax_grad(dy.data(), y.data(), d1.data(), rows, cols);
+    cpu::avx512::softmax_grad(dy.data(), y.data(), d2.data(), rows, cols);
+    same("softmax_grad", d1, d2);
+    cpu::avx2::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), d1.data(), ds1.data(), db1.data(), rows, cols);
+    cpu::avx512::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), d2.data(), ds2.data(), db2.data(), rows, cols);
+    same("layernorm_grad dX", d1, d2);
+    same("layernorm_grad dScale", ds1, ds2);
+    same("layernorm_grad dBias", db1, db2);
+  }
+  std::printf("%-28s weight_grad, attention, gelu, softmax, layernorm: %s\n", "fused ops avx512 = avx2", ok ? "bit for bit" : "FAILED");
+  return ok;
+#else
+  (void)rng;
+  std::printf("%-28s not checked: built without the avx512 kernels\n", "fused ops avx512 = avx2");
+  return true;
+#endif
 }
 
 enum Kind { kAdemamix, kAdemamixNoM1, kSimplifiedBc, kSimplifiedBc2Only, kSimplifiedNoBc, kAdamW, kKinds };
@@ -456,9 +545,13 @@ bool CheckBf16Rounding(std::mt19937& rng) {
 
 int main() {
   const char* force = std::getenv("ADEMAMIX_CPU");
-  std::printf("CPU kernels: the %s build\n", cpu::isa());
+  std::printf("CPU kernels: the %s build (fused ops: %s)\n", cpu::isa(), cpu::nn_isa());
   if (force && std::strcmp(force, "base") == 0 && std::strcmp(cpu::isa(), "base") != 0) {
     std::printf("FAIL ADEMAMIX_CPU=base did not select the base build\n");
+    return 1;
+  }
+  if (force && std::strcmp(force, "avx2") == 0 && std::strcmp(cpu::nn_isa(), "avx512") == 0) {
+    std::printf("FAIL ADEMAMIX_CPU=avx2 did not keep the fused ops off their avx512 build\n");
     return 1;
   }
   std::mt19937 rng(1234);
@@ -506,6 +599,8 @@ int main() {
   }
   cases++;
   if (!CheckNn(rng)) failures++;
+  cases++;
+  if (!CheckNnIsaBits(rng)) failures++;
   std::printf("kernel_check: %d cases, %d failed (tolerance %.0e)\n", cases, failures, kTol);
   return failures ? 1 : 0;
 }

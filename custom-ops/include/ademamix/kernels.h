@@ -314,6 +314,9 @@ namespace base { ADEMAMIX_CPU_ENTRY_POINTS }
 // "avx2" or "base": the build the entry points above use in this process (ADEMAMIX_CPU=base in the environment
 // forces the baseline one).
 const char* isa();
+// The same for nn_kernels.h's entry points: "avx512" (AVX-512 F/BW/DQ/VL, when built), "avx2" or "base";
+// ADEMAMIX_CPU=avx2 or base forces one of those.
+const char* nn_isa();
 }  // namespace cpu
 
 }  // namespace ademamix

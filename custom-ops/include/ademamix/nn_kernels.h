@@ -1,7 +1,8 @@
 // CPU loops of the fused backward ops (src/nn_ops.cc): the gradients of GELU, Softmax and LayerNormalization in one
 // pass each, where the standard-op form of the same rule (src/ops/fused.ts, also the ops' function bodies) takes
-// 4–12 elementwise passes and broadcast reductions. Plain C++, no ORT, float32 throughout; built twice like
-// cpu_kernels.cc (avx2 and base, picked by cpu_dispatch.cc). Row sums use 16 fixed lanes, so results do not depend on
+// 4–12 elementwise passes and broadcast reductions. Plain C++, no ORT, float32 throughout; built like
+// cpu_kernels.cc for avx2 and base, and once more for avx512 (x86-64-v4: the matrix tiles in 16-float registers),
+// picked by cpu_dispatch.cc; avx512 and avx2 give the same bits. Row sums use 16 fixed lanes, so results do not depend on
 // how callers split the rows between threads.
 #pragma once
 #include <cstddef>
@@ -20,7 +21,7 @@ namespace cpu {
 //   n0 must be a multiple of kWeightGradPanel; callers split the tiles or the panels between threads (the larger of
 //   A and B is then read once, the smaller by every thread). `work`: weight_grad_work_size(t1 − t0) floats of the
 //   calling thread. Each element is one sum over k in fixed blocks, in order, so the result does not depend on the split.
-constexpr size_t kWeightGradPanel = 16, kWeightGradTileRows = 6, kWeightGradKc = 256;
+constexpr size_t kWeightGradPanel = 32, kWeightGradTileRows = 6, kWeightGradKc = 256;
 inline size_t weight_grad_work_size(size_t tiles) { return tiles * kWeightGradTileRows * kWeightGradKc + 8; }
 // attention_forward: softmax attention of one (batch, head): Q, K, V [T, D] with row stride ld (views into a packed
 //   QKV), y [T, D] with row stride ldy, lse[T] = log Σ_j e^(s_ij) of the scaled scores s = scale·QKᵀ (causal: j ≤ i
@@ -29,7 +30,7 @@ inline size_t weight_grad_work_size(size_t tiles) { return tiles * kWeightGradTi
 //   floats. Causal attention computes only the unmasked half of each product (whole register tiles).
 inline size_t attention_work_size(size_t T, size_t D) {
   const size_t R = T > D ? T : D;
-  return 2 * T * T + (R + 15) / 16 * 16 * R;  // S (or P) and dS, then B's packed panels
+  return 2 * T * T + (R + 31) / 32 * 32 * R;  // S (or P) and dS, then B's packed panels (16 or 32 columns)
 }
 #define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
   void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, \
@@ -44,6 +45,7 @@ inline size_t attention_work_size(size_t T, size_t D) {
                           const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, \
                           size_t T, size_t D, float scale, bool causal, float* work);
 ADEMAMIX_NN_ENTRY_POINTS
+namespace avx512 { ADEMAMIX_NN_ENTRY_POINTS }
 namespace avx2 { ADEMAMIX_NN_ENTRY_POINTS }
 namespace base { ADEMAMIX_NN_ENTRY_POINTS }
 
