@@ -69,10 +69,12 @@ function relErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
 }
 
 // heads × D: D = 8 and 20 take the kernel's packed path for [T, D] products (D not a multiple of 16), 32 and 16 the
-// in-place one; T = 37 and 50 leave partial register tiles on both sides; the scale 2 makes the softmax peaked
+// in-place one; T = 37 and 50 leave partial register tiles on both sides; the scale 2 makes the softmax peaked.
+// B ≥ 4: the ops hand each thread whole batches (all heads of one, warmed first), below that single heads.
 const CASES: Case[] = [
   { B: 2, T: 37, H: 3, D: 8, causal: true }, { B: 2, T: 20, H: 2, D: 32, causal: false },
   { B: 1, T: 50, H: 2, D: 16, causal: true }, { B: 3, T: 13, H: 1, D: 20, causal: false },
+  { B: 5, T: 19, H: 3, D: 8, causal: true },
 ];
 
 describe('self-attention (SelfAttention / SelfAttentionGrad)', () => {

@@ -212,6 +212,16 @@ struct AttentionShape {
   size_t B = 0, T = 0, H = 0, D = 0;
   float scale = 0.0f;
 };
+// Reads `cols` floats of each of `rows` rows (ld floats apart) in order, one load per cache line: brings them into
+// this core's caches ahead of a kernel that reads them in a less regular order.
+inline void WarmRows(const float* p, size_t rows, size_t ld, size_t cols) {
+  float s = 0.0f;
+  for (size_t r = 0; r < rows; r++)
+    for (size_t j = 0; j < cols; j += 16) s += p[r * ld + j];
+  volatile float sink = s;  // keeps the loads
+  (void)sink;
+}
+
 class AttentionBase : public Kernel {
  protected:
   AttentionBase(const OrtKernelInfo* info, const char* op)
@@ -260,10 +270,15 @@ class AttentionKernel : public AttentionBase {
       for (size_t t = b0; t < b1; t++) {
         const size_t b = t / s.H, h = t % s.H;
         const float* q = qkv + b * s.T * 3 * C + h * s.D;
+        if ((t == b0 || h == 0)) {  // as in the backward (below)
+          const size_t n = std::min(s.H - h, b1 - t) * s.D;
+          for (size_t p = 0; p < 3; p++) WarmRows(q + p * C, s.T, 3 * C, n);
+          WarmRows(y + b * s.T * C + h * s.D, s.T, C, n);
+        }
         cpu::attention_forward(q, q + C, q + 2 * C, 3 * C, y + b * s.T * C + h * s.D, C,
                                lse ? lse + t * s.T : lseScratch.data(), s.T, s.D, s.scale, causal, work.data());
       }
-    }, 1);
+    }, s.B >= 4 ? s.H : 1);
   }
 };
 
@@ -288,6 +303,12 @@ class AttentionGradKernel : public AttentionBase {
     float* out = static_cast<float*>(og);
     const size_t C = s.H * s.D;
     const bool causal = causal_;
+    // By the time the backward runs, QKV and Y were written long ago (DRAM) and a head's columns are a few cache lines
+    // in each of T rows 3C floats apart, which the prefetchers follow poorly. So a task takes a whole batch's heads
+    // (when there are batches enough to share out) and first reads the rows of those heads straight through into L2:
+    // per head 52 -> 45 us on one thread with cold caches (Zen 5, avx2, alternated, 2026-12-03); with the forward's
+    // the same, gpt-mini's step 6 % faster on avx2, 4.7 % on avx512 (12 alternated rounds each).
+    const size_t chunk = s.B >= 4 ? s.H : 1;
     return ParallelRange(ctx, s.B * s.H, [&](size_t b0, size_t b1) {
       thread_local std::vector<float> work;
       if (work.size() < cpu::attention_work_size(s.T, s.D)) work.resize(cpu::attention_work_size(s.T, s.D));
@@ -295,10 +316,19 @@ class AttentionGradKernel : public AttentionBase {
         const size_t b = t / s.H, h = t % s.H, o3 = b * s.T * 3 * C + h * s.D, o1 = b * s.T * C + h * s.D;
         const float* q = qkv + o3;
         float* dqp = out + o3;
+        if ((t == b0 || h == 0)) {  // this task's heads of batch b: [h, h + n)
+          const size_t n = std::min(s.H - h, b1 - t) * s.D;
+          for (size_t p = 0; p < 3; p++) {
+            WarmRows(q + p * C, s.T, 3 * C, n);
+            WarmRows(dqp + p * C, s.T, 3 * C, n);
+          }
+          WarmRows(g + o1, s.T, C, n);
+          WarmRows(y + o1, s.T, C, n);
+        }
         cpu::attention_backward(g + o1, C, q, q + C, q + 2 * C, 3 * C, y + o1, C, lse + t * s.T, dqp, dqp + C, dqp + 2 * C,
                                 3 * C, s.T, s.D, s.scale, causal, work.data());
       }
-    }, 1);
+    }, chunk);
   }
 };
 
