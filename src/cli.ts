@@ -1,4 +1,5 @@
 // The `ademamix` command line.
+import { hostInfo } from './bench/host';
 import { benchAllOptimizers, benchDef, benchOptimizer, type BenchShape } from './bench/optimizer';
 import { OPTIMIZER_NAMES } from './optim/derive';
 import { parseStates } from './optim/precision';
@@ -38,7 +39,7 @@ function helpFor(cmd: string | undefined): string {
   return mine.length ? `usage: ademamix ${cmd} …\n${mine.map((b) => b.join('\n')).join('\n')}\n` : USAGE;
 }
 
-function print(result: Record<string, unknown>, json: boolean): void {
+function printResult(result: Record<string, unknown>, json: boolean): void {
   if (json) { console.log(JSON.stringify(result)); return; }
   for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(16)} ${v}`);
 }
@@ -46,6 +47,8 @@ function print(result: Record<string, unknown>, json: boolean): void {
 async function bench(args: Args): Promise<void> {
   const what = args._[1];
   const json = args.json === true;
+  // every result says which machine it is from (a figure means little without it)
+  const print = (r: Record<string, unknown>, asJson: boolean): void => printResult({ ...r, ...hostInfo() }, asJson);
   if (what === 'optimizer') {
     const device = str(args, 'device', 'cpu');
     if (device !== 'cpu') throw new UsageError(`bench optimizer: --device ${device} is not available here (cpu only in this build)`);
@@ -60,7 +63,7 @@ async function bench(args: Args): Promise<void> {
     if (args.all === true) {
       if (args.op !== undefined) throw new UsageError('bench optimizer: --all and --op exclude each other');
       const results = benchAllOptimizers(common);
-      if (json) console.log(JSON.stringify({ bench: 'optimizer', all: true, results }));
+      if (json) console.log(JSON.stringify({ bench: 'optimizer', all: true, ...hostInfo(), results }));
       else for (const r of results) { print(r, false); console.log(''); }
       return;
     }

@@ -333,6 +333,49 @@ namespace {
 //   first row's bound to its last's, and the terms outside a row's bound are zeros of the causal mask).
 enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
 
+// r[i][j] → r[j][i] for an 8 × 8 block in 8 vectors: pairs, then quads, then halves interleaved
+inline void Transpose8(V8 r[8]) {
+  const V8i lo2 = {0, 8, 1, 9, 4, 12, 5, 13}, hi2 = {2, 10, 3, 11, 6, 14, 7, 15};
+  const V8i lo4 = {0, 1, 8, 9, 4, 5, 12, 13}, hi4 = {2, 3, 10, 11, 6, 7, 14, 15};
+  const V8i lo8 = {0, 1, 2, 3, 8, 9, 10, 11}, hi8 = {4, 5, 6, 7, 12, 13, 14, 15};
+  V8 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], lo2);
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi2);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = __builtin_shuffle(t[i], t[i + 2], lo4);
+    u[i + 1] = __builtin_shuffle(t[i], t[i + 2], hi4);
+    u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], lo4);
+    u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], hi4);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = __builtin_shuffle(u[i], u[i + 4], lo8);
+    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], hi8);
+  }
+}
+// B(k, n) = b[n·bn + k] (columns contiguous) into SmallGemm's kNr-column panels, zero past N: whole 8 × 8 blocks by
+// Transpose8, the rest one float at a time (the scalar loop alone took 1.2 µs of a head's 6.7 µs S = QKᵀ, avx2).
+inline void PackColumns(const float* b, size_t bn, size_t K, size_t N, size_t panels, float* __restrict bpack) {
+  const size_t K8 = K / 8 * 8;
+  for (size_t n0 = 0; n0 < panels * kNr; n0 += 8) {
+    float* dst = bpack + (n0 / kNr) * K * kNr + n0 % kNr;  // row k of the panel's block at dst + k·kNr
+    if (n0 + 8 <= N) {
+      for (size_t k0 = 0; k0 < K8; k0 += 8) {
+        V8 r[8];
+        for (size_t i = 0; i < 8; i++) r[i] = Load8(b + (n0 + i) * bn + k0);
+        Transpose8(r);
+        for (size_t j = 0; j < 8; j++) Store8(dst + (k0 + j) * kNr, r[j]);
+      }
+      for (size_t k = K8; k < K; k++)
+        for (size_t i = 0; i < 8; i++) dst[k * kNr + i] = b[(n0 + i) * bn + k];
+    } else {
+      for (size_t k = 0; k < K; k++)
+        for (size_t i = 0; i < 8; i++) dst[k * kNr + i] = n0 + i < N ? b[(n0 + i) * bn + k] : 0.0f;
+    }
+  }
+}
+
 // C[m, n] (row stride ldc) = Σ_k A(k, m)·B(k, n) for m < M, n < N, k < K, with A(k, m) = a[k·ak + m·am] and
 // B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); B is first copied into zero-padded kNr-column panels
 // (bpack: ceil(N/kNr)·kNr·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
@@ -342,7 +385,9 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
   const size_t tiles = (M + kMr - 1) / kMr, panels = (N + kNr - 1) / kNr;
   if (bn == 1) {  // rows of B contiguous
     for (size_t p = 0; p < panels; p++) PackPanel(b + p * kNr, bk, K, N - p * kNr < kNr ? N - p * kNr : kNr, bpack + p * K * kNr);
-  } else {  // columns contiguous (Kᵀ, Vᵀ): each column read along k, stored kNr floats apart
+  } else if (bk == 1) {  // columns contiguous (Kᵀ, Vᵀ: rows of K or V): 8 × 8 blocks transposed in registers
+    PackColumns(b, bn, K, N, panels, bpack);
+  } else {  // columns strided too: each column read along k, stored kNr floats apart
     for (size_t n = 0; n < panels * kNr; n++) {
       float* dst = bpack + ((n / kNr) * K) * kNr + n % kNr;
       if (n < N) {
@@ -377,48 +422,82 @@ inline size_t ZeroEnd(size_t i, size_t T, bool causal) {
   return causal ? (e < T ? e : T) : T;
 }
 
-// Row `r` of scores (n valid) to softmax probabilities of scale·r in place, zeroed from n to zend; returns the row's
-// log Σ e^(scale·r) (max + log of the sum of the shifted exponentials). 8-lane blocks, then the last n mod 8 one by
-// one (GCC leaves a scalar `a > m ? a : m` reduction a chain of selects, and an exp fused with its sum unvectorized).
-float SoftmaxRow(float* r, size_t n, size_t zend, float scale) {
-  const size_t nv = n / 8 * 8;
-  V8 m = V8{} - 3.4e38f;
+// 8 floats at p of which `room` (≥ 1) may be touched: a whole vector, or the first `room` lanes through a copy (a
+// row's last block when its length is not a multiple of 8: the next row starts right after it). Always inlined: an
+// out-of-line part returning a V8 would cross a call with the base build's 32-byte vector ABI.
+__attribute__((always_inline)) inline V8 LoadUpTo(const float* p, size_t room) {
+  if (room >= 8) return Load8(p);
+  alignas(32) float t[8] = {};
+  for (size_t l = 0; l < room; l++) t[l] = p[l];
+  return Load8(t);
+}
+__attribute__((always_inline)) inline void StoreUpTo(float* p, size_t room, V8 v) {
+  if (room >= 8) return Store8(p, v);
+  alignas(32) float t[8];
+  Store8(t, v);
+  for (size_t l = 0; l < room; l++) p[l] = t[l];
+}
+// Lanes of the block at j that hold one of a row's first n entries
+inline V8i Valid(size_t j, size_t n) {
+  const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  return lane < static_cast<int32_t>(n - j);
+}
+
+// Row `r` of scores (n valid, `cap` floats of room) to the unnormalized e^(scale·r − max) in place, zero from n to
+// at least zend; returns the row's log Σ e^(scale·r) (max + log of the sum) and sets *inv to 1 / the sum, which the
+// caller applies to the row of PV instead (D multiplies, not n). In 8-lane blocks throughout, the last one masked
+// (its lanes past n: no part of the max, exp 0), since GCC leaves a scalar `a > m ? a : m` reduction a chain of
+// selects and an exp fused with its sum unvectorized; the leftover n mod 8 entries of each row taken one scalar exp
+// at a time, and the normalizing pass, had been half the softmax's time (7.6 → 4.x µs a causal head, T = 128,
+// avx2, 2026-12-03).
+float SoftmaxRow(float* r, size_t n, size_t zend, size_t cap, float scale, float* inv) {
+  const size_t nv = n / 8 * 8, nb = (n + 7) / 8 * 8;
+  const V8 lowest = V8{} - 3.4e38f;
+  V8 m = lowest;
   for (size_t j = 0; j < nv; j += 8) {
     const V8 a = Load8(r + j) * scale;
     m = a > m ? a : m;
   }
-  float mx = -3.4e38f;
-  for (size_t l = 0; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
-  for (size_t j = nv; j < n; j++) mx = r[j] * scale > mx ? r[j] * scale : mx;
+  if (nv < n) {
+    const V8 a = LoadUpTo(r + nv, cap - nv) * scale;
+    m = Valid(nv, n) && a > m ? a : m;
+  }
+  float mx = m[0];
+  for (size_t l = 1; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
   V8 zs{};
   for (size_t j = 0; j < nv; j += 8) {
     const V8 e = Exp(Load8(r + j) * scale - mx);
     Store8(r + j, e);
     zs += e;
   }
+  if (nv < n) {
+    const V8 e = Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - mx) : V8{};
+    StoreUpTo(r + nv, cap - nv, e);
+    zs += e;
+  }
   float z = 0.0f;
   for (size_t l = 0; l < 8; l++) z += zs[l];
-  for (size_t j = nv; j < n; j++) z += r[j] = Exp(r[j] * scale - mx);
-  const float inv = 1.0f / z;
-  for (size_t j = 0; j < n; j++) r[j] *= inv;
-  for (size_t j = n; j < zend; j++) r[j] = 0.0f;
+  *inv = 1.0f / z;
+  for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
   return mx + std::log(z);
 }
-// The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse).
-void ProbRow(float* r, size_t n, size_t zend, float scale, float lse) {
-  const size_t nv = n / 8 * 8;
+// The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse), blocks as above.
+void ProbRow(float* r, size_t n, size_t zend, size_t cap, float scale, float lse) {
+  const size_t nv = n / 8 * 8, nb = (n + 7) / 8 * 8;
   for (size_t j = 0; j < nv; j += 8) Store8(r + j, Exp(Load8(r + j) * scale - lse));
-  for (size_t j = nv; j < n; j++) r[j] = Exp(r[j] * scale - lse);
-  for (size_t j = n; j < zend; j++) r[j] = 0.0f;
+  if (nv < n) StoreUpTo(r + nv, cap - nv, Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - lse) : V8{});
+  for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
 }
 }  // namespace
 
 void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse,
                        size_t T, size_t D, float scale, bool causal, float* work) {
-  float *s = work, *bp = s + T * T;
+  float *s = work, *inv = s + T * T, *bp = s + 2 * T * T;
   SmallGemm(q, 1, ld, k, 1, ld, s, T, T, T, D, causal ? Part::kLowerC : Part::kAll, bp);  // S = QKᵀ
-  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), scale);
-  SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = PV
+  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), T, scale, inv + i);
+  SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = e^(S − max)·V, then
+  for (size_t i = 0; i < T; i++)                                                            // each row / its sum
+    for (size_t d = 0; d < D; d++) y[i * ldy + d] *= inv[i];
 }
 
 void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
@@ -427,7 +506,7 @@ void attention_backward(const float* dy, size_t lddy, const float* q, const floa
   float *p = work, *ds = p + T * T, *bp = ds + T * T;
   const Part lower = causal ? Part::kLowerC : Part::kAll;
   SmallGemm(q, 1, ld, k, 1, ld, p, T, T, T, D, lower, bp);  // S = QKᵀ again, then P from the saved lse
-  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), scale, lse[i]);
+  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), T, scale, lse[i]);
   SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp);  // dP = dY Vᵀ
   for (size_t i = 0; i < T; i++) {  // dS = P ⊙ (dP − Σ_d dY ⊙ Y)·scale, zero where masked
     const float delta = Dot16(dy + i * lddy, y + i * ldy, D);
