@@ -334,24 +334,22 @@ namespace {
 enum class Part { kAll, kLowerC, kKUpToM, kKFromM };
 
 // r[i][j] → r[j][i] for an 8 × 8 block in 8 vectors: pairs, then quads, then halves interleaved
+// (__builtin_shufflevector: GCC 12 and clang both have it)
 inline void Transpose8(V8 r[8]) {
-  const V8i lo2 = {0, 8, 1, 9, 4, 12, 5, 13}, hi2 = {2, 10, 3, 11, 6, 14, 7, 15};
-  const V8i lo4 = {0, 1, 8, 9, 4, 5, 12, 13}, hi4 = {2, 3, 10, 11, 6, 7, 14, 15};
-  const V8i lo8 = {0, 1, 2, 3, 8, 9, 10, 11}, hi8 = {4, 5, 6, 7, 12, 13, 14, 15};
   V8 t[8], u[8];
   for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shuffle(r[i], r[i + 1], lo2);
-    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi2);
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int i = 0; i < 8; i += 4) {
-    u[i] = __builtin_shuffle(t[i], t[i + 2], lo4);
-    u[i + 1] = __builtin_shuffle(t[i], t[i + 2], hi4);
-    u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], lo4);
-    u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], hi4);
+    u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
   }
   for (int i = 0; i < 4; i++) {
-    r[i] = __builtin_shuffle(u[i], u[i + 4], lo8);
-    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], hi8);
+    r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 // B(k, n) = b[n·bn + k] (columns contiguous) into SmallGemm's kNr-column panels, zero past N: whole 8 × 8 blocks by
