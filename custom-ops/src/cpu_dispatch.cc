@@ -1,6 +1,6 @@
 // The CPU entry points of kernels.h: each calls the avx2 or the base build of cpu_kernels.cc, picked once per
-// process; those of nn_kernels.h also its avx512 build. A plain flag rather than GCC's ifunc (target_clones): it works under the sanitizers and with any libc,
-// and both builds stay callable by name for the kernel check.
+// process; those of nn_kernels.h also its avx512 build. A plain flag rather than GCC's ifunc (target_clones): it
+// works under the sanitizers and with any libc, and every build stays callable by name for the kernel check.
 #include <cstdlib>
 #include <cstring>
 #include "ademamix/kernels.h"

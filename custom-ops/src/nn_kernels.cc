@@ -30,6 +30,19 @@ inline V8 Load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+// The widest vector of the build: V8, or on avx512 16 floats (Tile's registers, GeluGrad's blocks)
+#if defined(__AVX512F__)
+typedef float VT __attribute__((vector_size(64)));
+#else
+typedef V8 VT;
+#endif
+constexpr size_t kTv = sizeof(VT) / sizeof(float);
+inline VT LoadT(const float* p) {
+  VT v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void StoreT(float* p, VT v) { std::memcpy(p, &v, sizeof v); }
 inline float Sum16(V8 a, V8 b) {  // the 16 lanes, in lane order
   float s = 0.0f;
   for (int k = 0; k < 8; k++) s += a[k];
@@ -69,9 +82,8 @@ typedef int32_t V8i __attribute__((vector_size(32)));
 inline int32_t ToInt32(float n) { return static_cast<int32_t>(n); }
 inline V8i ToInt32(V8 n) { return __builtin_convertvector(n, V8i); }
 #if defined(__AVX512F__)
-typedef float V16 __attribute__((vector_size(64)));
-typedef int32_t V16i __attribute__((vector_size(64)));
-inline V16i ToInt32(V16 n) { return __builtin_convertvector(n, V16i); }
+typedef int32_t VTi __attribute__((vector_size(64)));
+inline VTi ToInt32(VT n) { return __builtin_convertvector(n, VTi); }
 #endif
 template <class F>
 inline F Exp(F in) {
@@ -110,7 +122,7 @@ inline F ErfcPos(F z, F e2) {
   q = q * t + 0.254829592f;
   return q * t * e2;
 }
-// dy·GELU'(v) of the erf form, F = float, V8 or (avx512) V16 (see gelu_grad)
+// dy·GELU'(v) of the erf form, F = float, V8 or VT (see gelu_grad)
 template <class F>
 inline F GeluGradAt(F dy, F v) {
   const F e2 = Exp(-0.5f * v * v);
@@ -139,15 +151,8 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
   // a time (the same operations as the scalar tail, so the same bits; GCC's own vectorization of the scalar loop
   // ran 1.44 ms per million elements on one thread, this 1.16, 2026-12-03)
   size_t i = 0;
-#if defined(__AVX512F__)  // 16 lanes at a time: the same operations lane by lane, so the same bits as avx2's 8
-  for (; i + 16 <= n; i += 16) {
-    V16 a, b;
-    std::memcpy(&a, dy + i, sizeof a);
-    std::memcpy(&b, x + i, sizeof b);
-    const V16 r = GeluGradAt(a, b);
-    std::memcpy(dx + i, &r, sizeof r);
-  }
-#endif
+  // (VT: 16 lanes on avx512, 8 elsewhere; the same operations lane by lane, so the same bits either way)
+  for (; i + kTv <= n; i += kTv) StoreT(dx + i, GeluGradAt(LoadT(dy + i), LoadT(x + i)));
   for (; i + 8 <= n; i += 8) Store8(dx + i, GeluGradAt(Load8(dy + i), Load8(x + i)));
   for (; i < n; i++) dx[i] = GeluGradAt(dy[i], x[i]);
 }
@@ -212,22 +217,11 @@ struct StridedA {
   float operator()(size_t k, size_t i) const { return p[k * ak + off[i]]; }
 };
 
-// The register block of Tile: a row of kNr columns in two vectors VT of kTv floats. 16 columns of two V8s on the
-// avx2 and base builds; on avx512 two 16-float registers, 32 columns (the same 12 accumulators, twice the work per
-// FMA). Each C element is the same k-ordered chain of FMAs whatever the width, so avx512 and avx2 agree bit for bit.
-#if defined(__AVX512F__)
-typedef float VT __attribute__((vector_size(64)));
-#else
-typedef V8 VT;
-#endif
-constexpr size_t kTv = sizeof(VT) / sizeof(float), kNr = 2 * kTv;
+// The register block of Tile: a row of kNr columns in two vectors VT (above). 16 columns of two V8s on the avx2 and
+// base builds; on avx512 two 16-float registers, 32 columns (the same 12 accumulators, twice the work per FMA). Each
+// C element is the same k-ordered chain of FMAs whatever the width, so avx512 and avx2 agree bit for bit.
+constexpr size_t kNr = 2 * kTv;
 static_assert(kWeightGradPanel % kNr == 0, "weight_grad's column splits must fall on Tile's panels");
-inline VT LoadT(const float* p) {
-  VT v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void StoreT(float* p, VT v) { std::memcpy(p, &v, sizeof v); }
 
 // `rows` rows of kNr columns of a row-major matrix (rows ld floats apart, the first `cols` ≤ kNr of them valid) into
 // dst as contiguous rows of kNr, zero past `cols`: the B operand of Tile.
@@ -390,7 +384,7 @@ inline void PackColumns(const float* b, size_t bn, size_t K, size_t N, size_t pa
 }
 
 // C[m, n] (row stride ldc) = Σ_k A(k, m)·B(k, n) for m < M, n < N, k < K, with A(k, m) = a[k·ak + m·am] and
-// B(k, n) = b[k·bk + n·bn]. A is read in place (broadcasts); B is first copied into zero-padded kNr-column panels
+// B(k, n) = b[k·bk + n·bn], rows or columns of B contiguous (bn = 1 or bk = 1). A is read in place (broadcasts); B is first copied into zero-padded kNr-column panels
 // (bpack: ceil(N/kNr)·kNr·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
 // head's K or V sit 3C floats apart and fall into a few L1 sets (in place: 1.6–2× slower, microbench 2026-12-03).
 void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
@@ -398,18 +392,8 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
   const size_t tiles = (M + kMr - 1) / kMr, panels = (N + kNr - 1) / kNr;
   if (bn == 1) {  // rows of B contiguous
     for (size_t p = 0; p < panels; p++) PackPanel(b + p * kNr, bk, K, N - p * kNr < kNr ? N - p * kNr : kNr, bpack + p * K * kNr);
-  } else if (bk == 1) {  // columns contiguous (Kᵀ, Vᵀ: rows of K or V): 8 × 8 blocks transposed in registers
+  } else {  // columns contiguous (Kᵀ, Vᵀ: rows of K or V): 8 × 8 blocks transposed in registers
     PackColumns(b, bn, K, N, panels, bpack);
-  } else {  // columns strided too: each column read along k, stored kNr floats apart
-    for (size_t n = 0; n < panels * kNr; n++) {
-      float* dst = bpack + ((n / kNr) * K) * kNr + n % kNr;
-      if (n < N) {
-        const float* col = b + n * bn;
-        for (size_t k = 0; k < K; k++) dst[k * kNr] = col[k * bk];
-      } else {
-        for (size_t k = 0; k < K; k++) dst[k * kNr] = 0.0f;
-      }
-    }
   }
   for (size_t t = 0; t < tiles; t++) {
     const size_t m0 = t * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
