@@ -204,11 +204,12 @@ namespace {
 constexpr size_t kKc = kWeightGradKc;  // k per block: a tile's slices of packed A and B (6 KB + 16 KB, 32 KB on avx512) stay in L1
 constexpr size_t kMr = kWeightGradTileRows;
 
-// A(k, i) for a tile's rows i < kMr: packed (weight_grad's block layout, kc × kMr) or strided views of any matrix
+// A(k, i) for a tile's rows: packed (weight_grad's block layout, kc × S) or strided (i < kMr) views of any matrix
 // (rows past the tile's last valid one read that row again; their sums are never stored).
+template <size_t S>
 struct PackedA {
   const float* p;
-  float operator()(size_t k, size_t i) const { return p[k * kMr + i]; }
+  float operator()(size_t k, size_t i) const { return p[k * S + i]; }
 };
 struct StridedA {
   const float* p;
@@ -237,24 +238,24 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
   }
 }
 
-// C[m0 .. m0+rows, n0 .. n0+kNr] (+)= Σ_{k < kc} A(k, m)·B(k, n) with B's kNr columns packed at bp + kNr·k: 12
-// vector accumulators in registers, per k two loads of B and six broadcasts of A.
+// C[m0 .. m0+rows, n0 .. n0+kNr] (+)= Σ_{k < kc} A(k, m)·B(k, n) for R rows (rows ≤ R valid) with B's kNr columns
+// packed at bp + kNr·k: 2R vector accumulators in registers, per k two loads of B and R broadcasts of A.
 // `cols` < kNr: the panel past the last whole one (B's slice zero-padded): only those columns are stored.
-template <class A>
+template <size_t R, class A>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
-  VT lo[kMr], hi[kMr];
-  for (size_t i = 0; i < kMr; i++) { lo[i] = VT{}; hi[i] = VT{}; }
+  VT lo[R], hi[R];
+  for (size_t i = 0; i < R; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
     const VT b0 = LoadT(bp + k * kNr), b1 = LoadT(bp + k * kNr + kTv);
-    for (size_t i = 0; i < kMr; i++) {
+    for (size_t i = 0; i < R; i++) {
       const float x = a(k, i);
       lo[i] += x * b0;
       hi[i] += x * b1;
     }
   }
-  if (rows == kMr && cols == kNr) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
-    for (size_t i = 0; i < kMr; i++) {
+  if (rows == R && cols == kNr) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
+    for (size_t i = 0; i < R; i++) {
       float* c = C + i * N + n0;
       if (first) {
         StoreT(c, lo[i]);
@@ -266,7 +267,7 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
     }
     return;
   }
-  for (size_t i = 0; i < kMr; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
+  for (size_t i = 0; i < R; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
     if (i >= rows) break;
     float* c = C + i * N + n0;
     if (cols < kNr) {
@@ -283,40 +284,63 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
     }
   }
 }
+
+// weight_grad's row tiles: on avx512 (32 registers) 12 rows, 24 accumulators, so B's panel is read from L1 half as
+// often and a broadcast feeds 2 FMAs of 16 lanes; elsewhere kMr (16 registers). Callers still split in kMr-row tiles;
+// the sums, and so the bits, do not depend on the tile height.
+constexpr size_t kMw = kTv == 16 ? 2 * kMr : kMr;
+constexpr size_t kPackW = kMw <= 8 ? 8 : 16;  // the vector width the pack copies a tile's row of A with
+static_assert(kPackW == 8 || kPackW == kTv, "a packed row is copied as one V8 or one VT");
+inline void CopyRow(float* dst, const float* src) {
+  if constexpr (kPackW == 8) Store8(dst, Load8(src)); else StoreT(dst, LoadT(src));
+}
 }  // namespace
 
 void weight_grad(const float* __restrict a, const float* __restrict b, float* __restrict c, float* __restrict colsum,
                  size_t K, size_t M, size_t N, size_t t0, size_t t1, size_t n0, size_t n1, float* __restrict work) {
   constexpr size_t NR = kNr;
   alignas(64) float pack[kKc * NR];
-  const size_t tiles = t1 - t0;
+  const size_t r0 = t0 * kMr, r1 = t1 * kMr < M ? t1 * kMr : M;  // this unit's rows of C
+  const size_t tiles = (r1 - r0 + kMw - 1) / kMw;                 // in tiles of kMw rows
   if (colsum && t0 != 0) colsum = nullptr;  // the unit holding tile 0 sums dB (each column once, whatever the split)
   if (K == 0) {
-    for (size_t m = t0 * kMr; m < M && m < t1 * kMr; m++) std::memset(c + m * N + n0, 0, (n1 - n0) * sizeof(float));
+    for (size_t m = r0; m < r1; m++) std::memset(c + m * N + n0, 0, (n1 - n0) * sizeof(float));
     if (colsum) std::memset(colsum + n0, 0, (n1 - n0) * sizeof(float));
   }
-  // k blocks outermost: this unit's rows [k0, k0 + kc) of A packed into `work` (tile by tile, kc × kMr each: in L2),
+  // k blocks outermost: this unit's rows [k0, k0 + kc) of A packed into `work` (kc × kMw per tile: in L2),
   // then per kNr-column panel B's slice copied contiguous into L1 (B's rows sit N floats apart, often a power of two:
   // every row of an unpacked slice lands in the same few L1 sets) and every tile run over it. A whole-K pack read
   // from L3 once per panel, and packing by memcpy calls, measured 20–25 % slower (1-thread microbench, 2026-12-03).
+  size_t whole = 0;  // tiles whose vector loads stay inside a row of A
+  while (whole < tiles && r0 + whole * kMw + kPackW <= M) whole++;
   for (size_t k0 = 0; k0 < K; k0 += kKc) {
     const size_t kc = k0 + kKc < K ? kKc : K - k0;
-    for (size_t t = 0; t < tiles; t++) {
-      float* dst = work + t * kc * kMr;
-      const size_t m0 = (t0 + t) * kMr;
-      const float* src = a + k0 * M + m0;
-      if (m0 + 8 <= M) {  // 8-float loads, stores overlapping the next row's (ascending: the next store rewrites them)
-        for (size_t k = 0; k < kc; k++) Store8(dst + k * kMr, Load8(src + k * M));
-      } else {
-        for (size_t k = 0; k < kc; k++)
-          for (size_t i = 0; i < kMr; i++) dst[k * kMr + i] = m0 + i < M ? src[k * M + i] : 0.0f;
+    // A in chunks of 16 rows: the chunk's rows are read into L1 by the first tile, then each tile copies its 16
+    // rows × kMw floats to one contiguous run. Tile by tile down the whole block read a new line per row (rows M
+    // floats apart, latency-bound: 16 % of weight_grad, Xeon, 2026-12-03); row by row wrote the tiles' runs, 6 KB
+    // apart, into the same L1 sets.
+    constexpr size_t kChunk = 16;
+    for (size_t kb = 0; kb < kc; kb += kChunk) {
+      const size_t ke = kb + kChunk < kc ? kb + kChunk : kc;
+      for (size_t t = 0; t < tiles; t++) {
+        const size_t m0 = r0 + t * kMw;
+        const float* src = a + k0 * M + m0;
+        float* dst = work + t * kc * kMw;
+        if (t < whole) {  // vector stores overlapping the next row's first floats (rewritten by the next store; a
+          size_t k = kb;  // tile's last row is copied exactly: the next tile's first row is already written)
+          for (; k < ke && k + 1 < kc; k++) CopyRow(dst + k * kMw, src + k * M);
+          for (; k < ke; k++) std::memcpy(dst + k * kMw, src + k * M, kMw * sizeof(float));
+        } else {  // rows past M are zeros (rows past r1 but inside A are copied; their sums are not stored)
+          for (size_t k = kb; k < ke; k++)
+            for (size_t i = 0; i < kMw; i++) dst[k * kMw + i] = m0 + i < M ? src[k * M + i] : 0.0f;
+        }
       }
     }
     for (size_t n = n0; n < n1; n += NR) {
       const size_t cols = n1 - n < NR ? n1 - n : NR;
       PackPanel(b + k0 * N + n, N, kc, cols, pack);
       if (colsum) {  // Σ_k B[k, n…] from the packed rows, k in order across the blocks (no second pass over B)
-        alignas(32) float acc[NR] = {};
+        alignas(64) float acc[NR] = {};
         if (k0) std::memcpy(acc, colsum + n, cols * sizeof(float));
         VT s0 = LoadT(acc), s1 = LoadT(acc + kTv);
         for (size_t k = 0; k < kc; k++) {
@@ -328,8 +352,10 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
         std::memcpy(colsum + n, acc, cols * sizeof(float));
       }
       for (size_t t = 0; t < tiles; t++) {
-        const size_t m0 = (t0 + t) * kMr, rows = M - m0 < kMr ? M - m0 : kMr;
-        Tile(PackedA{work + t * kc * kMr}, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
+        const size_t m0 = r0 + t * kMw, rows = r1 - m0 < kMw ? r1 - m0 : kMw;
+        const PackedA<kMw> at{work + t * kc * kMw};
+        if (rows > kMr || kMw == kMr) Tile<kMw>(at, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
+        else Tile<kMr>(at, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);  // a short last tile: half the FMAs
       }
     }
   }
@@ -406,7 +432,7 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t n0 = p * kNr;
       if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
       const size_t cols = N - n0 < kNr ? N - n0 : kNr;
-      Tile(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
     }
   }
 }
