@@ -3,6 +3,7 @@ import type { GraphBuilder } from '../src/graph/builder';
 import type { Value } from '../src/graph/value';
 import { tensorData } from '../src/graph/tensor-data';
 import { selfAttention } from '../src/ops/attention';
+import { linearLayer } from '../src/ops/math';
 import type { Rng } from '../src/util/rng';
 
 export class Params {
@@ -19,10 +20,10 @@ export class Params {
   }
 }
 
-export function linear(p: Params, x: Value, name: string, nIn: number, nOut: number, std = 0.02, bias = true): Value {
+/** x·W (+ b); `fused`: with the bias, one com.ademamix Linear node (the op library's kernel). */
+export function linear(p: Params, x: Value, name: string, nIn: number, nOut: number, std = 0.02, bias = true, fused = false): Value {
   const w = p.normal(`${name}.weight`, [nIn, nOut], std);
-  const y = p.g.matmul(x, w);
-  return bias ? p.g.add(y, p.fill(`${name}.bias`, [nOut], 0)) : y;
+  return bias ? linearLayer(p.g, x, w, p.fill(`${name}.bias`, [nOut], 0), fused) : p.g.matmul(x, w);
 }
 
 export function layerNorm(p: Params, x: Value, name: string, dim: number, eps = 1e-5): Value {
@@ -36,19 +37,19 @@ export interface AttentionConfig { dim: number; heads: number; causal: boolean; 
 
 /** Multi-head self-attention on x [B, T, C]: [B,T,C] → [B,T,C] (fused: one com.ademamix SelfAttention node). */
 export function attention(p: Params, x: Value, name: string, c: AttentionConfig): Value {
-  const qkv = linear(p, x, `${name}.qkv`, c.dim, 3 * c.dim);
+  const qkv = linear(p, x, `${name}.qkv`, c.dim, 3 * c.dim, 0.02, true, c.fused);
   const y = selfAttention(p.g, qkv, { heads: c.heads, causal: c.causal, fused: c.fused });
-  return linear(p, y, `${name}.proj`, c.dim, c.dim, c.projStd);
+  return linear(p, y, `${name}.proj`, c.dim, c.dim, c.projStd, true, c.fused);
 }
 
-export function mlp(p: Params, x: Value, name: string, dim: number, hidden: number, projStd: number): Value {
-  const h = p.g.op('Gelu', [linear(p, x, `${name}.fc`, dim, hidden)]);
-  return linear(p, h, `${name}.proj`, hidden, dim, projStd);
+export function mlp(p: Params, x: Value, name: string, dim: number, hidden: number, projStd: number, fused = false): Value {
+  const h = p.g.op('Gelu', [linear(p, x, `${name}.fc`, dim, hidden, 0.02, true, fused)]);
+  return linear(p, h, `${name}.proj`, hidden, dim, projStd, true, fused);
 }
 
 /** Pre-LN transformer block: x + attn(ln1(x)); x + mlp(ln2(x)). */
 export function block(p: Params, x: Value, name: string, c: AttentionConfig & { mlpRatio: number }): Value {
   const g = p.g;
   x = g.add(x, attention(p, layerNorm(p, x, `${name}.ln_1`, c.dim), `${name}.attn`, c));
-  return g.add(x, mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd));
+  return g.add(x, mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd, c.fused));
 }

@@ -81,9 +81,12 @@ inline float Dot16(const float* a, const float* b, size_t n) {
 typedef int32_t V8i __attribute__((vector_size(32)));
 inline int32_t ToInt32(float n) { return static_cast<int32_t>(n); }
 inline V8i ToInt32(V8 n) { return __builtin_convertvector(n, V8i); }
+inline float ToFloat(int32_t n) { return static_cast<float>(n); }
+inline V8 ToFloat(V8i n) { return __builtin_convertvector(n, V8); }
 #if defined(__AVX512F__)
 typedef int32_t VTi __attribute__((vector_size(64)));
 inline VTi ToInt32(VT n) { return __builtin_convertvector(n, VTi); }
+inline VT ToFloat(VTi n) { return __builtin_convertvector(n, VT); }
 #endif
 template <class F>
 inline F Exp(F in) {
@@ -211,10 +214,11 @@ struct PackedA {
   const float* p;
   float operator()(size_t k, size_t i) const { return p[k * S + i]; }
 };
+template <size_t R>
 struct StridedA {
   const float* p;
   size_t ak;
-  size_t off[kMr];
+  size_t off[R];
   float operator()(size_t k, size_t i) const { return p[k * ak + off[i]]; }
 };
 
@@ -241,9 +245,11 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
 // C[m0 .. m0+rows, n0 .. n0+kNr] (+)= Σ_{k < kc} A(k, m)·B(k, n) for R rows (rows ≤ R valid) with B's kNr columns
 // packed at bp + kNr·k: 2R vector accumulators in registers, per k two loads of B and R broadcasts of A.
 // `cols` < kNr: the panel past the last whole one (B's slice zero-padded): only those columns are stored.
+// `bias` (columns n0…, or null): added to each stored sum after it is complete, as MatMul then Add round.
 template <size_t R, class A>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
-                                                size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first) {
+                                                size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first,
+                                                const float* bias = nullptr) {
   VT lo[R], hi[R];
   for (size_t i = 0; i < R; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
@@ -255,32 +261,26 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
     }
   }
   if (rows == R && cols == kNr) {  // a whole tile: straight-line stores (the loop below spills lo/hi to the stack)
+    VT bl{}, bh{};
+    if (bias) { bl = LoadT(bias + n0); bh = LoadT(bias + n0 + kTv); }
     for (size_t i = 0; i < R; i++) {
       float* c = C + i * N + n0;
-      if (first) {
-        StoreT(c, lo[i]);
-        StoreT(c + kTv, hi[i]);
-      } else {
-        StoreT(c, LoadT(c) + lo[i]);
-        StoreT(c + kTv, LoadT(c + kTv) + hi[i]);
-      }
+      VT l = first ? lo[i] : LoadT(c) + lo[i], h = first ? hi[i] : LoadT(c + kTv) + hi[i];
+      if (bias) { l += bl; h += bh; }
+      StoreT(c, l);
+      StoreT(c + kTv, h);
     }
     return;
   }
   for (size_t i = 0; i < R; i++) {  // a constant trip count (and a test) keeps lo/hi in registers
     if (i >= rows) break;
     float* c = C + i * N + n0;
-    if (cols < kNr) {
-      alignas(64) float t[kNr];
-      StoreT(t, lo[i]);
-      StoreT(t + kTv, hi[i]);
-      for (size_t j = 0; j < cols; j++) c[j] = first ? t[j] : c[j] + t[j];
-    } else if (first) {
-      StoreT(c, lo[i]);
-      StoreT(c + kTv, hi[i]);
-    } else {
-      StoreT(c, LoadT(c) + lo[i]);
-      StoreT(c + kTv, LoadT(c + kTv) + hi[i]);
+    alignas(64) float t[kNr];
+    StoreT(t, lo[i]);
+    StoreT(t + kTv, hi[i]);
+    for (size_t j = 0; j < cols; j++) {
+      const float v = first ? t[j] : c[j] + t[j];
+      c[j] = bias ? v + bias[n0 + j] : v;
     }
   }
 }
@@ -361,6 +361,41 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
   }
 }
 
+void linear_pack(const float* __restrict w, size_t K, size_t N, float* __restrict wpack) {
+  const size_t panels = (N + kNr - 1) / kNr;
+  for (size_t p = 0; p < panels; p++) PackPanel(w + p * kNr, N, K, N - p * kNr < kNr ? N - p * kNr : kNr, wpack + p * K * kNr);
+}
+
+void linear(const float* __restrict x, const float* __restrict wpack, const float* __restrict bias, float* __restrict y,
+            size_t K, size_t N, size_t m0, size_t m1) {
+  const size_t panels = (N + kNr - 1) / kNr;
+  if (K == 0) {  // empty sums: the bias alone
+    for (size_t m = m0; m < m1; m++)
+      for (size_t n = 0; n < N; n++) y[m * N + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
+  // Blocks of kRows rows (their slice of x, ≤ 96 KB, stays in L2 while every panel of W runs over it), k blocks of
+  // kKc inside (a panel's slice of W, ≤ 32 KB, in L1 while the block's tiles run over it). x is read in place: a
+  // tile's kMw rows are kMw streams of consecutive floats, which the prefetchers follow.
+  constexpr size_t kRows = 8 * kMw;
+  for (size_t b0 = m0; b0 < m1; b0 += kRows) {
+    const size_t b1 = b0 + kRows < m1 ? b0 + kRows : m1;
+    for (size_t k0 = 0; k0 < K; k0 += kKc) {
+      const size_t kc = k0 + kKc < K ? kKc : K - k0;
+      const bool first = k0 == 0, last = k0 + kc == K;
+      for (size_t p = 0; p < panels; p++) {
+        const size_t n0 = p * kNr, cols = N - n0 < kNr ? N - n0 : kNr;
+        for (size_t r = b0; r < b1; r += kMw) {
+          const size_t rows = b1 - r < kMw ? b1 - r : kMw;
+          StridedA<kMw> at{x + r * K + k0, 1, {}};
+          for (size_t i = 0; i < kMw; i++) at.off[i] = (i < rows ? i : rows - 1) * K;  // past the last row: it again
+          Tile<kMw>(at, wpack + (p * K + k0) * kNr, y + r * N, N, rows, cols, n0, kc, first, last ? bias : nullptr);
+        }
+      }
+    }
+  }
+}
+
 namespace {
 // Which part of a small product an attention step needs (causal attention skips the masked half):
 //   kAll: every C[m, n] over every k; kLowerC: only C[m, n] with n ≤ m (the rest of C is left unwritten);
@@ -426,7 +461,7 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
     size_t kb = 0, ke = K;
     if (part == Part::kKUpToM) ke = m0 + rows < K ? m0 + rows : K;
     if (part == Part::kKFromM) kb = m0 < K ? m0 : K;
-    StridedA at{a + kb * ak + m0 * am, ak, {}};
+    StridedA<kMr> at{a + kb * ak + m0 * am, ak, {}};
     for (size_t i = 0; i < kMr; i++) at.off[i] = (i < rows ? i : rows - 1) * am;
     for (size_t p = 0; p < panels; p++) {
       const size_t n0 = p * kNr;
@@ -445,70 +480,125 @@ inline size_t ZeroEnd(size_t i, size_t T, bool causal) {
   return causal ? (e < T ? e : T) : T;
 }
 
-// 8 floats at p of which `room` (≥ 1) may be touched: a whole vector, or the first `room` lanes through a copy (a
-// row's last block when its length is not a multiple of 8: the next row starts right after it). Always inlined: an
-// out-of-line part returning a V8 would cross a call with the base build's 32-byte vector ABI.
-__attribute__((always_inline)) inline V8 LoadUpTo(const float* p, size_t room) {
-  if (room >= 8) return Load8(p);
-  alignas(32) float t[8] = {};
+// kTv floats at p of which `room` (≥ 1) may be touched: a whole vector, or the first `room` lanes through a copy (a
+// row's last block when its length is not a multiple of the width: the next row starts right after it). Always
+// inlined: an out-of-line part returning a vector would cross a call with the base build's vector ABI.
+__attribute__((always_inline)) inline VT LoadUpTo(const float* p, size_t room) {
+  if (room >= kTv) return LoadT(p);
+  alignas(64) float t[kTv] = {};
   for (size_t l = 0; l < room; l++) t[l] = p[l];
-  return Load8(t);
+  return LoadT(t);
 }
-__attribute__((always_inline)) inline void StoreUpTo(float* p, size_t room, V8 v) {
-  if (room >= 8) return Store8(p, v);
-  alignas(32) float t[8];
-  Store8(t, v);
+__attribute__((always_inline)) inline void StoreUpTo(float* p, size_t room, VT v) {
+  if (room >= kTv) return StoreT(p, v);
+  alignas(64) float t[kTv];
+  StoreT(t, v);
   for (size_t l = 0; l < room; l++) p[l] = t[l];
 }
-// Lanes of the block at j that hold one of a row's first n entries
-inline V8i Valid(size_t j, size_t n) {
-  const V8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+#if !defined(__AVX512F__)
+typedef V8i VTi;
+#endif
+// Lanes of the vector at j that hold one of a row's first n entries
+inline VTi Valid(size_t j, size_t n) {
+  VTi lane;
+  for (size_t l = 0; l < kTv; l++) lane[l] = static_cast<int32_t>(l);
   return lane < static_cast<int32_t>(n - j);
 }
 
+// ln x for x > 0 finite (the sums of exps, ≥ 1), NaN through: x = m·2^e with m in [√½, √2), then Cephes' degree-8
+// polynomial for ln(1 + f) on f = m − 1 (about 1 ulp) and e·ln 2 in two parts. F = float, V8 or VT, as Exp.
+template <class F>
+inline F Log(F in) {
+  decltype(ToInt32(in)) bits;
+  std::memcpy(&bits, &in, sizeof bits);
+  auto e = (bits >> 23) - 126;
+  bits = (bits & 0x007fffff) | 0x3f000000;  // m in [0.5, 1)
+  F m;
+  std::memcpy(&m, &bits, sizeof m);
+  const auto lowM = m < 0.70710678118654752f;
+  e = lowM ? e - 1 : e;
+  m = lowM ? m + m - 1.0f : m - 1.0f;
+  const F z = m * m;
+  F y = F{} + 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  const F fe = ToFloat(e);
+  y = y + fe * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  F r = m + y;
+  r = r + fe * 0.693359375f;
+  return in == in ? r : in;
+}
+
+// The 16 lane partials (one VT on avx512, two V8 elsewhere) summed as a tree, the same on both builds: lane l with
+// l + 8, then l with l + 4, l + 2, l + 1 (4 dependent adds; in lane order they were 15, on every row of a softmax)
+inline float SumTree16(const VT* zs) {
+#if defined(__AVX512F__)
+  V8 v = __builtin_shufflevector(zs[0], zs[0], 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(zs[0], zs[0], 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+  V8 v = zs[0] + zs[1];
+#endif
+  typedef float V4 __attribute__((vector_size(16)));
+  typedef float V2 __attribute__((vector_size(8)));
+  const V4 a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  const V2 b = __builtin_shufflevector(a, a, 0, 1) + __builtin_shufflevector(a, a, 2, 3);
+  return b[0] + b[1];
+}
+// The largest lane (exact in any order: a tree, as SumTree16)
+inline float MaxLanes(VT m) {
+  float r[kTv];
+  std::memcpy(r, &m, sizeof r);
+  for (size_t w = kTv / 2; w >= 1; w /= 2)
+    for (size_t l = 0; l < w; l++) r[l] = r[l + w] > r[l] ? r[l + w] : r[l];
+  return r[0];
+}
+
 // Row `r` of scores (n valid, `cap` floats of room) to the unnormalized e^(scale·r − max) in place, zero from n to
-// at least zend; returns the row's log Σ e^(scale·r) (max + log of the sum) and sets *inv to 1 / the sum, which the
-// caller applies to the row of PV instead (D multiplies, not n). In 8-lane blocks throughout, the last one masked
-// (its lanes past n: no part of the max, exp 0), since GCC leaves a scalar `a > m ? a : m` reduction a chain of
-// selects and an exp fused with its sum unvectorized; the leftover n mod 8 entries of each row taken one scalar exp
-// at a time, and the normalizing pass, had been half the softmax's time (7.6 → 4.x µs a causal head, T = 128,
-// avx2, 2026-12-03).
-float SoftmaxRow(float* r, size_t n, size_t zend, size_t cap, float scale, float* inv) {
-  const size_t nv = n / 8 * 8, nb = (n + 7) / 8 * 8;
-  const V8 lowest = V8{} - 3.4e38f;
-  V8 m = lowest;
-  for (size_t j = 0; j < nv; j += 8) {
-    const V8 a = Load8(r + j) * scale;
+// at least zend; returns the row's max and sets *z to Σ e^(scale·r − max) (the caller takes the logs, and applies 1/z
+// to the row of PV instead: D multiplies, not n). In vector blocks throughout, the last one masked (its lanes past
+// n: no part of the max, exp 0), since GCC leaves a scalar `a > m ? a : m` reduction a chain of selects and an exp
+// fused with its sum unvectorized. The sum runs in kLanes (16) lane partials, vector i into partial block i mod
+// (16 / kTv), then SumTree16: the same chain per lane with one 16-float vector (avx512) or two 8-float ones.
+float SoftmaxRow(float* r, size_t n, size_t zend, size_t cap, float scale, float* z) {
+  constexpr size_t kSub = kLanes / kTv;
+  const size_t nv = n / kTv * kTv, nb = (n + kTv - 1) / kTv * kTv;
+  VT m = VT{} - 3.4e38f;
+  for (size_t j = 0; j < nv; j += kTv) {
+    const VT a = LoadT(r + j) * scale;
     m = a > m ? a : m;
   }
   if (nv < n) {
-    const V8 a = LoadUpTo(r + nv, cap - nv) * scale;
+    const VT a = LoadUpTo(r + nv, cap - nv) * scale;
     m = Valid(nv, n) && a > m ? a : m;
   }
-  float mx = m[0];
-  for (size_t l = 1; l < 8; l++) mx = m[l] > mx ? m[l] : mx;
-  V8 zs{};
-  for (size_t j = 0; j < nv; j += 8) {
-    const V8 e = Exp(Load8(r + j) * scale - mx);
-    Store8(r + j, e);
-    zs += e;
+  const float mx = MaxLanes(m);
+  VT zs[kSub] = {};
+  for (size_t j = 0; j < nv; j += kTv) {
+    const VT e = Exp(LoadT(r + j) * scale - mx);
+    StoreT(r + j, e);
+    zs[j / kTv % kSub] += e;
   }
   if (nv < n) {
-    const V8 e = Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - mx) : V8{};
+    const VT e = Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - mx) : VT{};
     StoreUpTo(r + nv, cap - nv, e);
-    zs += e;
+    zs[nv / kTv % kSub] += e;
   }
-  float z = 0.0f;
-  for (size_t l = 0; l < 8; l++) z += zs[l];
-  *inv = 1.0f / z;
+  *z = SumTree16(zs);
   for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
-  return mx + std::log(z);
+  return mx;
 }
 // The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse), blocks as above.
 void ProbRow(float* r, size_t n, size_t zend, size_t cap, float scale, float lse) {
-  const size_t nv = n / 8 * 8, nb = (n + 7) / 8 * 8;
-  for (size_t j = 0; j < nv; j += 8) Store8(r + j, Exp(Load8(r + j) * scale - lse));
-  if (nv < n) StoreUpTo(r + nv, cap - nv, Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - lse) : V8{});
+  const size_t nv = n / kTv * kTv, nb = (n + kTv - 1) / kTv * kTv;
+  for (size_t j = 0; j < nv; j += kTv) StoreT(r + j, Exp(LoadT(r + j) * scale - lse));
+  if (nv < n) StoreUpTo(r + nv, cap - nv, Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - lse) : VT{});
   for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
 }
 }  // namespace
@@ -518,9 +608,20 @@ void attention_forward(const float* q, const float* k, const float* v, size_t ld
   float *s = work, *inv = s + T * T, *bp = s + 2 * T * T;
   SmallGemm(q, 1, ld, k, 1, ld, s, T, T, T, D, causal ? Part::kLowerC : Part::kAll, bp);  // S = QKᵀ
   for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), T, scale, inv + i);
+  // lse = max + ln z and 1/z, the rows' logs in vectors (a libm logf per row was 5 % of a head's forward)
+  size_t i = 0;
+  for (; i + kTv <= T; i += kTv) {
+    const VT z = LoadT(inv + i);
+    StoreT(lse + i, LoadT(lse + i) + Log(z));
+    StoreT(inv + i, 1.0f / z);
+  }
+  for (; i < T; i++) {
+    lse[i] += Log(inv[i]);
+    inv[i] = 1.0f / inv[i];
+  }
   SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = e^(S − max)·V, then
-  for (size_t i = 0; i < T; i++)                                                            // each row / its sum
-    for (size_t d = 0; d < D; d++) y[i * ldy + d] *= inv[i];
+  for (size_t r = 0; r < T; r++)                                                            // each row / its sum
+    for (size_t d = 0; d < D; d++) y[r * ldy + d] *= inv[r];
 }
 
 void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,

@@ -1,4 +1,4 @@
-// ORT glue of the fused backward ops (include/ademamix/nn_ops.h): input checks with errors that name the node and the
+// ORT glue of the fused ops (include/ademamix/nn_ops.h): input checks with errors that name the node and the
 // tensor, the split over ORT's intra-op pool, and the loops of nn_kernels.cc. LayerNormalizationGrad's dScale and dBias
 // are sums over rows: each fixed block of kRowBlock rows sums into its own partial, and the partials are added in block
 // order, so the result does not depend on the thread count.
@@ -152,6 +152,34 @@ class LayerNormGradKernel : public Kernel {
   const int64_t axis_;
 };
 
+// One unit of work per pool thread, for kernels whose units each pack an operand (more units than threads repack:
+// 6 or 8 units on 2 threads were 10–35 % slower for WeightGrad, microbench 2026-12-03). The C API does not say how
+// many threads the pool has: a first call runs hardware_concurrency() units and counts the threads that ran them.
+std::atomic<uint64_t> g_unitCalls{0};
+thread_local uint64_t t_lastUnitCall = 0;
+class ThreadUnits {
+ public:
+  // fn(u, units) for each u < units = min(pool threads, side)
+  template <class F>
+  OrtStatus* Run(OrtKernelContext* ctx, size_t side, const F& fn) {
+    const uint64_t id = g_unitCalls.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::atomic<size_t> seen{0};
+    size_t want = threads_.load(std::memory_order_relaxed);
+    const bool probe = want == 0;
+    if (probe) want = std::max<size_t>(1, std::thread::hardware_concurrency());
+    const size_t units = std::min(want, side);
+    RETURN_IF(ParallelRange(ctx, units, [&](size_t u0, size_t u1) {
+      if (t_lastUnitCall != id) { t_lastUnitCall = id; seen.fetch_add(1, std::memory_order_relaxed); }
+      for (size_t u = u0; u < u1; u++) fn(u, units);
+    }, 1));
+    if (probe && units == want) threads_.store(seen.load(), std::memory_order_relaxed);
+    return nullptr;
+  }
+
+ private:
+  std::atomic<size_t> threads_{0};  // the pool's threads as the first call counted them (0: not counted yet)
+};
+
 // dW = XᵀdY and dB = Σ_rows dY, split between threads by row tiles of dW (M > N) or by column panels.
 class WeightGradKernel : public Kernel {
  public:
@@ -173,35 +201,62 @@ class WeightGradKernel : public Kernel {
     const size_t P = cpu::kWeightGradPanel, panels = (N + P - 1) / P, R = cpu::kWeightGradTileRows, tiles = (M + R - 1) / R;
     const bool byTiles = M > N;  // split the larger side (the smaller operand is the one every unit reads whole)
     const size_t side = byTiles ? tiles : panels;
-    // One unit per pool thread: a unit packs the rows of A its tiles need for every k block, so more units than
-    // threads repack (6 or 8 units on 2 threads: 10–35 % slower in a microbench, 2026-12-03). The C API does not
-    // say how many threads the pool has: a first call runs hardware_concurrency() units and counts the threads that
-    // ran them. The split changes no bit (each element's sum order is fixed by the k blocks).
-    static std::atomic<uint64_t> calls{0};
-    const uint64_t id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-    std::atomic<size_t> seen{0};
-    size_t want = threads_.load(std::memory_order_relaxed);
-    const bool probe = want == 0;
-    if (probe) want = std::max<size_t>(1, std::thread::hardware_concurrency());
-    const size_t units = std::min(want, side);
-    RETURN_IF(ParallelRange(ctx, units, [&](size_t u0, size_t u1) {
-      thread_local uint64_t last = 0;
-      if (last != id) { last = id; seen.fetch_add(1, std::memory_order_relaxed); }
+    // one unit per thread: a unit packs the rows of A its tiles need for every k block. The split changes no bit
+    // (each element's sum order is fixed by the k blocks).
+    return units_.Run(ctx, side, [&](size_t u, size_t units) {
       thread_local std::vector<float> work;
-      for (size_t u = u0; u < u1; u++) {
-        const size_t s0 = u * side / units, s1 = (u + 1) * side / units;
-        const size_t t0 = byTiles ? s0 : 0, t1 = byTiles ? s1 : tiles;
-        if (work.size() < cpu::weight_grad_work_size(t1 - t0)) work.resize(cpu::weight_grad_work_size(t1 - t0));
-        cpu::weight_grad(a, b, w, bias, K, M, N, t0, t1, byTiles ? 0 : s0 * P, byTiles ? N : std::min(s1 * P, N), work.data());
-      }
-    }, 1));
-    if (probe && units == want) threads_.store(seen.load(), std::memory_order_relaxed);
-    return nullptr;
+      const size_t s0 = u * side / units, s1 = (u + 1) * side / units;
+      const size_t t0 = byTiles ? s0 : 0, t1 = byTiles ? s1 : tiles;
+      if (work.size() < cpu::weight_grad_work_size(t1 - t0)) work.resize(cpu::weight_grad_work_size(t1 - t0));
+      cpu::weight_grad(a, b, w, bias, K, M, N, t0, t1, byTiles ? 0 : s0 * P, byTiles ? N : std::min(s1 * P, N), work.data());
+    });
   }
 
  private:
   const std::string label_;
-  std::atomic<size_t> threads_{0};  // the pool's threads as the first call counted them (0: not counted yet)
+  ThreadUnits units_;
+};
+
+// Linear(X [..., K], W [K, N], B [N]) → Y [..., N] = X·W + B (rows of X flattened): each pool thread packs W once
+// and runs its share of the rows (in whole row tiles), the bias added in the tiles' registers instead of a pass of
+// its own. Each element is the same k-ordered sum whatever the split.
+class LinearKernel : public Kernel {
+ public:
+  explicit LinearKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "Linear")) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims dx, dw, db;
+    const void *x = nullptr, *w = nullptr, *b = nullptr;
+    RETURN_IF(c.Tensor(0, "X", F32, nullptr, "", &dx, &x));
+    RETURN_IF(c.Tensor(1, "W", F32, nullptr, "", &dw, &w));
+    RETURN_IF(c.Tensor(2, "B", F32, nullptr, "", &db, &b));
+    if (dx.empty() || dw.size() != 2 || dw[0] != dx.back())
+      return Fail(c.Err("needs X [..., K] and W [K, N], got " + DimsStr(dx) + " and " + DimsStr(dw)));
+    if (db.size() != 1 || db[0] != dw[1]) return Fail(c.Err("needs B [N] for W " + DimsStr(dw) + ", got " + DimsStr(db)));
+    const size_t K = static_cast<size_t>(dw[0]), N = static_cast<size_t>(dw[1]);
+    size_t M = 1;
+    for (size_t k = 0; k + 1 < dx.size(); k++) M *= static_cast<size_t>(dx[k]);
+    Dims dy(dx);
+    dy.back() = dw[1];
+    void* o = nullptr;
+    RETURN_IF(c.Output(0, dy, &o));
+    if (M == 0 || N == 0) return nullptr;
+    const float *xp = static_cast<const float*>(x), *wp = static_cast<const float*>(w), *bp = static_cast<const float*>(b);
+    float* y = static_cast<float*>(o);
+    constexpr size_t kRowChunk = 2 * cpu::kWeightGradTileRows;  // a unit's rows: whole tiles of either build
+    const size_t chunks = (M + kRowChunk - 1) / kRowChunk;
+    return units_.Run(ctx, chunks, [&](size_t u, size_t units) {
+      thread_local std::vector<float> pack;
+      if (pack.size() < cpu::linear_pack_size(K, N)) pack.resize(cpu::linear_pack_size(K, N));
+      cpu::linear_pack(wp, K, N, pack.data());
+      const size_t m0 = u * chunks / units * kRowChunk, m1 = std::min(M, (u + 1) * chunks / units * kRowChunk);
+      cpu::linear(xp, pack.data(), bp, y, K, N, m0, m1);
+    });
+  }
+
+ private:
+  const std::string label_;
+  ThreadUnits units_;
 };
 
 // Self-attention over a packed QKV [B, T, 3C] (C = heads × D; q, k, v side by side as a linear layer makes them):
@@ -336,7 +391,7 @@ class AttentionGradKernel : public AttentionBase {
   }
 };
 
-enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad };
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
@@ -352,6 +407,7 @@ struct NnOpDef : OrtCustomOp {
         case Which::kWeightGrad: return "WeightGrad";
         case Which::kAttention: return "SelfAttention";
         case Which::kAttentionGrad: return "SelfAttentionGrad";
+        case Which::kLinear: return "Linear";
       }
       return "";
     };
@@ -359,7 +415,7 @@ struct NnOpDef : OrtCustomOp {
     GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : 2;
+      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 3 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
@@ -381,6 +437,7 @@ struct NnOpDef : OrtCustomOp {
         case Which::kWeightGrad: *kernel = new WeightGradKernel(info); return nullptr;
         case Which::kAttention: *kernel = new AttentionKernel(info); return nullptr;
         case Which::kAttentionGrad: *kernel = new AttentionGradKernel(info); return nullptr;
+        case Which::kLinear: *kernel = new LinearKernel(info); return nullptr;
       }
       return Fail("unknown fused backward op");
     };
@@ -410,6 +467,16 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
     SameShape(ctx, 1, {0}, {F32});
     return nullptr;
   }
+  if (w == Which::kLinear) {  // Y: X's dims with the last one W's second
+    Dims dx, dw;
+    std::vector<std::string> sx, sw;
+    if (InputShape(ctx, 0, &dx, &sx) && InputShape(ctx, 1, &dw, &sw) && dw.size() == 2) {
+      dx.back() = dw[1];
+      sx.back() = sw[1];
+      SetOutputShape(ctx, 0, dx, sx, F32);
+    }
+    return nullptr;
+  }
   if (w == Which::kLayerNorm) {
     SameShape(ctx, 1, {0}, {F32});
     SameShape(ctx, 2, {1, 2}, {F32, F32});
@@ -423,7 +490,8 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
 
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
   static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
-                          NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad)};
+                          NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
+                          NnOpDef(Which::kLinear)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
   return nullptr;
 }

@@ -162,6 +162,30 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("weight_grad dW", c, rc, &worst) && ok;
     ok = check("weight_grad dB", cs, rcs, &worst) && ok;
   }
+  // linear: x [M, K] · W [K, N] + bias against float64, rows split in two as the op's units split them (the halves
+  // must give the same bits as one call); K = 0 (the bias alone), K past one k block, partial tiles and panels
+  struct Lin { size_t M, K, N; };
+  for (Lin sh : {Lin{1, 1, 1}, Lin{13, 0, 5}, Lin{37, 17, 35}, Lin{100, 128, 96}, Lin{25, 300, 33}, Lin{6, 7, 130}}) {
+    std::vector<float> x(sh.M * sh.K), w(sh.K * sh.N), bias(sh.N), y(sh.M * sh.N, NAN), y2(y), pack(cpu::linear_pack_size(sh.K, sh.N), NAN);
+    fill(x); fill(w); fill(bias);
+    cpu::linear_pack(w.data(), sh.K, sh.N, pack.data());
+    cpu::linear(x.data(), pack.data(), bias.data(), y.data(), sh.K, sh.N, 0, sh.M);
+    const size_t half = sh.M / 12 * 6;  // a split point on a tile boundary of either build
+    cpu::linear(x.data(), pack.data(), bias.data(), y2.data(), sh.K, sh.N, half, sh.M);
+    cpu::linear(x.data(), pack.data(), bias.data(), y2.data(), sh.K, sh.N, 0, half);
+    if (std::memcmp(y.data(), y2.data(), y.size() * sizeof(float))) {
+      std::printf("FAIL linear: M %zu K %zu N %zu: split rows differ from one call\n", sh.M, sh.K, sh.N);
+      ok = false;
+    }
+    std::vector<double> ref(sh.M * sh.N);
+    for (size_t m = 0; m < sh.M; m++)
+      for (size_t n = 0; n < sh.N; n++) {
+        double acc = bias[n];
+        for (size_t k = 0; k < sh.K; k++) acc += double(x[m * sh.K + k]) * w[k * sh.N + n];
+        ref[m * sh.N + n] = acc;
+      }
+    ok = check("linear", y, ref, &worst) && ok;
+  }
   // attention of one (batch, head) as views into a packed QKV row of 3·C (C = 2·D: a second head's columns beside it
   // must stay untouched), outputs poisoned with NaN: T with partial tiles, D on the in-place (16, 32) and packed paths
   struct Att { size_t T, D; bool causal; };
@@ -226,7 +250,7 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("attention LSE", gl, rl, &worst) && ok;
     ok = check("attention dQKV", gd, rd, &worst) && ok;
   }
-  std::printf("%-28s gelu, softmax, layernorm, weight_grad, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
+  std::printf("%-28s gelu, softmax, layernorm, weight_grad, linear, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
   return ok;
 }
 
@@ -262,6 +286,16 @@ bool CheckNnIsaBits(std::mt19937& rng) {
     cpu::avx512::weight_grad(a.data(), b.data(), c2.data(), s2.data(), sh.K, sh.M, sh.N, 0, tiles, 0, sh.N, work.data());
     same("weight_grad dW", c1, c2);
     same("weight_grad dB", s1, s2);
+  }
+  for (Shape sh : {Shape{13, 37, 35}, Shape{300, 100, 96}, Shape{7, 6, 130}, Shape{0, 5, 3}}) {  // K, M, N
+    std::vector<float> x(sh.M * sh.K), w(sh.K * sh.N), bias(sh.N), y1(sh.M * sh.N, NAN), y2(y1);
+    std::vector<float> p1(cpu::linear_pack_size(sh.K, sh.N)), p2(p1);
+    fill(x); fill(w); fill(bias);
+    cpu::avx2::linear_pack(w.data(), sh.K, sh.N, p1.data());
+    cpu::avx512::linear_pack(w.data(), sh.K, sh.N, p2.data());
+    cpu::avx2::linear(x.data(), p1.data(), bias.data(), y1.data(), sh.K, sh.N, 0, sh.M);
+    cpu::avx512::linear(x.data(), p2.data(), bias.data(), y2.data(), sh.K, sh.N, 0, sh.M);
+    same("linear", y1, y2);
   }
   struct Att { size_t T, D; bool causal; };
   for (Att at : {Att{1, 4, true}, Att{37, 8, true}, Att{50, 32, true}, Att{20, 16, false}, Att{13, 20, false}, Att{128, 32, true},
@@ -308,7 +342,7 @@ bool CheckNnIsaBits(std::mt19937& rng) {
     same("layernorm_grad dScale", ds1, ds2);
     same("layernorm_grad dBias", db1, db2);
   }
-  std::printf("%-28s weight_grad, attention, gelu, softmax, layernorm: %s\n", "fused ops avx512 = avx2", ok ? "bit for bit" : "FAILED");
+  std::printf("%-28s linear, weight_grad, attention, gelu, softmax, layernorm: %s\n", "fused ops avx512 = avx2", ok ? "bit for bit" : "FAILED");
   return ok;
 #else
   (void)rng;

@@ -1,14 +1,17 @@
-// The fused backward ops of the com.ademamix domain (src/nn_ops.cc), CPU only:
+// The fused ops of the com.ademamix domain (src/nn_ops.cc), CPU only:
 //   GeluGrad(dY, X) → dX                                  (attribute approximate: "none" | "tanh")
 //   SoftmaxGrad(dY, Y) → dX                               (attribute axis: the last axis only)
 //   LayerNormalizationGrad(dY, X, Scale, Mean, InvStdDev) → dX, dScale, dBias   (attribute axis)
 //   WeightGrad(X [rows, M], dY [rows, N]) → dW = XᵀdY [M, N], dB = Σ_rows dY [N]
-// Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts), so the graph
-// runs where this library is not loaded (or on another execution provider: the body is inlined there).
+//   SelfAttention(QKV) → Y, LSE and SelfAttentionGrad(dY, QKV, Y, LSE) → dQKV   (attributes heads, causal, scale)
+//   Linear(X [..., K], W [K, N], B [N]) → Y = X·W + B                      (forward: the bias added in the GEMM's tiles)
+// Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts, attention.ts,
+// math.ts), so the graph runs where this library is not loaded (or on another execution provider: the body is
+// inlined there).
 #pragma once
 #include "onnxruntime_c_api.h"
 
 namespace ademamix {
-// Adds the four ops to `domain` (the library's API pointer must be set).
+// Adds the seven ops to `domain` (the library's API pointer must be set).
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain);
 }  // namespace ademamix
