@@ -190,12 +190,15 @@ class WeightGradKernel : public Kernel {
     const void *x = nullptr, *dy = nullptr;
     RETURN_IF(c.Tensor(0, "X", F32, nullptr, "", &dx, &x));
     RETURN_IF(c.Tensor(1, "dY", F32, nullptr, "", &dd, &dy));
-    if (dx.size() != 2 || dd.size() != 2 || dx[0] != dd[0])
+    // the leading dims are the rows (a linear layer's batch and sequence dims, flattened in place)
+    if (dx.size() < 2 || dd.size() != dx.size() || !std::equal(dx.begin(), dx.end() - 1, dd.begin()))
       return Fail(c.Err("needs X [rows, M] and dY [rows, N] with the same rows, got " + DimsStr(dx) + " and " + DimsStr(dd)));
-    const size_t K = static_cast<size_t>(dx[0]), M = static_cast<size_t>(dx[1]), N = static_cast<size_t>(dd[1]);
+    size_t K = 1;
+    for (size_t k = 0; k + 1 < dx.size(); k++) K *= static_cast<size_t>(dx[k]);
+    const size_t M = static_cast<size_t>(dx.back()), N = static_cast<size_t>(dd.back());
     void *ow = nullptr, *ob = nullptr;
-    RETURN_IF(c.Output(0, {dx[1], dd[1]}, &ow));
-    RETURN_IF(c.Output(1, {dd[1]}, &ob));
+    RETURN_IF(c.Output(0, {dx.back(), dd.back()}, &ow));
+    RETURN_IF(c.Output(1, {dd.back()}, &ob));
     const float *a = static_cast<const float*>(x), *b = static_cast<const float*>(dy);
     float *w = static_cast<float*>(ow), *bias = static_cast<float*>(ob);
     const size_t P = cpu::kWeightGradPanel, panels = (N + P - 1) / P, R = cpu::kWeightGradTileRows, tiles = (M + R - 1) / R;

@@ -10,7 +10,7 @@ import { attr, type Attr, type Value } from '../graph/value';
 import { range, scalarLike } from './grad-util';
 import { OPS_DOMAIN } from './optimizers';
 import { defineOp, type InferCtx, type OutType } from './registry';
-import { normAxis } from './shape';
+import { normAxis, sameDim } from './shape';
 
 /** dY ⊙ GELU'(x): y = xΦ(x) (y' = Φ(x) + xφ(x)), or the tanh approximation y = ½x(1 + tanh u). */
 export function geluGradMath(g: GraphBuilder, d: Value, x: Value, tanh: boolean): Value {
@@ -80,8 +80,9 @@ defineOp({
   infer: (ctx): OutType[] => {
     float32s(ctx, 2);
     const x = ctx.input(0).shape; const d = ctx.input(1).shape;
-    if ((x && x.length !== 2) || (d && d.length !== 2)) ctx.fail('X and dY must be 2-D (rows × features)');
-    return [{ dtype: 'float32', shape: x && d ? [x[1], d[1]] : null }, { dtype: 'float32', shape: d ? [d[1]] : null }];
+    if ((x && x.length < 2) || (d && d.length < 2)) ctx.fail('X and dY must be [rows…, features] (rank ≥ 2)');
+    if (x && d && (x.length !== d.length || x.slice(0, -1).some((v, i) => !sameDim(v, d[i])))) ctx.fail('X and dY must have the same leading (row) dims');
+    return [{ dtype: 'float32', shape: x && d ? [x[x.length - 1], d[d.length - 1]] : null }, { dtype: 'float32', shape: d ? [d[d.length - 1]] : null }];
   },
 });
 
@@ -138,12 +139,15 @@ export function fusedWeightGrad(g: GraphBuilder, x: Value, d: Value): Value[] {
   if (!byX) weightGrads.set(d, (byX = new Map()));
   const hit = byX.get(x);
   if (hit) return hit;
-  const flat = (v: Value): Value => g.op('Flatten', [v], { axis: v.rank! - 1 });
-  const out = emitFused(g, 'WeightGrad', [flat(x), flat(d)], {}, 2, 'tn', (b) => {
-    const bx = b.input('X', 'float32', [null, null]); const bd = b.input('dY', 'float32', [null, null]);
+  // rank ≥ 2 goes in as it is (the kernel takes the leading dims as rows: a Flatten node per input, 34 on gpt-mini,
+  // cost more than their no-op); the function body flattens
+  const rows = (v: Value): Value => (v.rank! >= 2 ? v : g.op('Flatten', [v], { axis: 0 }));
+  const out = emitFused(g, 'WeightGrad', [rows(x), rows(d)], {}, 2, 'rows', (b) => {
+    const flat = (v: Value): Value => b.op('Flatten', [v], { axis: -1 });
+    const bx = flat(b.input('X', 'float32', null)); const bd = flat(b.input('dY', 'float32', null));
     b.output(b.op('Gemm', [bx, bd], { transA: 1 }), 'dW');
     b.output(b.op('ReduceSum', [bd, b.ints([0])], { keepdims: 0 }), 'dB');
-  }, 'A linear layer\'s weight gradient XᵀdY and bias gradient Σ_rows dY from its flattened input X and output gradient dY.');
+  }, 'A linear layer\'s weight gradient XᵀdY and bias gradient Σ_rows dY from its input X [..., M] and output gradient dY [..., N] (the leading dims are the rows).');
   byX.set(x, out);
   return out;
 }

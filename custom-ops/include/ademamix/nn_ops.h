@@ -2,7 +2,7 @@
 //   GeluGrad(dY, X) → dX                                  (attribute approximate: "none" | "tanh")
 //   SoftmaxGrad(dY, Y) → dX                               (attribute axis: the last axis only)
 //   LayerNormalizationGrad(dY, X, Scale, Mean, InvStdDev) → dX, dScale, dBias   (attribute axis)
-//   WeightGrad(X [rows, M], dY [rows, N]) → dW = XᵀdY [M, N], dB = Σ_rows dY [N]
+//   WeightGrad(X [rows…, M], dY [rows…, N]) → dW = XᵀdY [M, N], dB = Σ_rows dY [N]   (the leading dims are rows)
 //   SelfAttention(QKV) → Y, LSE and SelfAttentionGrad(dY, QKV, Y, LSE) → dQKV   (attributes heads, causal, scale)
 //   Linear(X [..., K], W [K, N], B [N]) → Y = X·W + B                      (forward: the bias added in the GEMM's tiles)
 // Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts, attention.ts,
