@@ -553,46 +553,74 @@ inline float SumTree16(const VT* zs) {
 }
 // The largest lane (exact in any order: a tree, as SumTree16)
 inline float MaxLanes(VT m) {
-  float r[kTv];
-  std::memcpy(r, &m, sizeof r);
-  for (size_t w = kTv / 2; w >= 1; w /= 2)
-    for (size_t l = 0; l < w; l++) r[l] = r[l + w] > r[l] ? r[l + w] : r[l];
-  return r[0];
+  auto mx = [](auto a, auto b) { return a > b ? a : b; };
+#if defined(__AVX512F__)
+  const V8 v = mx(__builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7), __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15));
+#else
+  const V8 v = m;
+#endif
+  typedef float V4 __attribute__((vector_size(16)));
+  typedef float V2 __attribute__((vector_size(8)));
+  const V4 a = mx(__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7));
+  const V2 b = mx(__builtin_shufflevector(a, a, 0, 1), __builtin_shufflevector(a, a, 2, 3));
+  return b[0] > b[1] ? b[0] : b[1];
 }
 
-// Row `r` of scores (n valid, `cap` floats of room) to the unnormalized e^(scale·r − max) in place, zero from n to
-// at least zend; returns the row's max and sets *z to Σ e^(scale·r − max) (the caller takes the logs, and applies 1/z
-// to the row of PV instead: D multiplies, not n). In vector blocks throughout, the last one masked (its lanes past
-// n: no part of the max, exp 0), since GCC leaves a scalar `a > m ? a : m` reduction a chain of selects and an exp
-// fused with its sum unvectorized. The sum runs in kLanes (16) lane partials, vector i into partial block i mod
-// (16 / kTv), then SumTree16: the same chain per lane with one 16-float vector (avx512) or two 8-float ones.
-float SoftmaxRow(float* r, size_t n, size_t zend, size_t cap, float scale, float* z) {
+// R consecutive rows of scores (row r at s + r·ld: n[r] valid, `cap` floats of room each) to the unnormalized
+// e^(scale·s − max) in place, zero from n[r] to at least zend[r]; sets mx[r] to the row's max and z[r] to
+// Σ e^(scale·s − max) (the caller takes the logs, and applies 1/z to the rows of PV instead: D multiplies, not n).
+// In vector blocks throughout, a row's last one masked (its lanes past n: no part of the max, exp 0), since GCC
+// leaves a scalar `a > m ? a : m` reduction a chain of selects and an exp fused with its sum unvectorized. The sum
+// runs in kLanes (16) lane partials, vector b into partial b mod (16 / kTv), then SumTree16: the same chain per lane
+// with one 16-float vector (avx512) or two 8-float ones. A row is a few vectors of dependent work (max, then exps
+// into sums, then the trees): R rows interleaved keep the core busy (one row at a time: a third of a causal head's
+// forward, Xeon, 2026-12-03); each row's operations are the same whatever R.
+template <size_t R>
+void SoftmaxRows(float* s, size_t ld, const size_t* n, const size_t* zend, size_t cap, float scale, float* mx, float* z) {
   constexpr size_t kSub = kLanes / kTv;
-  const size_t nv = n / kTv * kTv, nb = (n + kTv - 1) / kTv * kTv;
-  VT m = VT{} - 3.4e38f;
-  for (size_t j = 0; j < nv; j += kTv) {
-    const VT a = LoadT(r + j) * scale;
-    m = a > m ? a : m;
+  size_t nvec = 0;
+  for (size_t r = 0; r < R; r++) nvec = (n[r] + kTv - 1) / kTv > nvec ? (n[r] + kTv - 1) / kTv : nvec;
+  VT m[R];
+  for (size_t r = 0; r < R; r++) m[r] = VT{} - 3.4e38f;
+  for (size_t b = 0; b < nvec; b++) {
+    const size_t j = b * kTv;
+    for (size_t r = 0; r < R; r++) {
+      if (j >= n[r]) continue;
+      const float* row = s + r * ld;
+      if (j + kTv <= n[r]) {
+        const VT a = LoadT(row + j) * scale;
+        m[r] = a > m[r] ? a : m[r];
+      } else {
+        const VT a = LoadUpTo(row + j, cap - j) * scale;
+        m[r] = Valid(j, n[r]) && a > m[r] ? a : m[r];
+      }
+    }
   }
-  if (nv < n) {
-    const VT a = LoadUpTo(r + nv, cap - nv) * scale;
-    m = Valid(nv, n) && a > m ? a : m;
+  float mr[R];
+  VT zs[R][kSub] = {};
+  for (size_t r = 0; r < R; r++) mr[r] = MaxLanes(m[r]);
+  for (size_t b = 0; b < nvec; b++) {
+    const size_t j = b * kTv;
+    for (size_t r = 0; r < R; r++) {
+      if (j >= n[r]) continue;
+      float* row = s + r * ld;
+      if (j + kTv <= n[r]) {
+        const VT e = Exp(LoadT(row + j) * scale - mr[r]);
+        StoreT(row + j, e);
+        zs[r][b % kSub] += e;
+      } else {
+        const VT e = Valid(j, n[r]) ? Exp(LoadUpTo(row + j, cap - j) * scale - mr[r]) : VT{};
+        StoreUpTo(row + j, cap - j, e);
+        zs[r][b % kSub] += e;
+      }
+    }
   }
-  const float mx = MaxLanes(m);
-  VT zs[kSub] = {};
-  for (size_t j = 0; j < nv; j += kTv) {
-    const VT e = Exp(LoadT(r + j) * scale - mx);
-    StoreT(r + j, e);
-    zs[j / kTv % kSub] += e;
+  for (size_t r = 0; r < R; r++) {
+    mx[r] = mr[r];
+    z[r] = SumTree16(zs[r]);
+    float* row = s + r * ld;
+    for (size_t j = (n[r] + kTv - 1) / kTv * kTv; j < zend[r]; j++) row[j] = 0.0f;
   }
-  if (nv < n) {
-    const VT e = Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - mx) : VT{};
-    StoreUpTo(r + nv, cap - nv, e);
-    zs[nv / kTv % kSub] += e;
-  }
-  *z = SumTree16(zs);
-  for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
-  return mx;
 }
 // The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse), blocks as above.
 void ProbRow(float* r, size_t n, size_t zend, size_t cap, float scale, float lse) {
@@ -607,15 +635,25 @@ void attention_forward(const float* q, const float* k, const float* v, size_t ld
                        size_t T, size_t D, float scale, bool causal, float* work) {
   float *s = work, *inv = s + T * T, *bp = s + 2 * T * T;
   SmallGemm(q, 1, ld, k, 1, ld, s, T, T, T, D, causal ? Part::kLowerC : Part::kAll, bp);  // S = QKᵀ
-  for (size_t i = 0; i < T; i++) lse[i] = SoftmaxRow(s + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), T, scale, inv + i);
-  // lse = max + ln z and 1/z, the rows' logs in vectors (a libm logf per row was 5 % of a head's forward)
+  constexpr size_t kRows = 4;
+  size_t n[kRows], zend[kRows];
   size_t i = 0;
-  for (; i + kTv <= T; i += kTv) {
+  for (; i + kRows <= T; i += kRows) {
+    for (size_t r = 0; r < kRows; r++) { n[r] = causal ? i + r + 1 : T; zend[r] = ZeroEnd(i + r, T, causal); }
+    SoftmaxRows<kRows>(s + i * T, T, n, zend, T, scale, lse + i, inv + i);
+  }
+  for (; i < T; i++) {
+    n[0] = causal ? i + 1 : T; zend[0] = ZeroEnd(i, T, causal);
+    SoftmaxRows<1>(s + i * T, T, n, zend, T, scale, lse + i, inv + i);
+  }
+  // lse = max + ln z and 1/z, the rows' logs in vectors (a libm logf per row was 5 % of a head's forward)
+  const size_t tv = T / kTv * kTv;
+  for (i = 0; i < tv; i += kTv) {
     const VT z = LoadT(inv + i);
     StoreT(lse + i, LoadT(lse + i) + Log(z));
     StoreT(inv + i, 1.0f / z);
   }
-  for (; i < T; i++) {
+  for (i = tv; i < T; i++) {
     lse[i] += Log(inv[i]);
     inv[i] = 1.0f / inv[i];
   }
