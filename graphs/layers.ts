@@ -20,10 +20,15 @@ export class Params {
   }
 }
 
-/** x·W (+ b); `fused`: with the bias, one com.ademamix Linear node (the op library's kernel). */
-export function linear(p: Params, x: Value, name: string, nIn: number, nOut: number, std = 0.02, bias = true, fused = false): Value {
+/**
+ * x·W (+ b) (+ residual, added after); `fused`: with the bias, one com.ademamix Linear node (the op library's kernel,
+ * which adds the residual too).
+ */
+export function linear(p: Params, x: Value, name: string, nIn: number, nOut: number, std = 0.02, bias = true, fused = false, residual?: Value): Value {
   const w = p.normal(`${name}.weight`, [nIn, nOut], std);
-  return bias ? linearLayer(p.g, x, w, p.fill(`${name}.bias`, [nOut], 0), fused) : p.g.matmul(x, w);
+  if (bias) return linearLayer(p.g, x, w, p.fill(`${name}.bias`, [nOut], 0), fused, residual);
+  const y = p.g.matmul(x, w);
+  return residual ? p.g.add(residual, y) : y;
 }
 
 export function layerNorm(p: Params, x: Value, name: string, dim: number, eps = 1e-5): Value {
@@ -35,21 +40,23 @@ export function layerNorm(p: Params, x: Value, name: string, dim: number, eps = 
 
 export interface AttentionConfig { dim: number; heads: number; causal: boolean; projStd: number; fused?: boolean }
 
-/** Multi-head self-attention on x [B, T, C]: [B,T,C] → [B,T,C] (fused: one com.ademamix SelfAttention node). */
-export function attention(p: Params, x: Value, name: string, c: AttentionConfig): Value {
+/**
+ * Multi-head self-attention on x [B, T, C]: [B,T,C] → [B,T,C] (fused: one com.ademamix SelfAttention node), plus
+ * `residual` when given (the block's skip connection, added by the output projection).
+ */
+export function attention(p: Params, x: Value, name: string, c: AttentionConfig, residual?: Value): Value {
   const qkv = linear(p, x, `${name}.qkv`, c.dim, 3 * c.dim, 0.02, true, c.fused);
   const y = selfAttention(p.g, qkv, { heads: c.heads, causal: c.causal, fused: c.fused });
-  return linear(p, y, `${name}.proj`, c.dim, c.dim, c.projStd, true, c.fused);
+  return linear(p, y, `${name}.proj`, c.dim, c.dim, c.projStd, true, c.fused, residual);
 }
 
-export function mlp(p: Params, x: Value, name: string, dim: number, hidden: number, projStd: number, fused = false): Value {
+export function mlp(p: Params, x: Value, name: string, dim: number, hidden: number, projStd: number, fused = false, residual?: Value): Value {
   const h = p.g.op('Gelu', [linear(p, x, `${name}.fc`, dim, hidden, 0.02, true, fused)]);
-  return linear(p, h, `${name}.proj`, hidden, dim, projStd, true, fused);
+  return linear(p, h, `${name}.proj`, hidden, dim, projStd, true, fused, residual);
 }
 
-/** Pre-LN transformer block: x + attn(ln1(x)); x + mlp(ln2(x)). */
+/** Pre-LN transformer block: x + attn(ln1(x)); x + mlp(ln2(x)) (each residual Add by the output projection). */
 export function block(p: Params, x: Value, name: string, c: AttentionConfig & { mlpRatio: number }): Value {
-  const g = p.g;
-  x = g.add(x, attention(p, layerNorm(p, x, `${name}.ln_1`, c.dim), `${name}.attn`, c));
-  return g.add(x, mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd, c.fused));
+  x = attention(p, layerNorm(p, x, `${name}.ln_1`, c.dim), `${name}.attn`, c, x);
+  return mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd, c.fused, x);
 }

@@ -214,44 +214,50 @@ describe('fused backward ops', () => {
 // Linear (com.ademamix, forward): X·W + B in one node, the bias added in the kernel's register tiles; its gradients
 // are the MatMul's (dX) and WeightGrad (dW, dB). Against float64, the kernel and the function body (MatMul, Add).
 describe('Linear', () => {
-  const run = (xDims: number[], N: number, o: { opsLibrary?: false; threads?: number } = {}) => {
-    const K = xDims[xDims.length - 1];
+  // y = x·W + b (+ res, with `residual`), loss Σ y ⊙ r
+  const run = (xDims: number[], N: number, o: { opsLibrary?: false; threads?: number; residual?: boolean } = {}) => {
+    const K = xDims[xDims.length - 1]; const yDims = [...xDims.slice(0, -1), N];
     const g = new GraphBuilder();
     const x = g.input('x', 'float32', xDims); const w = g.input('w', 'float32', [K, N]); const b = g.input('b', 'float32', [N]);
-    const y = linearLayer(g, x, w, b, true);
+    const res = o.residual ? g.input('res', 'float32', yDims) : undefined;
+    const y = linearLayer(g, x, w, b, true, res);
     const r = g.input('r', 'float32', y.shape);
     const loss = g.op('ReduceSum', [g.mul(y, r)], { keepdims: 0 });
     g.output(y, 'y');
-    gradients(g, loss, [x, w, b], { fused: true }).forEach((d, i) => g.output(d, ['dx', 'dw', 'db'][i]));
-    const data = { x: randn(numel(xDims), 11), w: randn(K * N, 12), b: randn(N, 13), r: randn(numel(y.shape as number[]), 14) };
+    const wrt = res ? [x, w, b, res] : [x, w, b]; const names = ['dx', 'dw', 'db', 'dres'].slice(0, wrt.length);
+    gradients(g, loss, wrt, { fused: true }).forEach((d, i) => g.output(d, names[i]));
+    const data = { x: randn(numel(xDims), 11), w: randn(K * N, 12), b: randn(N, 13), r: randn(numel(yDims), 14), res: o.residual ? randn(numel(yDims), 15) : null };
     const s = NativeSession.create(encodeModel(toModelProto(g)), { intraOpThreads: o.threads ?? 2, opsLibrary: o.opsLibrary });
     try {
       const t = (v: number[], d: number[]): Tensor => new Tensor('float32', Float32Array.from(v), d);
-      const out = s.run({ x: t(data.x, xDims), w: t(data.w, [K, N]), b: t(data.b, [N]), r: t(data.r, y.shape as number[]) });
-      return { ops: g.nodes.map((n) => n.opType), data, out: Object.fromEntries(['y', 'dx', 'dw', 'db'].map((k) => [k, out[k].data as Float32Array])) };
+      const feeds: Record<string, Tensor> = { x: t(data.x, xDims), w: t(data.w, [K, N]), b: t(data.b, [N]), r: t(data.r, yDims) };
+      if (data.res) feeds.res = t(data.res, yDims);
+      const out = s.run(feeds);
+      return { ops: g.nodes.map((n) => n.opType), data, out: Object.fromEntries(['y', ...names].map((k) => [k, out[k].data as Float32Array])) };
     } finally { s.release(); }
   };
-  const reference = (xDims: number[], N: number, d: { x: number[]; w: number[]; b: number[]; r: number[] }) => {
+  const reference = (xDims: number[], N: number, d: { x: number[]; w: number[]; b: number[]; r: number[]; res: number[] | null }) => {
     const K = xDims[xDims.length - 1]; const M = numel(xDims) / K;
     const y = new Array<number>(M * N).fill(0); const dx = new Array<number>(M * K).fill(0);
     const dw = new Array<number>(K * N).fill(0); const db = new Array<number>(N).fill(0);
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
-        let acc = d.b[n]; const rv = d.r[m * N + n]; db[n] += rv;
+        let acc = d.b[n] + (d.res ? d.res[m * N + n] : 0); const rv = d.r[m * N + n]; db[n] += rv;
         for (let k = 0; k < K; k++) { acc += d.x[m * K + k] * d.w[k * N + n]; dx[m * K + k] += rv * d.w[k * N + n]; dw[k * N + n] += d.x[m * K + k] * rv; }
         y[m * N + n] = acc;
       }
     }
-    return { y, dx, dw, db };
+    return { y, dx, dw, db, dres: d.r };
   };
-  // X shapes: partial row tiles and column panels, K past one k block (256), rank 2 and rank 1
-  const SHAPES: [number[], number][] = [[[3, 17, 40], 48], [[2, 9, 13], 21], [[2, 30, 300], 20], [[7, 13], 33], [[5], 9]];
+  // X shapes: partial row tiles and column panels, K past one k block (256), rank 2 and rank 1; a residual on two
+  const SHAPES: [number[], number, boolean][] = [[[3, 17, 40], 48, false], [[2, 9, 13], 21, true], [[2, 30, 300], 20, false],
+    [[7, 13], 33, true], [[5], 9, false]];
   // measured 2026-12-03 (error over the output's scale, worst of y, dx, dw, db): kernel 3.4e-7, function body 4.5e-7
-  test.each(SHAPES)('X %j, N %i: the kernel and the function body against float64', (xDims, N) => {
-    const k = run(xDims, N); const body = run(xDims, N, { opsLibrary: false });
+  test.each(SHAPES)('X %j, N %i, residual %s: the kernel and the function body against float64', (xDims, N, residual) => {
+    const k = run(xDims, N, { residual }); const body = run(xDims, N, { opsLibrary: false, residual });
     expect(k.ops).toContain('Linear');
     const ref = reference(xDims, N, k.data);
-    for (const key of ['y', 'dx', 'dw', 'db'] as const) {
+    for (const key of ['y', 'dx', 'dw', 'db', ...(residual ? ['dres'] as const : [])] as const) {
       expect([key, relErr(k.out[key], ref[key]) < 3e-6]).toEqual([key, true]);
       expect([key, relErr(body.out[key], ref[key]) < 4e-6]).toEqual([key, true]);
     }
@@ -263,12 +269,15 @@ describe('Linear', () => {
   test('bad shapes reach the kernel as one error naming the node and the tensors', () => {
     const g = new GraphBuilder();
     const x = g.input('x', 'float32', ['rows', 'k']); const w = g.input('w', 'float32', ['k2', 'n']); const b = g.input('b', 'float32', ['n2']);
-    g.output(g.opN('Linear', [x, w, b], {}, { domain: 'com.ademamix', outputs: 1, name: 'lin_bad' })[0], 'y');
+    const r = g.input('r', 'float32', ['rows2', 'n3']);
+    g.output(g.opN('Linear', [x, w, b, r], {}, { domain: 'com.ademamix', outputs: 1, name: 'lin_bad' })[0], 'y');
     const s = NativeSession.create(encodeModel(toModelProto(g)), { intraOpThreads: 1 });
     const t = (d: number[]): Tensor => new Tensor('float32', new Float32Array(numel(d)), d);
     try {
-      expect(() => s.run({ x: t([3, 8]), w: t([7, 4]), b: t([4]) })).toThrow(/Linear 'lin_bad'.*X \[\.\.\., K\] and W \[K, N\], got \[3,8\] and \[7,4\]/);
-      expect(() => s.run({ x: t([3, 8]), w: t([8, 4]), b: t([5]) })).toThrow(/Linear 'lin_bad'.*B \[N\] for W \[8,4\], got \[5\]/);
+      expect(() => s.run({ x: t([3, 8]), w: t([7, 4]), b: t([4]), r: t([3, 4]) })).toThrow(/Linear 'lin_bad'.*X \[\.\.\., K\] and W \[K, N\], got \[3,8\] and \[7,4\]/);
+      expect(() => s.run({ x: t([3, 8]), w: t([8, 4]), b: t([5]), r: t([3, 4]) })).toThrow(/Linear 'lin_bad'.*B \[N\] for W \[8,4\], got \[5\]/);
+      expect(() => s.run({ x: t([3, 8]), w: t([8, 4]), b: t([4]), r: t([3, 5]) })).toThrow(/Linear 'lin_bad'.*input 'R' has shape \[3,5\] but 'Y' has \[3,4\]/);
+      expect(s.run({ x: t([3, 8]), w: t([8, 4]), b: t([4]), r: t([3, 4]) }).y.dims).toEqual([3, 4]);
     } finally { s.release(); }
   });
 });

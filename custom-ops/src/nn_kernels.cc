@@ -245,11 +245,12 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
 // C[m0 .. m0+rows, n0 .. n0+kNr] (+)= Σ_{k < kc} A(k, m)·B(k, n) for R rows (rows ≤ R valid) with B's kNr columns
 // packed at bp + kNr·k: 2R vector accumulators in registers, per k two loads of B and R broadcasts of A.
 // `cols` < kNr: the panel past the last whole one (B's slice zero-padded): only those columns are stored.
-// `bias` (columns n0…, or null): added to each stored sum after it is complete, as MatMul then Add round.
+// `bias` (columns n0…, or null): added to each stored sum after it is complete, as MatMul then Add round; then
+// `res` (rows like C's, or null), as a residual Add after that.
 template <size_t R, class A>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first,
-                                                const float* bias = nullptr) {
+                                                const float* bias = nullptr, const float* __restrict res = nullptr) {
   VT lo[R], hi[R];
   for (size_t i = 0; i < R; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
@@ -267,6 +268,7 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
       float* c = C + i * N + n0;
       VT l = first ? lo[i] : LoadT(c) + lo[i], h = first ? hi[i] : LoadT(c + kTv) + hi[i];
       if (bias) { l += bl; h += bh; }
+      if (res) { l += LoadT(res + i * N + n0); h += LoadT(res + i * N + n0 + kTv); }
       StoreT(c, l);
       StoreT(c + kTv, h);
     }
@@ -279,8 +281,8 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
     StoreT(t, lo[i]);
     StoreT(t + kTv, hi[i]);
     for (size_t j = 0; j < cols; j++) {
-      const float v = first ? t[j] : c[j] + t[j];
-      c[j] = bias ? v + bias[n0 + j] : v;
+      const float v = first ? t[j] : c[j] + t[j], vb = bias ? v + bias[n0 + j] : v;
+      c[j] = res ? vb + res[i * N + n0 + j] : vb;
     }
   }
 }
@@ -366,12 +368,15 @@ void linear_pack(const float* __restrict w, size_t K, size_t N, float* __restric
   for (size_t p = 0; p < panels; p++) PackPanel(w + p * kNr, N, K, N - p * kNr < kNr ? N - p * kNr : kNr, wpack + p * K * kNr);
 }
 
-void linear(const float* __restrict x, const float* __restrict wpack, const float* __restrict bias, float* __restrict y,
-            size_t K, size_t N, size_t m0, size_t m1) {
+void linear(const float* __restrict x, const float* __restrict wpack, const float* __restrict bias,
+            const float* __restrict res, float* __restrict y, size_t K, size_t N, size_t m0, size_t m1) {
   const size_t panels = (N + kNr - 1) / kNr;
-  if (K == 0) {  // empty sums: the bias alone
+  if (K == 0) {  // empty sums: the bias (and residual) alone
     for (size_t m = m0; m < m1; m++)
-      for (size_t n = 0; n < N; n++) y[m * N + n] = bias ? bias[n] : 0.0f;
+      for (size_t n = 0; n < N; n++) {
+        const float v = bias ? 0.0f + bias[n] : 0.0f;
+        y[m * N + n] = res ? v + res[m * N + n] : v;
+      }
     return;
   }
   // Blocks of kRows rows (their slice of x, ≤ 96 KB, stays in L2 while every panel of W runs over it), k blocks of
@@ -389,7 +394,8 @@ void linear(const float* __restrict x, const float* __restrict wpack, const floa
           const size_t rows = b1 - r < kMw ? b1 - r : kMw;
           StridedA<kMw> at{x + r * K + k0, 1, {}};
           for (size_t i = 0; i < kMw; i++) at.off[i] = (i < rows ? i : rows - 1) * K;  // past the last row: it again
-          Tile<kMw>(at, wpack + (p * K + k0) * kNr, y + r * N, N, rows, cols, n0, kc, first, last ? bias : nullptr);
+          Tile<kMw>(at, wpack + (p * K + k0) * kNr, y + r * N, N, rows, cols, n0, kc, first, last ? bias : nullptr,
+                    last && res ? res + r * N : nullptr);
         }
       }
     }

@@ -220,9 +220,9 @@ class WeightGradKernel : public Kernel {
   ThreadUnits units_;
 };
 
-// Linear(X [..., K], W [K, N], B [N]) → Y [..., N] = X·W + B (rows of X flattened): each pool thread packs W once
-// and runs its share of the rows (in whole row tiles), the bias added in the tiles' registers instead of a pass of
-// its own. Each element is the same k-ordered sum whatever the split.
+// Linear(X [..., K], W [K, N], B [N], R [..., N] optional) → Y [..., N] = X·W + B (+ R) (rows of X flattened): each
+// pool thread packs W once and runs its share of the rows (in whole row tiles), the bias and the residual R added in
+// the tiles' registers instead of passes of their own. Each element is the same k-ordered sum whatever the split.
 class LinearKernel : public Kernel {
  public:
   explicit LinearKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "Linear")) {}
@@ -241,6 +241,9 @@ class LinearKernel : public Kernel {
     for (size_t k = 0; k + 1 < dx.size(); k++) M *= static_cast<size_t>(dx[k]);
     Dims dy(dx);
     dy.back() = dw[1];
+    Dims dr;
+    const void* r = nullptr;
+    RETURN_IF(c.Tensor(3, "R", F32, &dy, "Y", &dr, &r, true));
     void* o = nullptr;
     RETURN_IF(c.Output(0, dy, &o));
     if (M == 0 || N == 0) return nullptr;
@@ -253,7 +256,7 @@ class LinearKernel : public Kernel {
       if (pack.size() < cpu::linear_pack_size(K, N)) pack.resize(cpu::linear_pack_size(K, N));
       cpu::linear_pack(wp, K, N, pack.data());
       const size_t m0 = u * chunks / units * kRowChunk, m1 = std::min(M, (u + 1) * chunks / units * kRowChunk);
-      cpu::linear(xp, pack.data(), bp, y, K, N, m0, m1);
+      cpu::linear(xp, pack.data(), bp, static_cast<const float*>(r), y, K, N, m0, m1);
     });
   }
 
@@ -418,14 +421,17 @@ struct NnOpDef : OrtCustomOp {
     GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 3 : 2;
+      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
       return w == Which::kLayerNorm ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
     };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return REQ; };
+    // Linear's residual R may be left out
+    GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) {
+      return static_cast<const NnOpDef*>(op)->which == Which::kLinear && i == 3 ? OPT : REQ;
+    };
     // LayerNormalizationGrad's dScale and dBias, WeightGrad's dB, SelfAttention's LSE may be left out of a node
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t i) { return i ? OPT : REQ; };
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };

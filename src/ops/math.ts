@@ -88,40 +88,50 @@ defineOp({
 });
 
 /**
- * Linear(X [..., K], W [K, N], B [N]) = X·W + B as one com.ademamix node: the op library's kernel adds the bias in its
- * register tiles instead of a pass of its own (on gpt-mini's forward the bias Adds were 0.08–0.32 ms each). The
- * function body is the MatMul and the Add, so the graph runs wherever the library is not loaded.
+ * Linear(X [..., K], W [K, N], B [N], R [..., N]?) = X·W + B (+ R) as one com.ademamix node: the op library's kernel
+ * adds the bias, and a residual R (the block's x + proj(...)), in its register tiles instead of passes of their own
+ * (on gpt-mini's forward the bias Adds were 0.08–0.32 ms each, the residual ones ~0.06). The function body is the
+ * MatMul and the Adds, so the graph runs wherever the library is not loaded.
  */
 defineOp({
   opType: 'Linear', domain: OPS_DOMAIN,
   infer: (ctx) => {
-    for (let i = 0; i < 3; i++) ctx.requireDtype(i, ['float32']);
+    for (let i = 0; i < 4; i++) ctx.requireDtype(i, ['float32']);
     const x = ctx.input(0).shape; const w = ctx.input(1).shape; const b = ctx.input(2).shape;
     if (x && x.length === 0) ctx.fail('X must have rank >= 1');
     if (w && w.length !== 2) ctx.fail('W must be 2-D [K, N]');
     if (b && b.length !== 1) ctx.fail('B must be 1-D [N]');
     if (x && w && !sameDim(x[x.length - 1], w[0])) ctx.fail(`inner dimensions differ: ${x[x.length - 1]} vs ${w[0]}`);
     if (w && b && !sameDim(w[1], b[0])) ctx.fail(`B has ${b[0]} entries for W's ${w[1]} columns`);
-    return [{ dtype: 'float32', shape: x && w ? [...x.slice(0, -1), w[1]] : null }];
+    const y = x && w ? [...x.slice(0, -1), w[1]] : null;
+    const r = ctx.has(3) ? ctx.input(3).shape : null;
+    if (y && r && (r.length !== y.length || r.some((d, i) => !sameDim(d, y[i])))) ctx.fail(`R must be shaped like Y [${y.join(', ')}]`);
+    return [{ dtype: 'float32', shape: y }];
   },
   grad: ({ g, node, dOut, needs, fused }) => {
     const [x, w] = node.inputs as Value[];
     const d = dOut[0]!;
     if (x.rank === null) throw new Error(`${node.label}: Linear gradient needs X of known rank`);
     const dx = needs[0] ? g.matmul(d, transposeLast(g, w)) : null;
-    if (!needs[1] && !needs[2]) return [dx, null, null];
+    const dr = needs[3] ? d : null;
+    if (!needs[1] && !needs[2]) return [dx, null, null, dr];
     const flat = (v: Value): Value => g.op('Flatten', [v], { axis: v.rank! - 1 });
     const [dw, db] = fused ? fusedWeightGrad(g, x, d)
       : [g.op('Gemm', [flat(x), flat(d)], { transA: 1 }), g.op('ReduceSum', [flat(d), g.ints([0])], { keepdims: 0 })];
-    return [dx, needs[1] ? dw : null, needs[2] ? db : null];
+    return [dx, needs[1] ? dw : null, needs[2] ? db : null, dr];
   },
 });
 
-/** x·W + b: one Linear node (`fused`, float32) or the MatMul and Add. */
-export function linearLayer(g: GraphBuilder, x: Value, w: Value, b: Value, fused = false): Value {
-  if (!fused || x.dtype !== 'float32' || w.dtype !== 'float32' || b.dtype !== 'float32') return g.add(g.matmul(x, w), b);
-  return emitFused(g, 'Linear', [x, w, b], {}, 1, 'default', (f) => {
-    const y = f.matmul(f.input('X', 'float32', null), f.input('W', 'float32', [null, null]));
-    f.output(f.add(y, f.input('B', 'float32', [null])), 'Y');
-  }, 'X·W + B: a linear layer (MatMul, then Add of the bias).')[0];
+/** x·W + b (+ residual, added after): one Linear node (`fused`, float32) or the MatMul and Adds. */
+export function linearLayer(g: GraphBuilder, x: Value, w: Value, b: Value, fused = false, residual?: Value): Value {
+  const all = [x, w, b, ...(residual ? [residual] : [])];
+  if (!fused || all.some((v) => v.dtype !== 'float32')) {
+    const y = g.add(g.matmul(x, w), b);
+    return residual ? g.add(residual, y) : y;
+  }
+  return emitFused(g, 'Linear', all, {}, 1, residual ? 'residual' : 'default', (f) => {
+    let y = f.add(f.matmul(f.input('X', 'float32', null), f.input('W', 'float32', [null, null])), f.input('B', 'float32', [null]));
+    if (residual) y = f.add(f.input('R', 'float32', null), y);
+    f.output(y, 'Y');
+  }, residual ? 'R + (X·W + B): a linear layer (MatMul, then Add of the bias) and a residual Add.' : 'X·W + B: a linear layer (MatMul, then Add of the bias).')[0];
 }
