@@ -249,9 +249,10 @@ describe('Linear', () => {
     }
     return { y, dx, dw, db, dres: d.r };
   };
-  // X shapes: partial row tiles and column panels, K past one k block (256), rank 2 and rank 1; a residual on two
+  // X shapes: partial row tiles and column panels, K past one k block (256), N past one 512-column group of W, rank 2
+  // and rank 1; a residual on three
   const SHAPES: [number[], number, boolean][] = [[[3, 17, 40], 48, false], [[2, 9, 13], 21, true], [[2, 30, 300], 20, false],
-    [[7, 13], 33, true], [[5], 9, false]];
+    [[7, 13], 33, true], [[5], 9, false], [[2, 5, 7], 600, true]];
   // measured 2026-12-03 (error over the output's scale, worst of y, dx, dw, db): kernel 3.4e-7, function body 4.5e-7
   test.each(SHAPES)('X %j, N %i, residual %s: the kernel and the function body against float64', (xDims, N, residual) => {
     const k = run(xDims, N, { residual }); const body = run(xDims, N, { opsLibrary: false, residual });

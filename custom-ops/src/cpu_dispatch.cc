@@ -71,10 +71,9 @@ ADEMAMIX_GENERIC_OPS(ADEMAMIX_DISPATCH_GENERIC)
 #else
 #define ADEMAMIX_PICK_NN(CALL) ADEMAMIX_PICK(CALL)
 #endif
-void linear_pack(const float* w, size_t K, size_t N, float* wpack) { ADEMAMIX_PICK_NN(linear_pack(w, K, N, wpack)); }
-void linear(const float* x, const float* wpack, const float* bias, const float* res, float* y, size_t K, size_t N, size_t m0,
-            size_t m1) {
-  ADEMAMIX_PICK_NN(linear(x, wpack, bias, res, y, K, N, m0, m1));
+void linear(const float* x, const float* w, const float* bias, const float* res, float* y, size_t K, size_t N, size_t m0,
+            size_t m1, float* work) {
+  ADEMAMIX_PICK_NN(linear(x, w, bias, res, y, K, N, m0, m1, work));
 }
 void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, size_t t1,
                  size_t n0, size_t n1, float* work) {

@@ -363,14 +363,9 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
   }
 }
 
-void linear_pack(const float* __restrict w, size_t K, size_t N, float* __restrict wpack) {
-  const size_t panels = (N + kNr - 1) / kNr;
-  for (size_t p = 0; p < panels; p++) PackPanel(w + p * kNr, N, K, N - p * kNr < kNr ? N - p * kNr : kNr, wpack + p * K * kNr);
-}
-
-void linear(const float* __restrict x, const float* __restrict wpack, const float* __restrict bias,
-            const float* __restrict res, float* __restrict y, size_t K, size_t N, size_t m0, size_t m1) {
-  const size_t panels = (N + kNr - 1) / kNr;
+void linear(const float* __restrict x, const float* __restrict w, const float* __restrict bias,
+            const float* __restrict res, float* __restrict y, size_t K, size_t N, size_t m0, size_t m1,
+            float* __restrict work) {
   if (K == 0) {  // empty sums: the bias (and residual) alone
     for (size_t m = m0; m < m1; m++)
       for (size_t n = 0; n < N; n++) {
@@ -379,23 +374,29 @@ void linear(const float* __restrict x, const float* __restrict wpack, const floa
       }
     return;
   }
-  // Blocks of kRows rows (their slice of x, ≤ 96 KB, stays in L2 while every panel of W runs over it), k blocks of
-  // kKc inside (a panel's slice of W, ≤ 32 KB, in L1 while the block's tiles run over it). x is read in place: a
-  // tile's kMw rows are kMw streams of consecutive floats, which the prefetchers follow.
+  // Groups of kLinearCols columns of W packed into panels (work: K × kLinearCols floats however wide W is; gpt-mini's
+  // layers are one group), then blocks of kRows rows (their slice of x, ≤ 96 KB, stays in L2 while every panel of the
+  // group runs over it), k blocks of kKc inside (a panel's slice, ≤ 32 KB, in L1 while the block's tiles run over
+  // it). x is read in place: a tile's kMw rows are kMw streams of consecutive floats, which the prefetchers follow.
   constexpr size_t kRows = 8 * kMw;
-  for (size_t b0 = m0; b0 < m1; b0 += kRows) {
-    const size_t b1 = b0 + kRows < m1 ? b0 + kRows : m1;
-    for (size_t k0 = 0; k0 < K; k0 += kKc) {
-      const size_t kc = k0 + kKc < K ? kKc : K - k0;
-      const bool first = k0 == 0, last = k0 + kc == K;
-      for (size_t p = 0; p < panels; p++) {
-        const size_t n0 = p * kNr, cols = N - n0 < kNr ? N - n0 : kNr;
-        for (size_t r = b0; r < b1; r += kMw) {
-          const size_t rows = b1 - r < kMw ? b1 - r : kMw;
-          StridedA<kMw> at{x + r * K + k0, 1, {}};
-          for (size_t i = 0; i < kMw; i++) at.off[i] = (i < rows ? i : rows - 1) * K;  // past the last row: it again
-          Tile<kMw>(at, wpack + (p * K + k0) * kNr, y + r * N, N, rows, cols, n0, kc, first, last ? bias : nullptr,
-                    last && res ? res + r * N : nullptr);
+  for (size_t g0 = 0; g0 < N; g0 += kLinearCols) {
+    const size_t gn = N - g0 < kLinearCols ? N - g0 : kLinearCols, panels = (gn + kNr - 1) / kNr;
+    for (size_t p = 0; p < panels; p++)
+      PackPanel(w + g0 + p * kNr, N, K, gn - p * kNr < kNr ? gn - p * kNr : kNr, work + p * K * kNr);
+    for (size_t b0 = m0; b0 < m1; b0 += kRows) {
+      const size_t b1 = b0 + kRows < m1 ? b0 + kRows : m1;
+      for (size_t k0 = 0; k0 < K; k0 += kKc) {
+        const size_t kc = k0 + kKc < K ? kKc : K - k0;
+        const bool first = k0 == 0, last = k0 + kc == K;
+        for (size_t p = 0; p < panels; p++) {
+          const size_t n0 = g0 + p * kNr, cols = gn - p * kNr < kNr ? gn - p * kNr : kNr;
+          for (size_t r = b0; r < b1; r += kMw) {
+            const size_t rows = b1 - r < kMw ? b1 - r : kMw;
+            StridedA<kMw> at{x + r * K + k0, 1, {}};
+            for (size_t i = 0; i < kMw; i++) at.off[i] = (i < rows ? i : rows - 1) * K;  // past the last row: it again
+            Tile<kMw>(at, work + (p * K + k0) * kNr, y + r * N, N, rows, cols, n0, kc, first, last ? bias : nullptr,
+                      last && res ? res + r * N : nullptr);
+          }
         }
       }
     }

@@ -221,8 +221,9 @@ class WeightGradKernel : public Kernel {
 };
 
 // Linear(X [..., K], W [K, N], B [N], R [..., N] optional) → Y [..., N] = X·W + B (+ R) (rows of X flattened): each
-// pool thread packs W once and runs its share of the rows (in whole row tiles), the bias and the residual R added in
-// the tiles' registers instead of passes of their own. Each element is the same k-ordered sum whatever the split.
+// pool thread packs W (512 columns at a time) and runs its share of the rows (in whole row tiles), the bias and the
+// residual R added in the tiles' registers instead of passes of their own. Each element is the same k-ordered sum
+// whatever the split.
 class LinearKernel : public Kernel {
  public:
   explicit LinearKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "Linear")) {}
@@ -252,11 +253,10 @@ class LinearKernel : public Kernel {
     constexpr size_t kRowChunk = 2 * cpu::kWeightGradTileRows;  // a unit's rows: whole tiles of either build
     const size_t chunks = (M + kRowChunk - 1) / kRowChunk;
     return units_.Run(ctx, chunks, [&](size_t u, size_t units) {
-      thread_local std::vector<float> pack;
-      if (pack.size() < cpu::linear_pack_size(K, N)) pack.resize(cpu::linear_pack_size(K, N));
-      cpu::linear_pack(wp, K, N, pack.data());
+      thread_local std::vector<float> work;
+      if (work.size() < cpu::linear_work_size(K, N)) work.resize(cpu::linear_work_size(K, N));
       const size_t m0 = u * chunks / units * kRowChunk, m1 = std::min(M, (u + 1) * chunks / units * kRowChunk);
-      cpu::linear(xp, pack.data(), bp, static_cast<const float*>(r), y, K, N, m0, m1);
+      cpu::linear(xp, wp, bp, static_cast<const float*>(r), y, K, N, m0, m1, work.data());
     });
   }
 

@@ -34,14 +34,14 @@ inline size_t attention_work_size(size_t T, size_t D) {
   return 2 * T * T + (R + 31) / 32 * 32 * R;  // S (or P) and dS, then B's packed panels (16 or 32 columns)
 }
 // linear: y[m, :] = x[m, :]·W (+ bias) (+ res[m, :]) for rows m in [m0, m1) of x [M, K] and y, res [M, N], all
-//   row-major, from W [K, N] packed once by linear_pack into linear_pack_size(K, N) floats (bias, res: null for none).
-//   Each element is one sum over k in fixed blocks (of kWeightGradKc), in order, then + bias, then + res: the result
-//   does not depend on how callers split the rows.
-inline size_t linear_pack_size(size_t K, size_t N) { return (N + 31) / 32 * 32 * K; }
+//   row-major, W [K, N] (bias, res: null for none). `work`: linear_work_size(K, N) floats of the calling thread (W is
+//   packed in groups of kLinearCols columns). Each element is one sum over k in fixed blocks (of kWeightGradKc), in
+//   order, then + bias, then + res: the result does not depend on how callers split the rows.
+constexpr size_t kLinearCols = 512;
+inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (N + 31) / 32 * 32 : kLinearCols) * K; }
 #define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
-  void linear_pack(const float* w, size_t K, size_t N, float* wpack);                                    \
-  void linear(const float* x, const float* wpack, const float* bias, const float* res, float* y, size_t K, size_t N, \
-              size_t m0, size_t m1);                                                                     \
+  void linear(const float* x, const float* w, const float* bias, const float* res, float* y, size_t K, size_t N, \
+              size_t m0, size_t m1, float* work);                                                        \
   void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, \
                    size_t t1, size_t n0, size_t n1, float* work);                                        \
   void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
