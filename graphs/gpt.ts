@@ -26,8 +26,9 @@ export function gptConfig(preset: string, overrides: Partial<GptConfig> = {}): G
   return { ...base, ...overrides };
 }
 
-/** `fused`: attention as one com.ademamix SelfAttention node per layer (the op library's kernel; a function body of
- * the same standard ops elsewhere), else the standard ops inline. */
+/** `fused`: attention as one com.ademamix SelfAttention node per layer, the blocks' linear layers as Linear nodes and
+ * the layer norms as com.ademamix LayerNormalization (the op library's kernels; function bodies of the same standard
+ * ops elsewhere), else the standard ops inline. */
 export function buildGpt(c: GptConfig, seed = 0, o: { fused?: boolean } = {}): BuiltModel {
   if (c.nEmbd % c.nHead) throw new Error(`GPT: nEmbd ${c.nEmbd} is not divisible by nHead ${c.nHead}`);
   const g = new GraphBuilder();
@@ -43,7 +44,7 @@ export function buildGpt(c: GptConfig, seed = 0, o: { fused?: boolean } = {}): B
   for (let i = 0; i < c.nLayer; i++) {
     x = block(p, x, `h.${i}`, { dim: c.nEmbd, heads: c.nHead, causal: true, projStd, mlpRatio: c.mlpRatio, fused: o.fused });
   }
-  x = layerNorm(p, x, 'ln_f', c.nEmbd);
+  x = layerNorm(p, x, 'ln_f', c.nEmbd, 1e-5, o.fused);
   const logits = g.matmul(x, g.op('Transpose', [wte], { perm: [1, 0] })); // tied head
   const flat = g.op('Reshape', [logits, g.ints([-1, c.vocabSize])]);
   const loss = g.op('SoftmaxCrossEntropyLoss', [flat, g.op('Reshape', [targets, g.ints([-1])])], { reduction: 'mean' });

@@ -4,6 +4,7 @@ import type { Value } from '../src/graph/value';
 import { tensorData } from '../src/graph/tensor-data';
 import { selfAttention } from '../src/ops/attention';
 import { linearLayer } from '../src/ops/math';
+import { layerNormalization } from '../src/ops/nn';
 import type { Rng } from '../src/util/rng';
 
 export class Params {
@@ -31,11 +32,12 @@ export function linear(p: Params, x: Value, name: string, nIn: number, nOut: num
   return residual ? p.g.add(residual, y) : y;
 }
 
-export function layerNorm(p: Params, x: Value, name: string, dim: number, eps = 1e-5): Value {
+/** `fused`: one com.ademamix LayerNormalization node (the op library's kernel). */
+export function layerNorm(p: Params, x: Value, name: string, dim: number, eps = 1e-5, fused = false): Value {
   const scale = p.fill(`${name}.weight`, [dim], 1);
   const bias = p.fill(`${name}.bias`, [dim], 0);
   // Mean and InvStdDev are requested so the backward pass can reuse them.
-  return p.g.opN('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: eps }, { outputs: 3 })[0];
+  return layerNormalization(p.g, x, scale, bias, -1, eps, fused)[0];
 }
 
 export interface AttentionConfig { dim: number; heads: number; causal: boolean; projStd: number; fused?: boolean }
@@ -57,6 +59,6 @@ export function mlp(p: Params, x: Value, name: string, dim: number, hidden: numb
 
 /** Pre-LN transformer block: x + attn(ln1(x)); x + mlp(ln2(x)) (each residual Add by the output projection). */
 export function block(p: Params, x: Value, name: string, c: AttentionConfig & { mlpRatio: number }): Value {
-  x = attention(p, layerNorm(p, x, `${name}.ln_1`, c.dim), `${name}.attn`, c, x);
-  return mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd, c.fused, x);
+  x = attention(p, layerNorm(p, x, `${name}.ln_1`, c.dim, 1e-5, c.fused), `${name}.attn`, c, x);
+  return mlp(p, layerNorm(p, x, `${name}.ln_2`, c.dim, 1e-5, c.fused), `${name}.mlp`, c.dim, c.mlpRatio * c.dim, c.projStd, c.fused, x);
 }

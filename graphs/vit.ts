@@ -44,7 +44,7 @@ export function buildVit(c: VitConfig, seed = 0, o: { fused?: boolean } = {}): B
   for (let i = 0; i < c.depth; i++) {
     x = block(p, x, `blocks.${i}`, { dim: c.dim, heads: c.heads, causal: false, projStd: 0.02, mlpRatio: c.mlpRatio, fused: o.fused });
   }
-  x = layerNorm(p, x, 'norm', c.dim);
+  x = layerNorm(p, x, 'norm', c.dim, 1e-5, o.fused);
   const clsOut = g.op('Gather', [x, g.scalar(0, 'int64')], { axis: 1 }); // [B, D]
   const logits = linear(p, clsOut, 'head', c.dim, c.numClasses);
   const loss = g.op('SoftmaxCrossEntropyLoss', [logits, labels], { reduction: 'mean' });

@@ -103,6 +103,7 @@ std::vector<OpInfo> MakeOps() {
   ops.push_back({"SelfAttention", nullptr, false, false, 1, 2, "heads", true});
   ops.push_back({"SelfAttentionGrad", nullptr, false, false, 4, 1, "heads", true});
   ops.push_back({"Linear", nullptr, false, false, 4, 1, nullptr, true});
+  ops.push_back({"LayerNormalization", nullptr, false, false, 3, 3, "axis", true});
   return ops;
 }
 const std::vector<OpInfo>& Ops() {
@@ -574,6 +575,17 @@ void WriteSeeds(const char* dir) {
     }
     // Linear: X [2, 13, 20] · W [20, 37] + B [37] + R [2, 13, 37] (specs 0–3), and X [2, 30, 40] · W [40, 70] + B [70]
     // + R [2, 30, 70] on 2 threads
+    // LayerNormalization: X [2, 13, 20] with Scale and B [20] (specs 0, 1, 2; axis from kIntVals[0])
+    if (ops[i].name == "LayerNormalization") {
+      std::vector<uint8_t> b(kHeader, 0);
+      const uint8_t shapes[3][4] = {{3, 3, 14, 21}, {0, 21, 0, 0}, {0, 21, 0, 0}};
+      b[kOp] = static_cast<uint8_t>(i);
+      b[kSeed0] = static_cast<uint8_t>(count);
+      for (int j = 0; j < 3; j++) std::memcpy(&b[kShapes + 4 * j], shapes[j], 4);
+      const std::string path = std::string(dir) + "/seed-" + ops[i].name + "-" + std::to_string(count++);
+      if (FILE* f = std::fopen(path.c_str(), "wb")) { std::fwrite(b.data(), 1, b.size(), f); std::fclose(f); }
+      continue;
+    }
     if (ops[i].name == "Linear") {
       const uint8_t shapes[2][4][4] = {{{3, 3, 14, 21}, {1, 21, 38, 0}, {0, 38, 0, 0}, {3, 3, 14, 38}},
                                        {{3, 3, 31, 41}, {1, 41, 71, 0}, {0, 71, 0, 0}, {3, 3, 31, 71}}};

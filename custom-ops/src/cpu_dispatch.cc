@@ -79,6 +79,10 @@ void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t
                  size_t n0, size_t n1, float* work) {
   ADEMAMIX_PICK_NN(weight_grad(a, b, c, colsum, K, M, N, t0, t1, n0, n1, work));
 }
+void layernorm(const float* x, const float* scale, const float* bias, float* y, float* mean, float* inv, size_t rows,
+               size_t cols, float eps) {
+  ADEMAMIX_PICK_NN(layernorm(x, scale, bias, y, mean, inv, rows, cols, eps));
+}
 void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK_NN(gelu_grad(dy, x, dx, n, tanh)); }
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {
   ADEMAMIX_PICK_NN(softmax_grad(dy, y, dx, rows, cols));

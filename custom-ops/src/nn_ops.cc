@@ -97,6 +97,52 @@ class SoftmaxGradKernel : public Kernel {
   const int64_t axis_;
 };
 
+// LayerNormalization(X, Scale, B) → Y, Mean, InvStdDev over the dims from `axis` (rows × cols, cols contiguous), as
+// ONNX defines it with stash_type float; Scale and B hold the normalized dims' elements. gpt-mini's [16, 128, 128] on two
+// threads, hot: 80–97 µs against ORT's own kernel's 162–175 (2026-12-03).
+class LayerNormKernel : public Kernel {
+ public:
+  explicit LayerNormKernel(const OrtKernelInfo* info)
+      : label_(NodeLabel(info, "LayerNormalization")), axis_(AttrI(info, "axis", -1)),
+        eps_(static_cast<float>(AttrF(info, "epsilon", 1e-5))) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims d, ds, db;
+    const void *x = nullptr, *scale = nullptr, *bias = nullptr;
+    RETURN_IF(c.Tensor(0, "X", F32, nullptr, "", &d, &x));
+    RETURN_IF(c.Tensor(1, "Scale", F32, nullptr, "", &ds, &scale));
+    RETURN_IF(c.Tensor(2, "B", F32, nullptr, "", &db, &bias));
+    size_t a = 0;
+    RETURN_IF(Axis(c, axis_, d.size(), &a));
+    size_t rows = 1, cols = 1;
+    for (size_t i = 0; i < d.size(); i++) (i < a ? rows : cols) *= static_cast<size_t>(d[i]);
+    for (const auto& [name, dims] : {std::pair<const char*, const Dims&>{"Scale", ds}, {"B", db}})
+      if (Numel(dims) != cols)
+        return Fail(c.Err(std::string("input '") + name + "' has shape " + DimsStr(dims) + " but the normalized dims of 'X' " +
+                          DimsStr(d) + " from axis " + std::to_string(axis_) + " hold " + std::to_string(cols) + " elements"));
+    Dims stat(d);
+    for (size_t i = a; i < stat.size(); i++) stat[i] = 1;
+    size_t nin = 0, nout = 0;
+    RETURN_IF(c.Counts(&nin, &nout));
+    void *o = nullptr, *om = nullptr, *oi = nullptr;
+    RETURN_IF(c.Output(0, d, &o));
+    if (nout > 1) RETURN_IF(c.Output(1, stat, &om));
+    if (nout > 2) RETURN_IF(c.Output(2, stat, &oi));
+    const float *v = static_cast<const float*>(x), *s = static_cast<const float*>(scale), *b = static_cast<const float*>(bias);
+    float *y = static_cast<float*>(o), *mean = static_cast<float*>(om), *inv = static_cast<float*>(oi);
+    const float eps = eps_;
+    const size_t chunk = std::max<size_t>(1, kElemChunk / std::max<size_t>(cols, 1));  // rows per pool task
+    return ParallelRange(ctx, rows, [&](size_t r0, size_t r1) {
+      cpu::layernorm(v + r0 * cols, s, b, y + r0 * cols, mean ? mean + r0 : nullptr, inv ? inv + r0 : nullptr, r1 - r0, cols, eps);
+    }, chunk);
+  }
+
+ private:
+  const std::string label_;
+  const int64_t axis_;
+  const float eps_;
+};
+
 class LayerNormGradKernel : public Kernel {
  public:
   explicit LayerNormGradKernel(const OrtKernelInfo* info)
@@ -397,7 +443,7 @@ class AttentionGradKernel : public AttentionBase {
   }
 };
 
-enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear };
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
@@ -414,6 +460,7 @@ struct NnOpDef : OrtCustomOp {
         case Which::kAttention: return "SelfAttention";
         case Which::kAttentionGrad: return "SelfAttentionGrad";
         case Which::kLinear: return "Linear";
+        case Which::kLayerNormFwd: return "LayerNormalization";
       }
       return "";
     };
@@ -421,12 +468,13 @@ struct NnOpDef : OrtCustomOp {
     GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4 : 2;
+      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4
+             : w == Which::kLayerNormFwd ? 3 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
+      return w == Which::kLayerNorm || w == Which::kLayerNormFwd ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
     };
     // Linear's residual R may be left out
     GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) {
@@ -447,6 +495,7 @@ struct NnOpDef : OrtCustomOp {
         case Which::kAttention: *kernel = new AttentionKernel(info); return nullptr;
         case Which::kAttentionGrad: *kernel = new AttentionGradKernel(info); return nullptr;
         case Which::kLinear: *kernel = new LinearKernel(info); return nullptr;
+        case Which::kLayerNormFwd: *kernel = new LayerNormKernel(info); return nullptr;
       }
       return Fail("unknown fused backward op");
     };
@@ -476,6 +525,26 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
     SameShape(ctx, 1, {0}, {F32});
     return nullptr;
   }
+  if (w == Which::kLayerNormFwd) {  // Y like X; Mean and InvStdDev: X's dims, 1 from axis on
+    Dims dims;
+    std::vector<std::string> syms;
+    if (!InputShape(ctx, 0, &dims, &syms)) return nullptr;
+    SetOutputShape(ctx, 0, dims, syms, F32);
+    int64_t axis = -1;
+    const OrtOpAttr* at = nullptr;
+    if (OrtStatus* st = api->ShapeInferContext_GetAttribute(ctx, "axis", &at)) {
+      api->ReleaseStatus(st);
+    } else if (at) {
+      size_t got = 0;
+      if (OrtStatus* st2 = api->ReadOpAttr(at, ORT_OP_ATTR_INT, &axis, sizeof axis, &got)) api->ReleaseStatus(st2);
+    }
+    const int64_t r = static_cast<int64_t>(dims.size()), a = axis < 0 ? axis + r : axis;
+    if (a < 0 || a >= r) return nullptr;  // the kernel names the bad axis
+    for (int64_t i = a; i < r; i++) { dims[i] = 1; syms[i].clear(); }
+    SetOutputShape(ctx, 1, dims, syms, F32);  // (refused where the node has no such output)
+    SetOutputShape(ctx, 2, dims, syms, F32);
+    return nullptr;
+  }
   if (w == Which::kLinear) {  // Y: X's dims with the last one W's second
     Dims dx, dw;
     std::vector<std::string> sx, sw;
@@ -500,7 +569,7 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
   static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
                           NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
-                          NnOpDef(Which::kLinear)};
+                          NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
   return nullptr;
 }

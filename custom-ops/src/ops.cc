@@ -1246,7 +1246,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   for (auto& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, op.get()));
   RETURN_IF(api->CustomOpDomain_Add(domain, &CopyOp()));  // the bench's bandwidth baseline
   RETURN_IF(AddCollectiveOps(api, domain));                 // AllReduce, ReduceScatter, AllGather (src/collective.cc)
-  RETURN_IF(AddNnOps(domain));  // GeluGrad, SoftmaxGrad, LayerNormalizationGrad, WeightGrad, SelfAttention(Grad), Linear (src/nn_ops.cc)
+  RETURN_IF(AddNnOps(domain));  // the fused ops: GeluGrad … Linear, LayerNormalization (src/nn_ops.cc)
   // The domain must outlive every session that uses it: keep it for the life of the process.
   return api->AddCustomOpDomain(options, domain);
 }

@@ -138,6 +138,27 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("layernorm_grad dScale", ds, rds, &worst) && ok;
     ok = check("layernorm_grad dBias", db, rdb, &worst) && ok;
   }
+  // layernorm (forward) against float64: mean, 1/√(var + eps), y; rows with every kind of 16-lane tail
+  for (size_t cols : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{128}, size_t{130}}) {
+    const size_t rows = 9;
+    std::vector<float> x(rows * cols), sc(cols), b(cols), y(rows * cols, NAN), mean(rows, NAN), inv(rows, NAN);
+    fill(x); fill(sc); fill(b);
+    for (size_t i = 0; i < cols; i++) x[i] = 3.0f + 0.1f * x[i];  // a row far from zero mean: a one-pass variance fails it
+    cpu::layernorm(x.data(), sc.data(), b.data(), y.data(), mean.data(), inv.data(), rows, cols, 1e-5f);
+    std::vector<double> ry(rows * cols), rm(rows), ri(rows);
+    for (size_t r = 0; r < rows; r++) {
+      double mu = 0, var = 0;
+      for (size_t c = 0; c < cols; c++) mu += x[r * cols + c];
+      mu /= cols;
+      for (size_t c = 0; c < cols; c++) var += (x[r * cols + c] - mu) * (x[r * cols + c] - mu);
+      const double is = 1 / std::sqrt(var / cols + 1e-5);
+      rm[r] = mu; ri[r] = is;
+      for (size_t c = 0; c < cols; c++) ry[r * cols + c] = (x[r * cols + c] - mu) * is * sc[c] + b[c];
+    }
+    ok = check("layernorm Y", y, ry, &worst) && ok;
+    ok = check("layernorm Mean", mean, rm, &worst) && ok;
+    ok = check("layernorm InvStdDev", inv, ri, &worst) && ok;
+  }
   struct Shape { size_t K, M, N; };
   for (Shape sh : {Shape{1, 1, 1}, Shape{300, 6, 16}, Shape{257, 13, 35}, Shape{600, 128, 48}, Shape{33, 5, 7}, Shape{520, 64, 16}}) {
     std::vector<float> a(sh.K * sh.M), b(sh.K * sh.N), c(sh.M * sh.N, NAN), cs(sh.N, NAN), c2(sh.M * sh.N, NAN), cs2(sh.N, NAN);
@@ -254,7 +275,7 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("attention LSE", gl, rl, &worst) && ok;
     ok = check("attention dQKV", gd, rd, &worst) && ok;
   }
-  std::printf("%-28s gelu, softmax, layernorm, weight_grad, linear, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
+  std::printf("%-28s gelu, softmax, layernorm (and its grad), weight_grad, linear, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
   return ok;
 }
 
@@ -345,6 +366,12 @@ bool CheckNnIsaBits(std::mt19937& rng) {
     same("layernorm_grad dX", d1, d2);
     same("layernorm_grad dScale", ds1, ds2);
     same("layernorm_grad dBias", db1, db2);
+    std::vector<float> m1(rows), m2(rows), i1(rows), i2(rows);
+    cpu::avx2::layernorm(x.data(), sc.data(), dy.data(), d1.data(), m1.data(), i1.data(), rows, cols, 1e-5f);
+    cpu::avx512::layernorm(x.data(), sc.data(), dy.data(), d2.data(), m2.data(), i2.data(), rows, cols, 1e-5f);
+    same("layernorm Y", d1, d2);
+    same("layernorm Mean", m1, m2);
+    same("layernorm InvStdDev", i1, i2);
   }
   std::printf("%-28s linear, weight_grad, attention, gelu, softmax, layernorm: %s\n", "fused ops avx512 = avx2", ok ? "bit for bit" : "FAILED");
   return ok;

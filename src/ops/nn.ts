@@ -1,12 +1,13 @@
 // Neural-network ops: Softmax, LogSoftmax, LayerNormalization, Dropout, Conv/ConvTranspose, with gradients.
 import type { GraphBuilder } from '../graph/builder';
 import type { DType } from '../graph/dtype';
-import type { Node, Value } from '../graph/value';
+import { attr, type Node, type Value } from '../graph/value';
 import { castLike, constValue, floatAttr, intAttr, intsAttr, range, requestOutput, scalarLike, stringAttr, sumToShape, typed } from './grad-util';
 import { defineOp } from './registry';
 import { normAxis, sameDim } from './shape';
 import { floatUnaryInfer } from './elementwise';
-import { fusedLayerNormGrad, fusedSoftmaxGrad, layerNormGradMath, softmaxGradMath } from './fused';
+import { emitFused, fusedLayerNormGrad, fusedSoftmaxGrad, layerNormGradMath, softmaxGradMath } from './fused';
+import { OPS_DOMAIN } from './optimizers';
 
 const FLOATS: DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
@@ -27,7 +28,7 @@ defineOp({
   },
 });
 
-defineOp({
+const layerNormDef = defineOp({
   opType: 'LayerNormalization', attrTypes: { axis: 'int', epsilon: 'float', stash_type: 'int' },
   infer: (ctx) => {
     const x = ctx.input(0);
@@ -82,6 +83,28 @@ defineOp({
     return [needs[0] ? dx : null, scale && needs[1] ? sumToShape(g, dScaleTerm, scale) : null, bias && needs[2] ? sumToShape(g, d, bias) : null];
   },
 });
+
+// The same op in com.ademamix (the same inference and gradient rules): the op library's kernel, about twice as fast as
+// ORT's on gpt-mini's [16, 128, 128]; its function body is the standard LayerNormalization.
+defineOp({ ...layerNormDef, domain: OPS_DOMAIN });
+
+/**
+ * LayerNormalization(x, scale, bias) over the dims from `axis` → [Y, Mean, InvStdDev]: the standard op, or (`fused`,
+ * float32, scale and bias shaped like the normalized dims) the com.ademamix node.
+ */
+export function layerNormalization(g: GraphBuilder, x: Value, scale: Value, bias: Value, axis: number, epsilon: number, fused = false): Value[] {
+  const attrs = { axis: attr.i(axis), epsilon: attr.f(epsilon) };
+  const norm = x.rank === null ? null : x.shape?.slice(axis < 0 ? axis + x.rank : axis);
+  const exact = (v: Value): boolean => !!norm && !!v.shape && v.shape.length === norm.length && v.shape.every((d, i) => typeof d === 'number' && d === norm[i]);
+  if (!fused || [x, scale, bias].some((v) => v.dtype !== 'float32') || !exact(scale) || !exact(bias)) {
+    return g.opN('LayerNormalization', [x, scale, bias], { axis, epsilon }, { outputs: 3 });
+  }
+  return emitFused(g, 'LayerNormalization', [x, scale, bias], attrs, 3, `a${axis}e${epsilon}`, (b) => {
+    const outs = b.opN('LayerNormalization', [b.input('X', 'float32', null), b.input('Scale', 'float32', null), b.input('B', 'float32', null)],
+      { axis, epsilon }, { outputs: 3 });
+    b.output(outs[0], 'Y'); b.output(outs[1], 'Mean'); b.output(outs[2], 'InvStdDev');
+  }, `LayerNormalization (axis ${axis}, epsilon ${epsilon}) with its Mean and InvStdDev.`);
+}
 
 /** LayerNormalization's Mean/InvStdDev type: float32 for stash_type 1 (the default; ORT keeps it for double too). */
 const statType = (stash: number, x: DType | null): DType | null => (stash === 1 ? 'float32' : x);

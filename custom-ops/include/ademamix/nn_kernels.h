@@ -39,7 +39,11 @@ inline size_t attention_work_size(size_t T, size_t D) {
 //   order, then + bias, then + res: the result does not depend on how callers split the rows.
 constexpr size_t kLinearCols = 512;
 inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (N + 31) / 32 * 32 : kLinearCols) * K; }
+// layernorm: rows of `cols` elements: mean, inv = 1/√(mean of squared deviations + eps) (ONNX LayerNormalization's
+//   order), y = (x − mean)·inv·scale + bias; mean and inv (per row) may be null. Row sums in 16 fixed lanes.
 #define ADEMAMIX_NN_ENTRY_POINTS                                                                         \
+  void layernorm(const float* x, const float* scale, const float* bias, float* y, float* mean, float* inv, size_t rows, \
+                 size_t cols, float eps);                                                                \
   void linear(const float* x, const float* w, const float* bias, const float* res, float* y, size_t K, size_t N, \
               size_t m0, size_t m1, float* work);                                                        \
   void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, \

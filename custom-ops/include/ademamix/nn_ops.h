@@ -4,7 +4,8 @@
 //   LayerNormalizationGrad(dY, X, Scale, Mean, InvStdDev) → dX, dScale, dBias   (attribute axis)
 //   WeightGrad(X [rows…, M], dY [rows…, N]) → dW = XᵀdY [M, N], dB = Σ_rows dY [N]   (the leading dims are rows)
 //   SelfAttention(QKV) → Y, LSE and SelfAttentionGrad(dY, QKV, Y, LSE) → dQKV   (attributes heads, causal, scale)
-//   Linear(X [..., K], W [K, N], B [N]) → Y = X·W + B                      (forward: the bias added in the GEMM's tiles)
+//   Linear(X [..., K], W [K, N], B [N], R?) → Y = X·W + B (+ R)            (forward: bias and residual added in the tiles)
+//   LayerNormalization(X, Scale, B) → Y, Mean, InvStdDev                    (forward, as ONNX's; attributes axis, epsilon)
 // Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts, attention.ts,
 // math.ts), so the graph runs where this library is not loaded (or on another execution provider: the body is
 // inlined there).
@@ -12,6 +13,6 @@
 #include "onnxruntime_c_api.h"
 
 namespace ademamix {
-// Adds the seven ops to `domain` (the library's API pointer must be set).
+// Adds the eight ops to `domain` (the library's API pointer must be set).
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain);
 }  // namespace ademamix
