@@ -571,34 +571,38 @@ inline F Log(F in) {
   return in == in ? r : in;
 }
 
+// 8 lanes to one by a tree of `op` (l with l + 4, then l + 2, then l + 1)
+template <class Op>
+inline float Fold8(V8 v, Op op) {
+  typedef float V4 __attribute__((vector_size(16)));
+  typedef float V2 __attribute__((vector_size(8)));
+  const V4 a = op(__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7));
+  const V2 b = op(__builtin_shufflevector(a, a, 0, 1), __builtin_shufflevector(a, a, 2, 3));
+  return op(b, __builtin_shufflevector(b, b, 1, 0))[0];
+}
+// The lower and upper 8 lanes of a VT by `op` (on avx2 a VT is already 8 lanes)
+template <class Op>
+inline V8 Halves(VT v, Op op) {
+#if defined(__AVX512F__)
+  return op(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
+#else
+  (void)op;
+  return v;
+#endif
+}
+constexpr auto kAdd = [](auto a, auto b) { return a + b; };
+constexpr auto kMax = [](auto a, auto b) { return a > b ? a : b; };
 // The 16 lane partials (one VT on avx512, two V8 elsewhere) summed as a tree, the same on both builds: lane l with
 // l + 8, then l with l + 4, l + 2, l + 1 (4 dependent adds; in lane order they were 15, on every row of a softmax)
 inline float SumTree16(const VT* zs) {
 #if defined(__AVX512F__)
-  V8 v = __builtin_shufflevector(zs[0], zs[0], 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(zs[0], zs[0], 8, 9, 10, 11, 12, 13, 14, 15);
+  return Fold8(Halves(zs[0], kAdd), kAdd);
 #else
-  V8 v = zs[0] + zs[1];
+  return Fold8(zs[0] + zs[1], kAdd);
 #endif
-  typedef float V4 __attribute__((vector_size(16)));
-  typedef float V2 __attribute__((vector_size(8)));
-  const V4 a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
-  const V2 b = __builtin_shufflevector(a, a, 0, 1) + __builtin_shufflevector(a, a, 2, 3);
-  return b[0] + b[1];
 }
 // The largest lane (exact in any order: a tree, as SumTree16)
-inline float MaxLanes(VT m) {
-  auto mx = [](auto a, auto b) { return a > b ? a : b; };
-#if defined(__AVX512F__)
-  const V8 v = mx(__builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7), __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15));
-#else
-  const V8 v = m;
-#endif
-  typedef float V4 __attribute__((vector_size(16)));
-  typedef float V2 __attribute__((vector_size(8)));
-  const V4 a = mx(__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7));
-  const V2 b = mx(__builtin_shufflevector(a, a, 0, 1), __builtin_shufflevector(a, a, 2, 3));
-  return b[0] > b[1] ? b[0] : b[1];
-}
+inline float MaxLanes(VT m) { return Fold8(Halves(m, kMax), kMax); }
 
 // R consecutive rows of scores (row r at s + r·ld: n[r] valid, `cap` floats of room each) to the unnormalized
 // e^(scale·s − max) in place, zero from n[r] to at least zend[r]; sets mx[r] to the row's max and z[r] to
