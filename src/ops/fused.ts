@@ -126,6 +126,13 @@ export function fusedLayerNormGrad(g: GraphBuilder, d: Value, x: Value, scale: V
   }, `LayerNormalization's gradients (axis ${axis}, rank ${rank}) from its saved Mean and InvStdDev.`);
 }
 
+/** [dW, dB] of y = x·W (+ b) in standard ops: flat(x)ᵀ·flat(d) as one Gemm and Σ_rows flat(d) (the leading dims are rows). */
+export function weightGradMath(g: GraphBuilder, x: Value, d: Value): Value[] {
+  const flat = (v: Value): Value => g.op('Flatten', [v], { axis: -1 });
+  const fd = flat(d);
+  return [g.op('Gemm', [flat(x), fd], { transA: 1 }), g.op('ReduceSum', [fd, g.ints([0])], { keepdims: 0 })];
+}
+
 // One WeightGrad node per (layer input, output gradient): the bias's rule (Add, which runs first) and the weight's
 // (MatMul) both take their output from it.
 const weightGrads = new WeakMap<Value, Map<Value, Value[]>>();
@@ -143,10 +150,8 @@ export function fusedWeightGrad(g: GraphBuilder, x: Value, d: Value): Value[] {
   // cost more than their no-op); the function body flattens
   const rows = (v: Value): Value => (v.rank! >= 2 ? v : g.op('Flatten', [v], { axis: 0 }));
   const out = emitFused(g, 'WeightGrad', [rows(x), rows(d)], {}, 2, 'rows', (b) => {
-    const flat = (v: Value): Value => b.op('Flatten', [v], { axis: -1 });
-    const bx = flat(b.input('X', 'float32', null)); const bd = flat(b.input('dY', 'float32', null));
-    b.output(b.op('Gemm', [bx, bd], { transA: 1 }), 'dW');
-    b.output(b.op('ReduceSum', [bd, b.ints([0])], { keepdims: 0 }), 'dB');
+    const [dw, db] = weightGradMath(b, b.input('X', 'float32', null), b.input('dY', 'float32', null));
+    b.output(dw, 'dW'); b.output(db, 'dB');
   }, 'A linear layer\'s weight gradient XᵀdY and bias gradient Σ_rows dY from its input X [..., M] and output gradient dY [..., N] (the leading dims are the rows).');
   byX.set(x, out);
   return out;

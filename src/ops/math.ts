@@ -2,7 +2,7 @@
 import type { GraphBuilder } from '../graph/builder';
 import type { Dim, Value } from '../graph/value';
 import { range, sumToShape } from './grad-util';
-import { emitFused, fusedWeightGrad } from './fused';
+import { emitFused, fusedWeightGrad, weightGradMath } from './fused';
 import { OPS_DOMAIN } from './optimizers';
 import { defineOp, type InferCtx } from './registry';
 import { broadcast, sameDim } from './shape';
@@ -115,9 +115,7 @@ defineOp({
     const dx = needs[0] ? g.matmul(d, transposeLast(g, w)) : null;
     const dr = needs[3] ? d : null;
     if (!needs[1] && !needs[2]) return [dx, null, null, dr];
-    const flat = (v: Value): Value => g.op('Flatten', [v], { axis: v.rank! - 1 });
-    const [dw, db] = fused ? fusedWeightGrad(g, x, d)
-      : [g.op('Gemm', [flat(x), flat(d)], { transA: 1 }), g.op('ReduceSum', [flat(d), g.ints([0])], { keepdims: 0 })];
+    const [dw, db] = fused ? fusedWeightGrad(g, x, d) : weightGradMath(g, x, d);
     return [dx, needs[1] ? dw : null, needs[2] ? db : null, dr];
   },
 });
