@@ -160,6 +160,8 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
   for (; i < n; i++) dx[i] = GeluGradAt(dy[i], x[i]);
 }
 
+float sum_squares(const float* x, size_t n) { return Dot16(x, x, n); }
+
 void softmax_grad(const float* __restrict dy, const float* __restrict y, float* __restrict dx, size_t rows, size_t cols) {
   for (size_t r = 0; r < rows; r++) {
     const float* __restrict a = dy + r * cols;

@@ -451,6 +451,72 @@ class AttentionGradKernel : public AttentionBase {
   }
 };
 
+// SumSquares(X1, …, Xn) → Σ_i Σ x² (a scalar): the global gradient norm's square in one node instead of one
+// ReduceSumSquare per gradient and a Sum (52 nodes on gpt-mini, 0.57 ms of its step, 2026-12-03). Each tensor is cut
+// in fixed chunks of kElemChunk, each chunk summed in 16 lanes (cpu::sum_squares) on whichever thread, and the chunks'
+// sums added in order in double: the same bits on any thread count.
+class SumSquaresKernel : public Kernel {
+ public:
+  explicit SumSquaresKernel(const OrtKernelInfo* info) : label_(NodeLabel(info, "SumSquares")) {}
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    size_t in = 0, out = 0;
+    RETURN_IF(c.Counts(&in, &out));
+    struct Piece { const float* p; size_t n; };
+    std::vector<Piece> pieces;
+    for (size_t i = 0; i < in; i++) {
+      Dims d;
+      const void* x = nullptr;
+      RETURN_IF(c.Tensor(i, "X" + std::to_string(i + 1), F32, nullptr, "", &d, &x));
+      const size_t n = Numel(d);
+      for (size_t b = 0; b < n; b += kElemChunk)
+        pieces.push_back({static_cast<const float*>(x) + b, std::min(kElemChunk, n - b)});
+    }
+    void* o = nullptr;
+    RETURN_IF(c.Output(0, {}, &o));
+    std::vector<double> sums(pieces.size());
+    RETURN_IF(ParallelRange(ctx, pieces.size(), [&](size_t b, size_t e) {
+      for (size_t k = b; k < e; k++) sums[k] = cpu::sum_squares(pieces[k].p, pieces[k].n);
+    }, 1));
+    double total = 0;
+    for (double v : sums) total += v;
+    *static_cast<float*>(o) = static_cast<float>(total);
+    return nullptr;
+  }
+
+ private:
+  const std::string label_;
+};
+
+struct SumSquaresDef : OrtCustomOp {
+  SumSquaresDef() : OrtCustomOp{} {
+    version = ORT_API_VERSION;
+    GetName = [](const OrtCustomOp*) { return "SumSquares"; };
+    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
+    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
+    GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return REQ; };
+    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
+    CreateKernelV2 = [](const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+      *kernel = new SumSquaresKernel(info);
+      return nullptr;
+    };
+    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
+    InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
+      SetOutputShape(ctx, 0, {}, {}, F32);  // a scalar
+      return nullptr;
+    };
+    GetStartVersion = [](const OrtCustomOp*) { return 1; };
+    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+  }
+};
+
 enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
@@ -579,6 +645,8 @@ OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
                           NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
                           NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
+  static SumSquaresDef sumSquares;
+  RETURN_IF(api->CustomOpDomain_Add(domain, &sumSquares));
   return nullptr;
 }
 

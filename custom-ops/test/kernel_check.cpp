@@ -101,6 +101,13 @@ bool CheckNn(std::mt19937& rng) {
       ok = good && ok;
     }
   }
+  for (size_t n : {0, 1, 15, 16, 17, 1000, 40001}) {  // sum_squares: the lanes' tails, against a float64 sum
+    std::vector<float> x(n);
+    fill(x);
+    double ref = 0;
+    for (float v : x) ref += double(v) * v;
+    ok = check("sum_squares", {cpu::sum_squares(x.data(), n)}, {ref}, &worst) && ok;
+  }
   for (size_t cols : {1, 15, 16, 17, 50, 128}) {
     const size_t rows = 5, n = rows * cols;
     std::vector<float> dy(n), y(n), x(n), dx(n), scale(cols), mean(rows), inv(rows), ds(cols, 0.0f), db(cols, 0.0f);

@@ -164,3 +164,27 @@ export function linearOf(y: Value): { x: Value; w: Value } | null {
   const [x, w] = n.inputs as Value[];
   return x.dtype === 'float32' && w.dtype === 'float32' && w.rank === 2 && x.rank !== null && x.rank > 2 ? { x, w } : null;
 }
+
+defineOp({
+  opType: 'SumSquares', domain: OPS_DOMAIN, nonDifferentiable: true,
+  infer: (ctx): OutType[] => {
+    if (ctx.inputs.length === 0) ctx.fail('needs at least one input');
+    ctx.inputs.forEach((_, i) => ctx.requireDtype(i, ['float32']));
+    return [{ dtype: 'float32', shape: [] }];
+  },
+});
+
+/**
+ * Σ_i Σ x_i² over tensors of any shapes (the squared global gradient norm): one com.ademamix SumSquares node
+ * (`fused`, float32; its function body is the standard form) or one ReduceSumSquare per tensor and a Sum.
+ */
+export function sumSquares(g: GraphBuilder, xs: Value[], fused = false): Value {
+  const standard = (b: GraphBuilder, vs: Value[]): Value => {
+    const sq = vs.map((v) => b.op('ReduceSumSquare', [v], { keepdims: 0 }));
+    return sq.length === 1 ? sq[0] : b.op('Sum', sq);
+  };
+  if (!fused || xs.length === 0 || xs.some((v) => v.dtype !== 'float32')) return standard(g, xs);
+  return emitFused(g, 'SumSquares', xs, {}, 1, `n${xs.length}`, (b) => {
+    b.output(standard(b, xs.map((_, i) => b.input(`X${i + 1}`, 'float32', null))), 'Y');
+  }, `The sum of the squares of every element of its ${xs.length} inputs.`)[0];
+}
