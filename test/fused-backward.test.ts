@@ -73,12 +73,16 @@ const softmax: Case = {
 };
 
 // LayerNormalization over the dims from `axis`; scale and bias shaped like them
-const layerNorm = (dims: number[], axis: number): Case => {
+// (residual: y = x + LN(x), a pre-LN block's skip: x's other gradient, r, goes into the fused node as dR)
+const layerNorm = (dims: number[], axis: number, residual = false): Case => {
   const norm = dims.slice(axis); const C = numel(norm); const R = numel(dims.slice(0, axis));
   return {
-    name: `LayerNormalization ${JSON.stringify(dims)} axis ${axis}`, op: 'LayerNormalizationGrad',
+    name: `LayerNormalization ${JSON.stringify(dims)} axis ${axis}${residual ? ', x + LN(x)' : ''}`, op: 'LayerNormalizationGrad',
     inputs: [{ name: 'x', dims, scale: 2 }, { name: 'scale', dims: norm }, { name: 'bias', dims: norm }],
-    build: (g, [x, s, b]) => g.op('LayerNormalization', [x, s, b], { axis, epsilon: 1e-5 }),
+    build: (g, [x, s, b]) => {
+      const y = g.op('LayerNormalization', [x, s, b], { axis, epsilon: 1e-5 });
+      return residual ? g.add(x, y) : y;
+    },
     reference: ([x, s], r) => {
       const dx = new Array<number>(x.length).fill(0); const ds = new Array<number>(C).fill(0); const db = new Array<number>(C).fill(0);
       for (let i = 0; i < R; i++) {
@@ -89,7 +93,7 @@ const layerNorm = (dims: number[], axis: number): Case => {
         const g = xh.map((_, j) => r[i * C + j] * s[j]);
         const m1 = g.reduce((a, b) => a + b, 0) / C; const m2 = g.reduce((a, v, j) => a + v * xh[j], 0) / C;
         for (let j = 0; j < C; j++) {
-          dx[i * C + j] = inv * (g[j] - m1 - xh[j] * m2);
+          dx[i * C + j] = inv * (g[j] - m1 - xh[j] * m2) + (residual ? r[i * C + j] : 0);
           ds[j] += r[i * C + j] * xh[j]; db[j] += r[i * C + j];
         }
       }
@@ -116,7 +120,7 @@ const linear = (B: number, T: number, M: number, N: number): Case => ({
 });
 
 const CASES: Case[] = [gelu(false), gelu(true), softmax, layerNorm([6, 7, 50], 2), layerNorm([4, 6, 5, 9], 2),
-  linear(3, 17, 40, 48), linear(2, 9, 13, 21), linear(2, 150, 50, 20)];
+  layerNorm([6, 7, 50], 2, true), linear(3, 17, 40, 48), linear(2, 9, 13, 21), linear(2, 150, 50, 20)];
 
 /** The case's backward graph (fused or standard) and its float32 data. */
 function build(c: Case, fused: boolean) {
@@ -394,13 +398,27 @@ describe('SumSquares', () => {
   });
   test('a fused training graph sums its gradients in one node; the standard one per gradient', () => {
     const m = (fused: boolean) => buildGpt({ vocabSize: 11, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, mlpRatio: 4 }, 0, { fused });
-    const ops = (fused: boolean): string[] => { const x = m(fused); return assembleTraining({ forward: x.g, loss: x.loss, optimizer: makeSpec(getOptimizer('adamw'), {}), fusedBackward: fused }).train.graph.node.map((n) => n.opType); };
+    const ops = (fused: boolean): string[] => { const x = m(fused); return assembleTraining({ forward: x.g, loss: x.loss, optimizer: makeSpec(getOptimizer('adamw'), {}), fusedBackward: fused }).train.graph!.node.map((n) => n.opType); };
     const fused = ops(true); const standard = ops(false);
     expect(fused.filter((o) => o === 'SumSquares').length).toBe(1);
     expect(fused).not.toContain('ReduceSumSquare');
     expect(standard).not.toContain('SumSquares');
     expect(standard.filter((o) => o === 'ReduceSumSquare').length).toBeGreaterThan(10);
   });
+});
+
+// a pre-LN block's input feeds its LayerNormalization and the residual skip: the skip's gradient goes into the
+// LayerNormalizationGrad node as dR (added where dX is written) instead of an Add after it; the gradients themselves
+// are checked against the standard graph's above (a GPT, fused against standard)
+test('a fused GPT\'s LayerNormalizationGrad nodes take the residual path\'s gradient (no Add of activations after them)', () => {
+  const m = buildGpt({ vocabSize: 11, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16, mlpRatio: 4 }, 0, { fused: true });
+  const art = assembleTraining({ forward: m.g, loss: m.loss, optimizer: makeSpec(getOptimizer('adamw'), {}), fusedBackward: true });
+  const nodes = art.train.graph!.node;
+  const ln = nodes.filter((n) => n.opType === 'LayerNormalizationGrad');
+  // ln_1 and ln_2 of both blocks take dR; ln_f's input has no other consumer
+  expect(ln.map((n) => n.input.length).sort()).toEqual([5, 6, 6, 6, 6]);
+  const dxOf = new Set(ln.map((n) => n.output[0]));
+  expect(nodes.filter((n) => n.opType === 'Add' && n.input.some((i) => dxOf.has(i)))).toEqual([]);
 });
 
 // keep the float64 erf honest: erf(0.5), erf(2), erf(3.5), erf(−5) from tables

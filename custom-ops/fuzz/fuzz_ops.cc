@@ -98,7 +98,7 @@ std::vector<OpInfo> MakeOps() {
   // after the others, so the kept inputs (the op byte modulo the count) still pick the ops they were found on
   ops.push_back({"GeluGrad", nullptr, false, false, 2, 1, "approximate", false});
   ops.push_back({"SoftmaxGrad", nullptr, false, false, 2, 1, "axis", true});
-  ops.push_back({"LayerNormalizationGrad", nullptr, false, false, 5, 3, "axis", true});
+  ops.push_back({"LayerNormalizationGrad", nullptr, false, false, 6, 3, "axis", true});  // (dR, input 5, optional)
   ops.push_back({"WeightGrad", nullptr, false, false, 2, 2, nullptr, true});
   ops.push_back({"SelfAttention", nullptr, false, false, 1, 2, "heads", true});
   ops.push_back({"SelfAttentionGrad", nullptr, false, false, 4, 1, "heads", true});
@@ -611,6 +611,11 @@ void WriteSeeds(const char* dir) {
       b[kSeed0] = static_cast<uint8_t>(count);
       std::memcpy(&b[kShapes], v.shape, 4);
       if (v.beta1) b[kAttrs] = 4;  // float form, kFloatVals[1] = 0
+      // LayerNormalizationGrad's optional dR: left out, or shaped like dY (spec 0 by bit 5 of the list byte)
+      if (ops[i].name == "LayerNormalizationGrad") {
+        if (count % 2) b[kOmitIn] = 6;
+        else b[kListLen] = static_cast<uint8_t>(b[kListLen] | 0x20);
+      }
       const std::string path = std::string(dir) + "/seed-" + ops[i].name + "-" + std::to_string(count++);
       if (FILE* f = std::fopen(path.c_str(), "wb")) { std::fwrite(b.data(), 1, b.size(), f); std::fclose(f); }
     }

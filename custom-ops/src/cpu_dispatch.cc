@@ -88,9 +88,9 @@ float sum_squares(const float* x, size_t n) { return ADEMAMIX_PICK_NN(sum_square
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {
   ADEMAMIX_PICK_NN(softmax_grad(dy, y, dx, rows, cols));
 }
-void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, float* dx,
+void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, const float* dres, float* dx,
                     float* dscale, float* dbias, size_t rows, size_t cols) {
-  ADEMAMIX_PICK_NN(layernorm_grad(dy, x, scale, mean, inv, dx, dscale, dbias, rows, cols));
+  ADEMAMIX_PICK_NN(layernorm_grad(dy, x, scale, mean, inv, dres, dx, dscale, dbias, rows, cols));
 }
 void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, size_t T,
                        size_t D, float scale, bool causal, float* work) {

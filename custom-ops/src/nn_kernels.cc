@@ -200,8 +200,8 @@ void layernorm(const float* __restrict x, const float* __restrict scale, const f
 }
 
 void layernorm_grad(const float* __restrict dy, const float* __restrict x, const float* __restrict scale,
-                    const float* __restrict mean, const float* __restrict inv, float* __restrict dx,
-                    float* __restrict dscale, float* __restrict dbias, size_t rows, size_t cols) {
+                    const float* __restrict mean, const float* __restrict inv, const float* __restrict dres,
+                    float* __restrict dx, float* __restrict dscale, float* __restrict dbias, size_t rows, size_t cols) {
   const float invCols = 1.0f / static_cast<float>(cols);
   for (size_t r = 0; r < rows; r++) {
     const float* __restrict d = dy + r * cols;
@@ -229,6 +229,10 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
       dscale[c] += d[c] * xh;
       dbias[c] += d[c];
     }
+    // dR added to the row just written (in L1): a pass of its own so the sum is rounded as the separate Add's (in
+    // the loop above the avx2 build would contract it into the multiply's FMA)
+    if (dres)
+      for (size_t c = 0; c < cols; c++) o[c] = dres[r * cols + c] + o[c];
   }
 }
 

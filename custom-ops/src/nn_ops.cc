@@ -169,6 +169,9 @@ class LayerNormGradKernel : public Kernel {
     RETURN_IF(c.Tensor(2, "Scale", F32, nullptr, "", &ds, &scale));
     RETURN_IF(c.Tensor(3, "Mean", F32, nullptr, "", &dm, &mean));
     RETURN_IF(c.Tensor(4, "InvStdDev", F32, &dm, "Mean", &di, &inv));
+    Dims dr;
+    const void* res = nullptr;
+    RETURN_IF(c.Tensor(5, "dR", F32, &d, "dY", &dr, &res, true));
     size_t a = 0;
     RETURN_IF(Axis(c, axis_, d.size(), &a));
     const RowsCols rc = SplitAt(d, a);
@@ -182,7 +185,8 @@ class LayerNormGradKernel : public Kernel {
     RETURN_IF(c.Output(1, ds, &os));
     RETURN_IF(c.Output(2, ds, &ob));
     const float *g = static_cast<const float*>(dy), *v = static_cast<const float*>(x), *s = static_cast<const float*>(scale),
-                *mu = static_cast<const float*>(mean), *is = static_cast<const float*>(inv);
+                *mu = static_cast<const float*>(mean), *is = static_cast<const float*>(inv),
+                *rp = static_cast<const float*>(res);
     float* out = static_cast<float*>(o);
     const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
     std::vector<float> partial(blocks * 2 * cols, 0.0f);  // per block: dScale then dBias
@@ -190,7 +194,8 @@ class LayerNormGradKernel : public Kernel {
       for (size_t k = b; k < e; k++) {
         const size_t r0 = k * kRowBlock, n = std::min(kRowBlock, rows - r0);
         float* p = partial.data() + k * 2 * cols;
-        cpu::layernorm_grad(g + r0 * cols, v + r0 * cols, s, mu + r0, is + r0, out + r0 * cols, p, p + cols, n, cols);
+        cpu::layernorm_grad(g + r0 * cols, v + r0 * cols, s, mu + r0, is + r0, rp ? rp + r0 * cols : nullptr, out + r0 * cols,
+                            p, p + cols, n, cols);
       }
     }, 1));
     float* dscale = static_cast<float*>(os);
@@ -542,7 +547,7 @@ struct NnOpDef : OrtCustomOp {
     GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm ? 5 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4
+      return w == Which::kLayerNorm ? 6 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4
              : w == Which::kLayerNormFwd ? 3 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
@@ -550,9 +555,10 @@ struct NnOpDef : OrtCustomOp {
       const Which w = static_cast<const NnOpDef*>(op)->which;
       return w == Which::kLayerNorm || w == Which::kLayerNormFwd ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
     };
-    // Linear's residual R may be left out
+    // Linear's residual R and LayerNormalizationGrad's dR may be left out
     GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) {
-      return static_cast<const NnOpDef*>(op)->which == Which::kLinear && i == 3 ? OPT : REQ;
+      const Which w = static_cast<const NnOpDef*>(op)->which;
+      return (w == Which::kLinear && i == 3) || (w == Which::kLayerNorm && i == 5) ? OPT : REQ;
     };
     // LayerNormalizationGrad's dScale and dBias, WeightGrad's dB, SelfAttention's LSE may be left out of a node
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t i) { return i ? OPT : REQ; };

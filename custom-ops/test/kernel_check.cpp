@@ -128,7 +128,7 @@ bool CheckNn(std::mt19937& rng) {
       for (size_t c = 0; c < cols; c++) ref[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - s);
     }
     ok = check("softmax_grad", dx, ref, &worst) && ok;
-    cpu::layernorm_grad(dy.data(), x.data(), scale.data(), mean.data(), inv.data(), dx.data(), ds.data(), db.data(), rows, cols);
+    cpu::layernorm_grad(dy.data(), x.data(), scale.data(), mean.data(), inv.data(), nullptr, dx.data(), ds.data(), db.data(), rows, cols);
     for (size_t r = 0; r < rows; r++) {
       double m1 = 0, m2 = 0;
       for (size_t c = 0; c < cols; c++) {
@@ -144,6 +144,14 @@ bool CheckNn(std::mt19937& rng) {
     if (cols > 1) ok = check("layernorm_grad dX", dx, ref, &worst) && ok;  // one element: x̂ is rounding noise times 1/√ε
     ok = check("layernorm_grad dScale", ds, rds, &worst) && ok;
     ok = check("layernorm_grad dBias", db, rdb, &worst) && ok;
+    // with dR (X's gradient from elsewhere): dX = dR + the same, bit for bit the separate float add
+    std::vector<float> dr(n), dx2(n), ds2(cols, 0.0f), db2(cols, 0.0f);
+    fill(dr);
+    cpu::layernorm_grad(dy.data(), x.data(), scale.data(), mean.data(), inv.data(), dr.data(), dx2.data(), ds2.data(), db2.data(), rows, cols);
+    bool same = ds2 == ds && db2 == db;
+    for (size_t i = 0; i < n; i++) same = same && dx2[i] == dr[i] + dx[i];
+    if (!same) std::printf("FAIL layernorm_grad with dR: not dR + dX to the bit (cols %zu)\n", cols);
+    ok = same && ok;
   }
   // layernorm (forward) against float64: mean, 1/√(var + eps), y; rows with every kind of 16-lane tail
   for (size_t cols : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{128}, size_t{130}}) {
@@ -368,8 +376,8 @@ bool CheckNnIsaBits(std::mt19937& rng) {
     cpu::avx2::softmax_grad(dy.data(), y.data(), d1.data(), rows, cols);
     cpu::avx512::softmax_grad(dy.data(), y.data(), d2.data(), rows, cols);
     same("softmax_grad", d1, d2);
-    cpu::avx2::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), d1.data(), ds1.data(), db1.data(), rows, cols);
-    cpu::avx512::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), d2.data(), ds2.data(), db2.data(), rows, cols);
+    cpu::avx2::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), nullptr, d1.data(), ds1.data(), db1.data(), rows, cols);
+    cpu::avx512::layernorm_grad(dy.data(), x.data(), sc.data(), mean.data(), inv.data(), nullptr, d2.data(), ds2.data(), db2.data(), rows, cols);
     same("layernorm_grad dX", d1, d2);
     same("layernorm_grad dScale", ds1, ds2);
     same("layernorm_grad dBias", db1, db2);

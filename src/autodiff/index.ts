@@ -83,12 +83,21 @@ export function gradients(g: GraphBuilder, loss: Value, wrt: Value[], opts: Grad
     if (dOut.every((d) => d === null)) continue;
     const needs = n.inputs.map((v) => !!v && needed.has(v));
     let dIn: (Value | null)[];
+    const absorbed = new Set<number>();
+    const prior = (i: number): Value | null => {
+      const v = n.inputs[i];
+      return v && n.inputs.indexOf(v) === n.inputs.lastIndexOf(v) ? grad.get(v) ?? null : null;
+    };
     try {
-      dIn = getOp(n.opType, n.domain)!.grad!({ g, node: n, dOut, needs, fused: opts.fused ?? false });
+      dIn = getOp(n.opType, n.domain)!.grad!({ g, node: n, dOut, needs, fused: opts.fused ?? false, prior, absorb: (i) => absorbed.add(i) });
     } catch (e) {
       throw new OpError(`gradients: the rule for ${n.label} failed: ${(e as Error).message}`);
     }
-    n.inputs.forEach((v, i) => { if (v && needs[i] && dIn[i]) accumulate(n, v, dIn[i]!); });
+    n.inputs.forEach((v, i) => {
+      if (!v || !needs[i] || !dIn[i]) return;
+      if (absorbed.has(i) && grad.has(v)) grad.delete(v); // dIn[i] holds the sum so far
+      accumulate(n, v, dIn[i]!);
+    });
   }
 
   return wrt.map((w) => {

@@ -70,7 +70,7 @@ defineOp({
 defineOp({
   opType: 'LayerNormalizationGrad', domain: OPS_DOMAIN, attrTypes: { axis: 'int' }, nonDifferentiable: true,
   infer: (ctx): OutType[] => {
-    float32s(ctx, 5);
+    float32s(ctx, ctx.has(5) ? 6 : 5);
     return [{ dtype: 'float32', shape: ctx.input(1).shape }, { dtype: 'float32', shape: ctx.input(2).shape }, { dtype: 'float32', shape: ctx.input(2).shape }];
   },
 });
@@ -112,18 +112,20 @@ export function fusedSoftmaxGrad(g: GraphBuilder, d: Value, y: Value): Value {
 }
 
 /** For x of rank `rank` normalized from `axis` (≥ 0), with scale shaped like the normalized dims: [dX, dScale, dBias]. */
-export function fusedLayerNormGrad(g: GraphBuilder, d: Value, x: Value, scale: Value, mean: Value, inv: Value, axis: number, rank: number): Value[] {
-  return emitFused(g, 'LayerNormalizationGrad', [d, x, scale, mean, inv], { axis: attr.i(axis) }, 3, `r${rank}a${axis}`, (b) => {
+export function fusedLayerNormGrad(g: GraphBuilder, d: Value, x: Value, scale: Value, mean: Value, inv: Value, axis: number, rank: number, residual?: Value): Value[] {
+  const inputs = [d, x, scale, mean, inv, ...(residual ? [residual] : [])];
+  return emitFused(g, 'LayerNormalizationGrad', inputs, { axis: attr.i(axis) }, 3, `r${rank}a${axis}${residual ? 'res' : ''}`, (b) => {
     const sym = (n: number): (string | null)[] => Array.from({ length: n }, () => null);
     const [bd, bx] = [b.input('dY', 'float32', sym(rank)), b.input('X', 'float32', sym(rank))];
     const bs = b.input('Scale', 'float32', sym(rank - axis));
     const [bm, bi] = [b.input('Mean', 'float32', sym(rank)), b.input('InvStdDev', 'float32', sym(rank))];
     const { dx, dScaleTerm } = layerNormGradMath(b, bd, bx, bs, bm, bi, range(rank).slice(axis));
     const lead = b.ints(range(axis));
-    b.output(dx, 'dX');
+    // dR: X's gradient from elsewhere, added first-operand-first as the backward pass's own Add would
+    b.output(residual ? b.add(b.input('dR', 'float32', sym(rank)), dx) : dx, 'dX');
     b.output(b.op('ReduceSum', [dScaleTerm, lead], { keepdims: 0 }), 'dScale');
     b.output(b.op('ReduceSum', [bd, lead], { keepdims: 0 }), 'dBias');
-  }, `LayerNormalization's gradients (axis ${axis}, rank ${rank}) from its saved Mean and InvStdDev.`);
+  }, `LayerNormalization's gradients (axis ${axis}, rank ${rank}) from its saved Mean and InvStdDev${residual ? ', dX plus dR (X\'s gradient from its other consumers)' : ''}.`);
 }
 
 /** [dW, dB] of y = x·W (+ b) in standard ops: flat(x)ᵀ·flat(d) as one Gemm and Σ_rows flat(d) (the leading dims are rows). */

@@ -50,7 +50,7 @@ const layerNormDef = defineOp({
   // With x̂ = (x − μ)·σ⁻¹ over the normalized axes: dB = Σ_batch dY, dS = Σ_batch dY·x̂,
   // dX = σ⁻¹·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dY·S. Mean and InvStdDev are outputs 1 and 2 of the
   // forward node; when it was built without them, they are added to it here, so nothing is recomputed.
-  grad: ({ g, node, dOut, needs, fused }) => {
+  grad: ({ g, node, dOut, needs, fused, prior, absorb }) => {
     const [x, scale, bias] = node.inputs as (Value | null)[];
     const d = dOut[0];
     if (!d) throw new Error('gradients through the Mean/InvStdDev outputs are not supported');
@@ -76,7 +76,13 @@ const layerNormDef = defineOp({
     const full = (v: Value | null): boolean => !!v && !!v.shape && !!normShape && v.shape.length === normShape.length &&
       v.shape.every((dim, i) => typeof dim === 'number' && dim === normShape[i]);
     if (fused && x!.dtype === 'float32' && d.dtype === 'float32' && u === 'float32' && full(scale) && (!bias || full(bias))) {
-      const [dx, ds, db] = fusedLayerNormGrad(g, d, x!, scale!, mean, inv, ax, r);
+      // X's gradient so far (a pre-LN block's residual path) goes into the node, added where dX is written, instead
+      // of an Add pass after it (gpt-mini: 8 Adds of [16, 128, 128], ~75 µs each, 2026-12-03)
+      const res = needs[0] ? prior(0) : null;
+      const use = res && res.dtype === 'float32' && res.shape && x!.shape && res.shape.length === x!.shape.length &&
+        res.shape.every((dim, i) => sameDim(dim, x!.shape![i])) ? res : null;
+      if (use) absorb(0);
+      const [dx, ds, db] = fusedLayerNormGrad(g, d, x!, scale!, mean, inv, ax, r, use ?? undefined);
       return [needs[0] ? dx : null, needs[1] ? ds : null, bias && needs[2] ? db : null];
     }
     const { dx, dScaleTerm } = layerNormGradMath(g, d, x!, scale, mean, inv, normAxes);

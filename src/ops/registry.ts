@@ -79,6 +79,13 @@ export interface GradCtx {
   needs: boolean[];
   /** Emit the com.ademamix fused backward ops (ops/fused.ts) where a rule has one, instead of their standard-op math. */
   fused: boolean;
+  /**
+   * The gradient of input i accumulated so far (from the consumers after this node), or null (none yet, or the value
+   * is more than one of this node's inputs). A rule that folds it into its own gradient of input i (a fused node's
+   * extra input, instead of an Add after it) calls absorb(i): dIn[i] then replaces the sum instead of adding to it.
+   */
+  prior: (i: number) => Value | null;
+  absorb: (i: number) => void;
 }
 export type GradRule = (ctx: GradCtx) => (Value | null)[];
 

@@ -14,7 +14,7 @@ namespace cpu {
 // softmax_grad: rows of `cols` elements, dx = y ⊙ (dy − Σ_row dy ⊙ y).
 // layernorm_grad: rows of `cols` elements normalized with per-row mean and inv (1/σ), x̂ = (x − mean)·inv,
 //   dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ scale; adds Σ_rows dy ⊙ x̂ to dscale[cols] and
-//   Σ_rows dy to dbias[cols] (row by row, in order).
+//   Σ_rows dy to dbias[cols] (row by row, in order); dres (or null): X's gradient from elsewhere, dx = dres + that.
 // weight_grad: the weight and bias gradients of a linear layer from its flattened input A [K, M] and output gradient
 //   B [K, N] (K = batch × rows): the block of C = AᵀB [M, N] in row tiles [t0, t1) (kWeightGradTileRows rows each)
 //   and columns [n0, n1), and, when colsum is not null and t0 == 0, columns [n0, n1) of colsum = Σ_k B[k, :].
@@ -53,7 +53,7 @@ inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (
   float sum_squares(const float* x, size_t n);                                                          \
   void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \
   void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, \
-                      float* dx, float* dscale, float* dbias, size_t rows, size_t cols);                    \
+                      const float* dres, float* dx, float* dscale, float* dbias, size_t rows, size_t cols); \
   void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, \
                          size_t T, size_t D, float scale, bool causal, float* work);                      \
   void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld, \
