@@ -37,8 +37,11 @@ export function buildGpt(c: GptConfig, seed = 0, o: { fused?: boolean } = {}): B
   const targets = g.input('targets', 'int64', ['batch', 'seq']);
   const wte = p.normal('wte.weight', [c.vocabSize, c.nEmbd]);
   const wpe = p.normal('wpe.weight', [c.blockSize, c.nEmbd]);
-  const seqLen = g.op('Gather', [g.op('Shape', [tokens]), g.scalar(1, 'int64')], { axis: 0 });
-  const pos = g.op('Range', [g.scalar(0, 'int64'), seqLen, g.scalar(1, 'int64')]);
+  // positions [batch, seq] as an exclusive running count of ones along the sequence: shaped like tokens by name, so
+  // ONNX Runtime's shape inference keeps [batch, seq, C] down the network (a Range of Shape(tokens)[1] gave an
+  // unnamed dim, and every activation after the Add an unknown size: no buffer could then be reused in place)
+  const ones = g.add(g.mul(tokens, g.scalar(0, 'int64')), g.scalar(1, 'int64'));
+  const pos = g.op('CumSum', [ones, g.scalar(1, 'int64')], { exclusive: 1 });
   let x = g.add(g.op('Gather', [wte, tokens], { axis: 0 }), g.op('Gather', [wpe, pos], { axis: 0 }));
   const projStd = 0.02 / Math.sqrt(2 * c.nLayer); // GPT-2's scaled init of residual projections
   for (let i = 0; i < c.nLayer; i++) {

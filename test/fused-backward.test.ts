@@ -407,6 +407,31 @@ describe('SumSquares', () => {
   });
 });
 
+// LayerNormalizationGrad may write dX over dY (ORT's in-place reuse where dY is an intermediate used once and dX no
+// graph output): y = 3·LN(x), dX through a Neg (in place: checked with a debug print, 2026-12-03) against the same
+// node with dX a graph output (a fresh buffer), to the bit
+test('LayerNormalizationGrad written over its dY gives the same bits as into a fresh buffer', () => {
+  const run = (inPlace: boolean): Float32Array[] => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', [6, 7, 50]); const s = g.input('s', 'float32', [50]); const b = g.input('b', 'float32', [50]);
+    const r = g.input('r', 'float32', [6, 7, 50]);
+    const y = g.mul(g.op('LayerNormalization', [x, s, b], { axis: 2, epsilon: 1e-5 }), g.scalar(3));
+    const loss = g.op('ReduceSum', [g.mul(y, r)], { keepdims: 0 });
+    const [dx, ds, db] = gradients(g, loss, [x, s, b], { fused: true });
+    expect(dx.producer?.opType).toBe('LayerNormalizationGrad');
+    g.output(inPlace ? g.op('Neg', [dx]) : dx, 'dx'); g.output(ds, 'ds'); g.output(db, 'db');
+    const sess = NativeSession.create(encodeModel(toModelProto(g)), { intraOpThreads: 2 });
+    try {
+      const t = (d: number[], seed: number): Tensor => new Tensor('float32', Float32Array.from(randn(numel(d), seed)), d);
+      const out = sess.run({ x: t([6, 7, 50], 1), s: t([50], 2), b: t([50], 3), r: t([6, 7, 50], 4) });
+      return ['dx', 'ds', 'db'].map((k) => out[k].data as Float32Array);
+    } finally { sess.release(); }
+  };
+  const a = run(true); const b = run(false);
+  expect(Buffer.from(a[0].buffer).equals(Buffer.from(b[0].map((v) => -v).buffer))).toBe(true);
+  for (const i of [1, 2]) expect(Buffer.from(a[i].buffer).equals(Buffer.from(b[i].buffer))).toBe(true);
+});
+
 // a pre-LN block's input feeds its LayerNormalization and the residual skip: the skip's gradient goes into the
 // LayerNormalizationGrad node as dR (added where dX is written) instead of an Add after it; the gradients themselves
 // are checked against the standard graph's above (a GPT, fused against standard)

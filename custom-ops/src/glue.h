@@ -239,5 +239,18 @@ inline bool SameShape(OrtShapeInferContext* ctx, size_t from, const std::vector<
   return true;
 }
 
+// OrtCustomOp::GetMayInplace: output Pairs[2i+1] may reuse input Pairs[2i]'s buffer when ORT allows (the input's
+// last use, ORT-owned); the kernel must then handle the alias. Arrays are new[]'d here, delete[]'d by ReleaseInplace.
+template <int... Pairs>
+size_t ORT_API_CALL MayInplace(int** in, int** out) {
+  constexpr int p[] = {Pairs...};
+  constexpr size_t n = sizeof(p) / sizeof(p[0]) / 2;
+  *in = new int[n];
+  *out = new int[n];
+  for (size_t i = 0; i < n; i++) { (*in)[i] = p[2 * i]; (*out)[i] = p[2 * i + 1]; }
+  return n;
+}
+inline void ORT_API_CALL ReleaseInplace(int* in, int* out) { delete[] in; delete[] out; }
+
 }  // namespace glue
 }  // namespace ademamix

@@ -162,11 +162,11 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
 
 float sum_squares(const float* x, size_t n) { return Dot16(x, x, n); }
 
-void softmax_grad(const float* __restrict dy, const float* __restrict y, float* __restrict dx, size_t rows, size_t cols) {
+void softmax_grad(const float* dy, const float* __restrict y, float* dx, size_t rows, size_t cols) {
   for (size_t r = 0; r < rows; r++) {
-    const float* __restrict a = dy + r * cols;
+    const float* a = dy + r * cols;
     const float* __restrict b = y + r * cols;
-    float* __restrict o = dx + r * cols;
+    float* o = dx + r * cols;
     const float s = Dot16(a, b, cols);
     for (size_t c = 0; c < cols; c++) o[c] = b[c] * (a[c] - s);
   }
@@ -199,14 +199,14 @@ void layernorm(const float* __restrict x, const float* __restrict scale, const f
   }
 }
 
-void layernorm_grad(const float* __restrict dy, const float* __restrict x, const float* __restrict scale,
+void layernorm_grad(const float* dy, const float* __restrict x, const float* __restrict scale,
                     const float* __restrict mean, const float* __restrict inv, const float* __restrict dres,
-                    float* __restrict dx, float* __restrict dscale, float* __restrict dbias, size_t rows, size_t cols) {
+                    float* dx, float* __restrict dscale, float* __restrict dbias, size_t rows, size_t cols) {
   const float invCols = 1.0f / static_cast<float>(cols);
   for (size_t r = 0; r < rows; r++) {
-    const float* __restrict d = dy + r * cols;
+    const float* d = dy + r * cols;
     const float* __restrict v = x + r * cols;
-    float* __restrict o = dx + r * cols;
+    float* o = dx + r * cols;
     const float mu = mean[r], is = inv[r];
     V8 a0 = {}, a1 = {}, b0 = {}, b1 = {};  // Σ dx̂ and Σ dx̂·x̂, 16 lanes each
     const size_t body = cols / kLanes * kLanes;
@@ -223,11 +223,11 @@ void layernorm_grad(const float* __restrict dy, const float* __restrict x, const
       s2 = MulAdd(g, xh, s2);
     }
     const float m1 = s1 * invCols, m2 = s2 * invCols;
-    for (size_t c = 0; c < cols; c++) {
-      const float xh = (v[c] - mu) * is;
-      o[c] = is * (d[c] * scale[c] - m1 - xh * m2);
-      dscale[c] += d[c] * xh;
-      dbias[c] += d[c];
+    for (size_t c = 0; c < cols; c++) {  // (d[c] read once: o may be d)
+      const float xh = (v[c] - mu) * is, dc = d[c];
+      o[c] = is * (dc * scale[c] - m1 - xh * m2);
+      dscale[c] += dc * xh;
+      dbias[c] += dc;
     }
     // dR added to the row just written (in L1): a pass of its own so the sum is rounded as the separate Add's (in
     // the loop above the avx2 build would contract it into the multiply's FMA)

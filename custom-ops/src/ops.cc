@@ -871,19 +871,8 @@ struct OpDef : OrtCustomOp {
   }
 };
 
-// Output i may reuse input kInplace...[i]'s buffer when ORT allows (the input's last use, ORT-owned): the kernels
-// handle outputs that alias their inputs (see cpu_kernels.cc). Arrays are new[]'d here, delete[]'d on release.
-// Only the per-tensor ops declare it: the pairs are a fixed list, which cannot describe a variadic one.
-template <int... Pairs>
-size_t ORT_API_CALL MayInplace(int** in, int** out) {
-  constexpr int p[] = {Pairs...};
-  constexpr size_t n = sizeof(p) / sizeof(p[0]) / 2;
-  *in = new int[n];
-  *out = new int[n];
-  for (size_t i = 0; i < n; i++) { (*in)[i] = p[2 * i]; (*out)[i] = p[2 * i + 1]; }
-  return n;
-}
-void ORT_API_CALL ReleaseInplace(int* in, int* out) { delete[] in; delete[] out; }
+// (MayInplace, glue.h: the kernels handle outputs that alias their inputs, see cpu_kernels.cc. Only the per-tensor ops
+// declare it: the pairs are a fixed list, which cannot describe a variadic one.)
 
 // Reads a float attribute at shape-inference time (an int is taken too), else `dflt`.
 double InferAttrF(OrtShapeInferContext* ctx, const char* name, double dflt) {

@@ -327,6 +327,15 @@ defineOp({
   infer: (ctx) => [{ dtype: ctx.sameDtype([0, 1, 2]), shape: [null] }],
   nonDifferentiable: true,
 });
+// (integer use only so far: positions along an axis; no gradient rule)
+defineOp({
+  opType: 'CumSum', attrTypes: { exclusive: 'int', reverse: 'int' },
+  infer: (ctx) => {
+    ctx.requireDtype(1, ['int32', 'int64']);
+    return [{ dtype: ctx.input(0).dtype, shape: ctx.input(0).shape }];
+  },
+  nonDifferentiable: true,
+});
 defineOp({
   opType: 'Trilu', attrTypes: { upper: 'int' },
   infer: (ctx) => {

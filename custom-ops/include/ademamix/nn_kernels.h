@@ -11,6 +11,7 @@ namespace ademamix {
 namespace cpu {
 
 // dx[i] = dy[i] · GELU'(x[i]) for i in [0, n); tanh: the tanh approximation's derivative, else the exact (erf) one.
+// In softmax_grad and layernorm_grad dx may be dy (in place); no other output may alias an input.
 // softmax_grad: rows of `cols` elements, dx = y ⊙ (dy − Σ_row dy ⊙ y).
 // layernorm_grad: rows of `cols` elements normalized with per-row mean and inv (1/σ), x̂ = (x − mean)·inv,
 //   dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dy ⊙ scale; adds Σ_rows dy ⊙ x̂ to dscale[cols] and
