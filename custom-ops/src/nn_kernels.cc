@@ -280,14 +280,20 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
 // `cols` < kNr: the panel past the last whole one (B's slice zero-padded): only those columns are stored.
 // `bias` (columns n0…, or null): added to each stored sum after it is complete, as MatMul then Add round; then
 // `res` (rows like C's, or null), as a residual Add after that.
-template <size_t R, class A>
+// Half: only the panel's first kTv columns are summed (cols ≤ kTv; a causal product's diagonal panel), half the FMAs.
+template <size_t R, class A, bool Half = false>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first,
                                                 const float* bias = nullptr, const float* __restrict res = nullptr) {
   VT lo[R], hi[R];
   for (size_t i = 0; i < R; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
-    const VT b0 = LoadT(bp + k * kNr), b1 = LoadT(bp + k * kNr + kTv);
+    const VT b0 = LoadT(bp + k * kNr);
+    if constexpr (Half) {
+      for (size_t i = 0; i < R; i++) lo[i] += a(k, i) * b0;
+      continue;
+    }
+    const VT b1 = LoadT(bp + k * kNr + kTv);
     for (size_t i = 0; i < R; i++) {
       const float x = a(k, i);
       lo[i] += x * b0;
@@ -507,7 +513,10 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t n0 = p * kNr;
       if (part == Part::kLowerC && n0 > m0 + rows - 1) break;
       const size_t cols = N - n0 < kNr ? N - n0 : kNr;
-      Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      // the diagonal panel of a lower C: only its columns up to the tile's last row, in a half tile where they fit
+      const size_t need = part == Part::kLowerC && m0 + rows - n0 < cols ? m0 + rows - n0 : cols;
+      if (need <= kTv) Tile<kMr, StridedA<kMr>, true>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, need, n0, ke - kb, true);
+      else Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
     }
   }
 }
