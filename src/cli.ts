@@ -44,9 +44,25 @@ function printResult(result: Record<string, unknown>, json: boolean): void {
   for (const [k, v] of Object.entries(result)) console.log(`${k.padEnd(16)} ${v}`);
 }
 
+// The options each benchmark reads (BENCH_OPTIONS is their union, for the parser): one given to a benchmark that does
+// not read it is an error, not a silent default (`bench optimizer --optimizer lion` once ran AdEMAMix)
+const BENCH_TAKES: Record<string, string[]> = {
+  optimizer: ['op', 'all', 'device', 'params', 'reps', 'threads', 'shape', 'fallback', 'torch', 'spin', 'inplace', 'states', 'stochastic-rounding'],
+  'train-step': ['model', 'batch', 'seq', 'steps', 'threads', 'optimizer', 'compare-torch', 'fused'],
+  runner: ['model', 'steps', 'batch', 'seq', 'threads'],
+};
+
 async function bench(args: Args): Promise<void> {
   const what = args._[1];
   const json = args.json === true;
+  const takes = what === undefined ? undefined : BENCH_TAKES[what];
+  if (takes) {
+    const extra = Object.keys(args).filter((k) => k !== '_' && k !== 'json' && !takes.includes(k));
+    if (extra.length) {
+      const hint = what === 'optimizer' && extra.includes('optimizer') ? ' (the optimizer is --op)' : '';
+      throw new UsageError(`bench ${what}: ${extra.map((k) => `--${k}`).join(', ')} ${extra.length > 1 ? 'are not options' : 'is not an option'} of this benchmark${hint} (it takes ${takes.map((k) => `--${k}`).join(', ')})`);
+    }
+  }
   // every result says which machine it is from (a figure means little without it)
   const print = (r: Record<string, unknown>, asJson: boolean): void => printResult({ ...r, ...hostInfo() }, asJson);
   if (what === 'optimizer') {

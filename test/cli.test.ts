@@ -86,6 +86,11 @@ test('--help per command: only that command\'s usage; usage errors are one line 
   const e = cli(['export', '--help']);
   expect(e.stdout).toMatch(/export --model/);
   expect(e.stdout).toMatch(/export --onnx/);
+  // an option of another benchmark is refused, not ignored
+  const wrong = cli(['bench', 'optimizer', '--optimizer', 'lion']);
+  expect(wrong.status).toBe(2);
+  expect(wrong.stderr).toMatch(/^ademamix: bench optimizer: --optimizer is not an option of this benchmark \(the optimizer is --op\)/);
+  expect(cli(['bench', 'train-step', '--op', 'lion', '--reps', '2']).stderr).toMatch(/bench train-step: --op, --reps are not options of this benchmark/);
   const bad = cli(['train', '--stepz', '3']);
   expect(bad.status).toBe(2);
   expect(bad.stderr).toBe('ademamix: train: unknown option --stepz (see ademamix train --help)\n');
