@@ -252,5 +252,40 @@ size_t ORT_API_CALL MayInplace(int** in, int** out) {
 }
 inline void ORT_API_CALL ReleaseInplace(int* in, int* out) { delete[] in; delete[] out; }
 
+// A CPU op over a variadic list of float32 inputs (at least one), its kernel made by `make`: one output (a fixed
+// one) or a variadic list of them, the shapes from `infer`. BenchCopy and SumSquares.
+struct FloatListOp : OrtCustomOp {
+  const char* name;
+  Kernel* (*make)(const OrtKernelInfo*);
+  bool listOut;
+  FloatListOp(const char* opName, Kernel* (*makeKernel)(const OrtKernelInfo*), bool outputList,
+              OrtStatusPtr(ORT_API_CALL* infer)(const OrtCustomOp*, OrtShapeInferContext*))
+      : OrtCustomOp{}, name(opName), make(makeKernel), listOut(outputList) {
+    version = ORT_API_VERSION;
+    GetName = [](const OrtCustomOp* op) { return static_cast<const FloatListOp*>(op)->name; };
+    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
+    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
+    GetOutputCharacteristic = [](const OrtCustomOp* op, size_t) { return static_cast<const FloatListOp*>(op)->listOut ? VAR : REQ; };
+    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
+    GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
+    CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
+      *kernel = static_cast<const FloatListOp*>(op)->make(info);
+      return nullptr;
+    };
+    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
+    InferOutputShapeFn = infer;
+    GetStartVersion = [](const OrtCustomOp*) { return 1; };
+    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+  }
+};
+
 }  // namespace glue
 }  // namespace ademamix

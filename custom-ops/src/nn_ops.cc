@@ -498,35 +498,6 @@ class SumSquaresKernel : public Kernel {
   const std::string label_;
 };
 
-struct SumSquaresDef : OrtCustomOp {
-  SumSquaresDef() : OrtCustomOp{} {
-    version = ORT_API_VERSION;
-    GetName = [](const OrtCustomOp*) { return "SumSquares"; };
-    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
-    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
-    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
-    GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
-    GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return REQ; };
-    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
-    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
-    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
-    CreateKernelV2 = [](const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
-      *kernel = new SumSquaresKernel(info);
-      return nullptr;
-    };
-    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
-    InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
-      SetOutputShape(ctx, 0, {}, {}, F32);  // a scalar
-      return nullptr;
-    };
-    GetStartVersion = [](const OrtCustomOp*) { return 1; };
-    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
-  }
-};
-
 enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
@@ -664,7 +635,12 @@ OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
                           NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
                           NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
-  static SumSquaresDef sumSquares;
+  static FloatListOp sumSquares(
+      "SumSquares", [](const OrtKernelInfo* info) -> Kernel* { return new SumSquaresKernel(info); }, false,
+      [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
+        SetOutputShape(ctx, 0, {}, {}, F32);  // a scalar
+        return nullptr;
+      });
   RETURN_IF(api->CustomOpDomain_Add(domain, &sumSquares));
   return nullptr;
 }

@@ -1114,38 +1114,8 @@ OrtStatusPtr ORT_API_CALL InferCopyShapes(const OrtCustomOp*, OrtShapeInferConte
   return nullptr;
 }
 
-struct CopyOpDef : OrtCustomOp {
-  CopyOpDef() : OrtCustomOp{} {
-    version = ORT_API_VERSION;
-    GetName = [](const OrtCustomOp*) { return "BenchCopy"; };
-    GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
-    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
-    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
-    GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
-    GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return VAR; };
-    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
-    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
-    CreateKernel = nullptr;
-    KernelCompute = nullptr;
-    KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
-    CreateKernelV2 = [](const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
-      *kernel = new CopyKernel(info);
-      return nullptr;
-    };
-    KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr { return static_cast<Kernel*>(k)->Compute(ctx); };
-    InferOutputShapeFn = InferCopyShapes;
-    GetStartVersion = [](const OrtCustomOp*) { return 1; };
-    GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
-  }
-};
-
-CopyOpDef& CopyOp() {
-  static CopyOpDef op;
+FloatListOp& CopyOp() {
+  static FloatListOp op("BenchCopy", [](const OrtKernelInfo* info) -> Kernel* { return new CopyKernel(info); }, true, InferCopyShapes);
   return op;
 }
 
