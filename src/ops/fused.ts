@@ -10,7 +10,7 @@ import { attr, type Attr, type Value } from '../graph/value';
 import { range, scalarLike } from './grad-util';
 import { OPS_DOMAIN } from './optimizers';
 import { defineOp, type InferCtx, type OutType } from './registry';
-import { normAxis, sameDim } from './shape';
+import { normAxis, sameShape } from './shape';
 
 /** dY ⊙ GELU'(x): y = xΦ(x) (y' = Φ(x) + xφ(x)), or the tanh approximation y = ½x(1 + tanh u). */
 export function geluGradMath(g: GraphBuilder, d: Value, x: Value, tanh: boolean): Value {
@@ -81,7 +81,7 @@ defineOp({
     float32s(ctx, 2);
     const x = ctx.input(0).shape; const d = ctx.input(1).shape;
     if ((x && x.length < 2) || (d && d.length < 2)) ctx.fail('X and dY must be [rows…, features] (rank ≥ 2)');
-    if (x && d && (x.length !== d.length || x.slice(0, -1).some((v, i) => !sameDim(v, d[i])))) ctx.fail('X and dY must have the same leading (row) dims');
+    if (x && d && !sameShape(x.slice(0, -1), d.slice(0, -1))) ctx.fail('X and dY must have the same leading (row) dims');
     return [{ dtype: 'float32', shape: x && d ? [x[x.length - 1], d[d.length - 1]] : null }, { dtype: 'float32', shape: d ? [d[d.length - 1]] : null }];
   },
 });

@@ -5,7 +5,7 @@ import { range, sumToShape } from './grad-util';
 import { emitFused, fusedWeightGrad, weightGradMath } from './fused';
 import { OPS_DOMAIN } from './optimizers';
 import { defineOp, type InferCtx } from './registry';
-import { broadcast, sameDim } from './shape';
+import { broadcast, sameDim, sameShape } from './shape';
 
 function matmulShape(ctx: InferCtx, a: Dim[] | null, b: Dim[] | null): Dim[] | null {
   if (!a || !b) return null;
@@ -105,7 +105,7 @@ defineOp({
     if (w && b && !sameDim(w[1], b[0])) ctx.fail(`B has ${b[0]} entries for W's ${w[1]} columns`);
     const y = x && w ? [...x.slice(0, -1), w[1]] : null;
     const r = ctx.has(3) ? ctx.input(3).shape : null;
-    if (y && r && (r.length !== y.length || r.some((d, i) => !sameDim(d, y[i])))) ctx.fail(`R must be shaped like Y [${y.join(', ')}]`);
+    if (y && r && !sameShape(r, y)) ctx.fail(`R must be shaped like Y [${y.join(', ')}]`);
     return [{ dtype: 'float32', shape: y }];
   },
   grad: ({ g, node, dOut, needs, fused }) => {

@@ -4,7 +4,7 @@ import type { DType } from '../graph/dtype';
 import { attr, type Node, type Value } from '../graph/value';
 import { castLike, constValue, floatAttr, intAttr, intsAttr, range, requestOutput, scalarLike, stringAttr, sumToShape, typed } from './grad-util';
 import { defineOp } from './registry';
-import { normAxis, sameDim } from './shape';
+import { normAxis, sameDim, sameShape } from './shape';
 import { floatUnaryInfer } from './elementwise';
 import { emitFused, fusedLayerNormGrad, fusedSoftmaxGrad, layerNormGradMath, softmaxGradMath } from './fused';
 import { OPS_DOMAIN } from './optimizers';
@@ -79,8 +79,7 @@ const layerNormDef = defineOp({
       // X's gradient so far (a pre-LN block's residual path) goes into the node, added where dX is written, instead
       // of an Add pass after it (gpt-mini: 8 Adds of [16, 128, 128], ~75 µs each, 2026-12-03)
       const res = needs[0] ? prior(0) : null;
-      const use = res && res.dtype === 'float32' && res.shape && x!.shape && res.shape.length === x!.shape.length &&
-        res.shape.every((dim, i) => sameDim(dim, x!.shape![i])) ? res : null;
+      const use = res && res.dtype === 'float32' && res.shape && x!.shape && sameShape(res.shape, x!.shape) ? res : null;
       if (use) absorb(0);
       const [dx, ds, db] = fusedLayerNormGrad(g, d, x!, scale!, mean, inv, ax, r, use ?? undefined);
       return [needs[0] ? dx : null, needs[1] ? ds : null, bias && needs[2] ? db : null];

@@ -3,7 +3,7 @@
 import type { DType } from '../graph/dtype';
 import { fmtShape } from '../graph/value';
 import type { InferCtx, OutType } from './registry';
-import { sameDim } from './shape';
+import { sameShape } from './shape';
 
 export { OPS_DOMAIN } from '../optim/defs/layout';
 
@@ -21,9 +21,7 @@ export function check(ctx: InferCtx, names: string[], tensors: number[], step: n
     if (!v) continue;
     const want = states.includes(i) ? stateDtype : 'float32';
     if (v.dtype !== null && v.dtype !== want) ctx.fail(`input '${names[i]}' must be ${want}, got ${v.dtype}`);
-    const same = v.shape === null || p.shape === null ||
-      (v.shape.length === p.shape.length && v.shape.every((d, k) => sameDim(d, p.shape![k])));
-    if (!same) ctx.fail(`input '${names[i]}' has shape ${fmtShape(v.shape)} but '${names[paramIdx]}' has ${fmtShape(p.shape)}`);
+    if (!sameShape(v.shape, p.shape)) ctx.fail(`input '${names[i]}' has shape ${fmtShape(v.shape)} but '${names[paramIdx]}' has ${fmtShape(p.shape)}`);
   }
   const s = ctx.input(step);
   if (s.dtype !== null && s.dtype !== 'int64') ctx.fail(`input 'step' must be int64, got ${s.dtype}`);

@@ -43,6 +43,9 @@ export const staticNumel = (s: Shape): number | null => {
 
 /** Could two dims be equal at run time? Only two different static sizes are a certain mismatch. */
 export const sameDim = (a: Dim, b: Dim): boolean => a === b || typeof a !== 'number' || typeof b !== 'number';
+/** Could two shapes be equal at run time? An unknown one (null) can; else the same rank and every dim sameDim. */
+export const sameShape = (a: Shape, b: Shape): boolean =>
+  a === null || b === null || (a.length === b.length && a.every((d, i) => sameDim(d, b[i])));
 
 /**
  * The elements of a 1-D int64 shape-like value, traced through the ops that build shapes (Constant, Shape,

@@ -5,7 +5,7 @@ import { GraphBuilder } from '../graph/builder';
 import { toFunctionProto } from '../graph/serialize';
 import { attr, fmtShape, type Attr, type AttrType, type Value } from '../graph/value';
 import { defineOp, OpError, type InferCtx, type OutType } from '../ops/registry';
-import { sameDim } from '../ops/shape';
+import { sameShape } from '../ops/shape';
 import { check, like } from '../ops/optimizers';
 import type { DType } from '../graph/dtype';
 import { attrOf, multiScalars, OPS_DOMAIN, perTensorInputs } from './defs/layout';
@@ -131,8 +131,7 @@ function defineFused(def: OptimizerDef): void {
           const v = ctx.inputs[S + gi * n + i];
           if (!v) ctx.fail(`input '${groups[gi]}[${i}]' is required`);
           if (v.dtype !== null && v.dtype !== 'float32') ctx.fail(`input '${groups[gi]}[${i}]' must be float32, got ${v.dtype}`);
-          const same = v.shape === null || p.shape === null || (v.shape.length === p.shape.length && v.shape.every((d, k) => sameDim(d, p.shape![k])));
-          if (!same) ctx.fail(`input '${groups[gi]}[${i}]' has shape ${fmtShape(v.shape)} but 'param[${i}]' has ${fmtShape(p.shape)}`);
+          if (!sameShape(v.shape, p.shape)) ctx.fail(`input '${groups[gi]}[${i}]' has shape ${fmtShape(v.shape)} but 'param[${i}]' has ${fmtShape(p.shape)}`);
           if (gi !== 1) outs.push({ dtype: 'float32', shape: p.shape });
         }
       }
@@ -322,8 +321,7 @@ function defineCoded(def: OptimizerDef): void {
         for (let i = 0; i < n; i++) {
           const v = at(2 + k, i); const p = at(0, i);
           want(v, dtypeOfFormat(s.format), `${s.name}[${i}]`);
-          const same = v.shape === null || p.shape === null || (v.shape.length === p.shape.length && v.shape.every((d, j) => sameDim(d, p.shape![j])));
-          if (!same) ctx.fail(`input '${s.name}[${i}]' has shape ${fmtShape(v.shape)} but 'param[${i}]' has ${fmtShape(p.shape)}`);
+          if (!sameShape(v.shape, p.shape)) ctx.fail(`input '${s.name}[${i}]' has shape ${fmtShape(v.shape)} but 'param[${i}]' has ${fmtShape(p.shape)}`);
           outs.push({ dtype: dtypeOfFormat(s.format), shape: p.shape });
         }
       });
