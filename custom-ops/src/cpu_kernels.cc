@@ -35,6 +35,28 @@ constexpr size_t kStreamMin = size_t(1) << 14;  // ranges at least this long use
 
 #define ADEMAMIX_LOOP_INLINE __attribute__((always_inline)) inline
 
+// Elements ahead of the loop whose lines are requested with software prefetches, block by block, on every stream
+// the update reads. The hardware prefetchers follow the 3–5 streams too, but not far enough ahead: Lion in place
+// went from 1.00 to 1.20–1.27× a 2-thread streaming copy of 16 bytes a parameter with 1024 floats (4 KB) ahead
+// (microbench, 16M params, Intel Xeon KVM host, 2026-12-03; 256–2048 all within 5 % of each other; read or write
+// intent the same).
+constexpr size_t kPrefetchAhead = 1024;
+
+template <class T>
+ADEMAMIX_LOOP_INLINE void prefetch_range(const T* p, size_t lo, size_t hi) {
+  constexpr size_t kLine = 64 / sizeof(T);
+  for (size_t i = lo; i < hi; i += kLine) __builtin_prefetch(p + i, 0, 3);
+}
+// The lines of [lo, hi) + kPrefetchAhead (not past e) of every input stream
+template <int K, class S>
+ADEMAMIX_LOOP_INLINE void prefetch_inputs(const StreamsOf<S>& x, size_t lo, size_t hi, size_t e) {
+  const size_t a = lo + kPrefetchAhead, z = hi + kPrefetchAhead < e ? hi + kPrefetchAhead : e;
+  if (a >= z) return;
+  prefetch_range(x.param, a, z);
+  prefetch_range(x.grad, a, z);
+  for (int k = 0; k < K; k++) prefetch_range(x.state[k], a, z);
+}
+
 // GCC applies `restrict` for vectorization only to function parameters, so each loop takes its streams as such.
 template <class Op, class S>
 ADEMAMIX_LOOP_INLINE void loop1(const Op op, const float* __restrict P, const float* __restrict G,
@@ -182,6 +204,7 @@ ADEMAMIX_LOOP_INLINE void blocked(const Op& op, const StreamsOf<S>& x, size_t b,
     y.grad = x.grad + lo;
     y.param_out = tp;
     for (int k = 0; k < K; k++) { y.state[k] = x.state[k] + lo; y.state_out[k] = ts[k]; }
+    prefetch_inputs<K>(x, lo, hi, e);
     plain(op, y, 0, n);
     copy_out(x.param_out + lo, tp, n * sizeof(float), stream[K]);
     for (int k = 0; k < K; k++) copy_out(x.state_out[k] + lo, ts[k], n * sizeof(S), stream[k]);
@@ -199,7 +222,13 @@ ADEMAMIX_LOOP_INLINE void run(const Op op, const StreamsOf<S>& x, size_t b, size
     all = all && same;
     any = any || same;
   }
-  if (all) inplace(op, x, b, e);
+  if (all) {
+    for (size_t lo = b, hi; lo < e; lo = hi) {
+      hi = lo + kBlock < e ? lo + kBlock : e;
+      prefetch_inputs<Op::kStates>(x, lo, hi, e);
+      inplace(op, x, lo, hi);
+    }
+  }
   else if (!any && e - b < kStreamMin) plain(op, x, b, e);
   else blocked(op, x, b, e);
 }
