@@ -135,6 +135,17 @@ inline F GeluGradAt(F dy, F v) {
 }
 inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
+// Streaming loops run in blocks of kStreamBlock floats and request the lines kPrefetchAhead floats past the block
+// with software prefetches: the hardware prefetchers stop at each 4 KB page and fall behind on arrays that come
+// from DRAM (GeluGrad over 8M floats, cold: 1.03 → 0.86 ns a float on one thread, 0.57 → 0.44 on two; microbench,
+// Intel Xeon KVM host, 2026-12-03; 512–2048 ahead within 3 % of each other)
+constexpr size_t kStreamBlock = 256, kPrefetchAhead = 1024;
+// The lines of p[i + kPrefetchAhead, i + len + kPrefetchAhead) below n (a block, or a row of a row-wise kernel)
+inline void PrefetchAhead(const float* p, size_t i, size_t len, size_t n) {
+  const size_t e = i + len + kPrefetchAhead < n ? i + len + kPrefetchAhead : n;
+  for (size_t j = i + kPrefetchAhead; j < e; j += 64 / sizeof(float)) __builtin_prefetch(p + j, 0, 3);
+}
+
 }  // namespace
 
 void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t n, bool tanh) {
@@ -154,7 +165,13 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
   // a time (the same operations as the scalar tail, so the same bits; GCC's own vectorization of the scalar loop
   // ran 1.44 ms per million elements on one thread, this 1.16, 2026-12-03)
   size_t i = 0;
-  // (VT: 16 lanes on avx512, 8 elsewhere; the same operations lane by lane, so the same bits either way)
+  // (VT: 16 lanes on avx512, 8 elsewhere; the same operations lane by lane, so the same bits either way), in blocks
+  // with both inputs prefetched ahead (x was written in the forward, long ago)
+  for (; i + kStreamBlock <= n; i += kStreamBlock) {
+    PrefetchAhead(dy, i, kStreamBlock, n);
+    PrefetchAhead(x, i, kStreamBlock, n);
+    for (size_t j = i; j < i + kStreamBlock; j += kTv) StoreT(dx + j, GeluGradAt(LoadT(dy + j), LoadT(x + j)));
+  }
   for (; i + kTv <= n; i += kTv) StoreT(dx + i, GeluGradAt(LoadT(dy + i), LoadT(x + i)));
   for (; i + 8 <= n; i += 8) Store8(dx + i, GeluGradAt(Load8(dy + i), Load8(x + i)));
   for (; i < n; i++) dx[i] = GeluGradAt(dy[i], x[i]);
@@ -167,6 +184,8 @@ void softmax_grad(const float* dy, const float* __restrict y, float* dx, size_t 
     const float* a = dy + r * cols;
     const float* __restrict b = y + r * cols;
     float* o = dx + r * cols;
+    PrefetchAhead(dy, r * cols, cols, rows * cols);
+    PrefetchAhead(y, r * cols, cols, rows * cols);
     const float s = Dot16(a, b, cols);
     for (size_t c = 0; c < cols; c++) o[c] = b[c] * (a[c] - s);
   }
@@ -178,6 +197,7 @@ void layernorm(const float* __restrict x, const float* __restrict scale, const f
   for (size_t r = 0; r < rows; r++) {
     const float* __restrict v = x + r * cols;
     float* __restrict o = y + r * cols;
+    PrefetchAhead(x, r * cols, cols, rows * cols);
     // ONNX's definition: mean, then the mean of squared deviations (two passes over the row, 16 fixed lanes each)
     V8 a0 = {}, a1 = {};
     const size_t body = cols / kLanes * kLanes;
@@ -208,6 +228,9 @@ void layernorm_grad(const float* dy, const float* __restrict x, const float* __r
     const float* __restrict v = x + r * cols;
     float* o = dx + r * cols;
     const float mu = mean[r], is = inv[r];
+    PrefetchAhead(dy, r * cols, cols, rows * cols);
+    PrefetchAhead(x, r * cols, cols, rows * cols);
+    if (dres) PrefetchAhead(dres, r * cols, cols, rows * cols);
     V8 a0 = {}, a1 = {}, b0 = {}, b1 = {};  // Σ dx̂ and Σ dx̂·x̂, 16 lanes each
     const size_t body = cols / kLanes * kLanes;
     for (size_t j = 0; j < body; j += kLanes) {
