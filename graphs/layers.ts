@@ -3,6 +3,7 @@ import type { GraphBuilder } from '../src/graph/builder';
 import type { Value } from '../src/graph/value';
 import { tensorData } from '../src/graph/tensor-data';
 import { selfAttention } from '../src/ops/attention';
+import { gelu } from '../src/ops/elementwise';
 import { linearLayer } from '../src/ops/math';
 import { layerNormalization } from '../src/ops/nn';
 import type { Rng } from '../src/util/rng';
@@ -53,7 +54,7 @@ export function attention(p: Params, x: Value, name: string, c: AttentionConfig,
 }
 
 export function mlp(p: Params, x: Value, name: string, dim: number, hidden: number, projStd: number, fused = false, residual?: Value): Value {
-  const h = p.g.op('Gelu', [linear(p, x, `${name}.fc`, dim, hidden, 0.02, true, fused)]);
+  const h = gelu(p.g, linear(p, x, `${name}.fc`, dim, hidden, 0.02, true, fused), 'none', fused);
   return linear(p, h, `${name}.proj`, hidden, dim, projStd, true, fused, residual);
 }
 

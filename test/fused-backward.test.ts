@@ -14,6 +14,7 @@ import { hasOpsLibrary } from '../src/native/paths';
 import { encodeModel } from '../src/onnx/io';
 import { linearLayer } from '../src/ops/math';
 import { sumSquares } from '../src/ops/fused';
+import { gelu as geluOp } from '../src/ops/elementwise';
 import { layerNormalization } from '../src/ops/nn';
 import { assembleTraining } from '../src/train/assemble';
 import { makeSpec, getOptimizer } from '../src/optim/derive';
@@ -305,6 +306,47 @@ describe('Linear', () => {
       expect(() => s.run({ x: t([3, 8]), w: t([8, 4]), b: t([4]), r: t([3, 5]) })).toThrow(/Linear 'lin_bad'.*input 'R' has shape \[3,5\] but 'Y' has \[3,4\]/);
       expect(s.run({ x: t([3, 8]), w: t([8, 4]), b: t([4]), r: t([3, 4]) }).y.dims).toEqual([3, 4]);
     } finally { s.release(); }
+  });
+});
+
+// Gelu in com.ademamix (forward): Y from the op library's kernel and from its function body (ORT's standard Gelu)
+// against float64, both forms, and dX through it (GeluGrad)
+describe('Gelu (com.ademamix)', () => {
+  const dims = [3, 37, 41];
+  const run = (form: 'none' | 'tanh', opsLibrary?: false) => {
+    const g = new GraphBuilder();
+    const x = g.input('x', 'float32', dims);
+    const y = geluOp(g, x, form, true);
+    const r = g.input('r', 'float32', dims);
+    g.output(y, 'y');
+    g.output(gradients(g, g.op('ReduceSum', [g.mul(y, r)], { keepdims: 0 }), [x], { fused: true })[0], 'dx');
+    // |x| up to ~12 (scale 3): both tails, where Φ is 0 or 1 to float precision
+    const data = { x: randn(numel(dims), 41, 3), r: randn(numel(dims), 42) };
+    const s = NativeSession.create(encodeModel(toModelProto(g)), { intraOpThreads: 2, opsLibrary });
+    try {
+      const t = (v: number[]): Tensor => new Tensor('float32', Float32Array.from(v), dims);
+      const out = s.run({ x: t(data.x), r: t(data.r) });
+      return { ops: g.nodes.map((n) => `${n.domain}:${n.opType}`), data, y: out.y.data as Float32Array, dx: out.dx.data as Float32Array };
+    } finally { s.release(); }
+  };
+  // measured 2026-12-03 (error over the output's scale), erf / tanh: y kernel 4.6e-8 / 4.3e-8, function body (ORT's
+  // Gelu) 5.1e-8 / 6.9e-8; dx kernel 1.2e-7 / 1.3e-6, body 8.7e-8 / 2.0e-6
+  test.each(['none', 'tanh'] as const)('approximate %s: the kernel and the function body against float64', (form) => {
+    const k = run(form); const body = run(form, false);
+    expect(k.ops).toContain('com.ademamix:Gelu');
+    const s = Math.sqrt(2 / Math.PI);
+    const yRef = k.data.x.map((v) => (form === 'none' ? 0.5 * v * (1 + erf(v / Math.SQRT2)) : 0.5 * v * (1 + Math.tanh(s * (v + 0.044715 * v ** 3)))));
+    const dRef = gelu(form === 'tanh').reference([k.data.x], k.data.r)[0];
+    for (const out of [k, body]) {
+      expect(relErr(out.y, yRef)).toBeLessThan(5e-7);
+      expect(relErr(out.dx, dRef)).toBeLessThan(1e-5);
+    }
+  });
+  test('a bad approximate is one error naming the node', () => {
+    const g = new GraphBuilder();
+    g.output(g.op('Gelu', [g.input('x', 'float32', [4])], { approximate: 'fast' }, { domain: 'com.ademamix', name: 'gelu_bad' }), 'y');
+    expect(() => NativeSession.create(encodeModel(toModelProto(g)), { intraOpThreads: 1 }).release())
+      .toThrow(/Gelu 'gelu_bad': attribute approximate must be 'none' or 'tanh', got 'fast'/);
   });
 });
 

@@ -105,6 +105,7 @@ std::vector<OpInfo> MakeOps() {
   ops.push_back({"Linear", nullptr, false, false, 4, 1, nullptr, true});
   ops.push_back({"LayerNormalization", nullptr, false, false, 3, 3, "axis", true});
   ops.push_back({"SumSquares", nullptr, false, false, 3, 1, nullptr, true});  // (variadic: three inputs of any shapes)
+  ops.push_back({"Gelu", nullptr, false, false, 1, 1, "approximate", false});
   return ops;
 }
 const std::vector<OpInfo>& Ops() {

@@ -83,6 +83,7 @@ void layernorm(const float* x, const float* scale, const float* bias, float* y, 
                size_t cols, float eps) {
   ADEMAMIX_PICK_NN(layernorm(x, scale, bias, y, mean, inv, rows, cols, eps));
 }
+void gelu(const float* x, float* y, size_t n, bool tanh) { ADEMAMIX_PICK_NN(gelu(x, y, n, tanh)); }
 void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh) { ADEMAMIX_PICK_NN(gelu_grad(dy, x, dx, n, tanh)); }
 float sum_squares(const float* x, size_t n) { return ADEMAMIX_PICK_NN(sum_squares(x, n)); }
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {

@@ -30,10 +30,13 @@ OrtStatus* Axis(const Ctx& c, int64_t axis, size_t rank, size_t* out) {
   return nullptr;
 }
 
-class GeluGradKernel : public Kernel {
+// Gelu(X) → Y (forward) and GeluGrad(dY, X) → dX: elementwise over pool tasks of kElemChunk elements.
+// Attribute approximate: absent or "none" → erf form, "tanh" → tanh form, anything else an error.
+template <bool kGrad>
+class GeluKernel : public Kernel {
  public:
-  GeluGradKernel(const OrtKernelInfo* info, bool tanh) : label_(NodeLabel(info, "GeluGrad")), tanh_(tanh) {}
-  // attribute approximate: absent or "none" → erf form, "tanh" → tanh form, anything else an error
+  static constexpr const char* kOp = kGrad ? "GeluGrad" : "Gelu";
+  GeluKernel(const OrtKernelInfo* info, bool tanh) : label_(NodeLabel(info, kOp)), tanh_(tanh) {}
   static OrtStatus* Create(const OrtKernelInfo* info, void** kernel) {
     size_t n = 0;
     std::string v = "none";
@@ -45,23 +48,29 @@ class GeluGradKernel : public Kernel {
       v.resize(std::strlen(v.c_str()));
     }
     if (v != "none" && v != "tanh")
-      return Fail(NodeLabel(info, "GeluGrad") + ": attribute approximate must be 'none' or 'tanh', got '" + v + "'");
-    *kernel = new GeluGradKernel(info, v == "tanh");
+      return Fail(NodeLabel(info, kOp) + ": attribute approximate must be 'none' or 'tanh', got '" + v + "'");
+    *kernel = new GeluKernel(info, v == "tanh");
     return nullptr;
   }
   OrtStatus* Compute(OrtKernelContext* ctx) override {
     const Ctx c{ctx, label_.c_str()};
     Dims d, dx;
     const void *dy = nullptr, *x = nullptr;
-    RETURN_IF(c.Tensor(0, "dY", F32, nullptr, "", &d, &dy));
-    RETURN_IF(c.Tensor(1, "X", F32, &d, "dY", &dx, &x));
+    if constexpr (kGrad) {
+      RETURN_IF(c.Tensor(0, "dY", F32, nullptr, "", &d, &dy));
+      RETURN_IF(c.Tensor(1, "X", F32, &d, "dY", &dx, &x));
+    } else {
+      RETURN_IF(c.Tensor(0, "X", F32, nullptr, "", &d, &x));
+    }
     void* o = nullptr;
     RETURN_IF(c.Output(0, d, &o));
     const float *g = static_cast<const float*>(dy), *v = static_cast<const float*>(x);
     float* out = static_cast<float*>(o);
     const bool tanh = tanh_;
-    return ParallelRange(ctx, Numel(d), [&](size_t b, size_t e) { cpu::gelu_grad(g + b, v + b, out + b, e - b, tanh); },
-                         kElemChunk);
+    return ParallelRange(ctx, Numel(d), [&](size_t b, size_t e) {
+      if constexpr (kGrad) cpu::gelu_grad(g + b, v + b, out + b, e - b, tanh);
+      else cpu::gelu(v + b, out + b, e - b, tanh);
+    }, kElemChunk);
   }
 
  private:
@@ -498,7 +507,7 @@ class SumSquaresKernel : public Kernel {
   const std::string label_;
 };
 
-enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd };
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd, kGeluFwd };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
@@ -516,6 +525,7 @@ struct NnOpDef : OrtCustomOp {
         case Which::kAttentionGrad: return "SelfAttentionGrad";
         case Which::kLinear: return "Linear";
         case Which::kLayerNormFwd: return "LayerNormalization";
+        case Which::kGeluFwd: return "Gelu";
       }
       return "";
     };
@@ -524,7 +534,7 @@ struct NnOpDef : OrtCustomOp {
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
       return w == Which::kLayerNorm ? 6 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4
-             : w == Which::kLayerNormFwd ? 3 : 2;
+             : w == Which::kLayerNormFwd ? 3 : w == Which::kGeluFwd ? 1 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
@@ -544,7 +554,8 @@ struct NnOpDef : OrtCustomOp {
     KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
     CreateKernelV2 = [](const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) -> OrtStatusPtr {
       switch (static_cast<const NnOpDef*>(op)->which) {
-        case Which::kGelu: return GeluGradKernel::Create(info, kernel);
+        case Which::kGelu: return GeluKernel<true>::Create(info, kernel);
+        case Which::kGeluFwd: return GeluKernel<false>::Create(info, kernel);
         case Which::kSoftmax: *kernel = new SoftmaxGradKernel(info); return nullptr;
         case Which::kLayerNorm: *kernel = new LayerNormGradKernel(info); return nullptr;
         case Which::kWeightGrad: *kernel = new WeightGradKernel(info); return nullptr;
@@ -633,7 +644,7 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
   static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
                           NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
-                          NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd)};
+                          NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd), NnOpDef(Which::kGeluFwd)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
   static FloatListOp sumSquares(
       "SumSquares", [](const OrtKernelInfo* info) -> Kernel* { return new SumSquaresKernel(info); }, false,

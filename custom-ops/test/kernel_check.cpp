@@ -89,6 +89,14 @@ bool CheckNn(std::mt19937& rng) {
         }
       }
       ok = check(tanh ? "gelu_grad(tanh)" : "gelu_grad", dx, ref, &worst) && ok;
+      std::vector<float> y(n);  // the forward: x·Φ(x), or ½x(1 + tanh u)
+      cpu::gelu(x.data(), y.data(), n, tanh);
+      for (size_t i = 0; i < n; i++) {
+        const double v = x[i];
+        ref[i] = tanh ? 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                      : 0.5 * v * std::erfc(-v / std::sqrt(2.0));
+      }
+      ok = check(tanh ? "gelu(tanh)" : "gelu", y, ref, &worst) && ok;
     }
   }
   {  // NaN in, NaN out (not a number from the clamped exp path); ±inf and large |x| give finite or the limits
@@ -99,6 +107,11 @@ bool CheckNn(std::mt19937& rng) {
       const bool good = std::isnan(dx[0]) && std::fabs(dx[3] - 1) < 1e-6 && std::fabs(dx[4]) < 1e-6 && std::fabs(dx[5] - 0.5f) < 1e-6;
       if (!good) std::printf("FAIL gelu_grad%s edge values: %g %g %g %g %g %g\n", tanh ? "(tanh)" : "", dx[0], dx[1], dx[2], dx[3], dx[4], dx[5]);
       ok = good && ok;
+      float y[6];  // the forward: NaN through, x past ±30 → x or 0, 0 → 0
+      cpu::gelu(x, y, 6, tanh);
+      const bool fine = std::isnan(y[0]) && y[1] == 1e30f && std::fabs(y[2]) < 1e-6 && y[3] == 30.0f && std::fabs(y[4]) < 1e-6 && y[5] == 0.0f;
+      if (!fine) std::printf("FAIL gelu%s edge values: %g %g %g %g %g %g\n", tanh ? "(tanh)" : "", y[0], y[1], y[2], y[3], y[4], y[5]);
+      ok = fine && ok;
     }
   }
   for (size_t n : {0, 1, 15, 16, 17, 1000, 40001}) {  // sum_squares: the lanes' tails, against a float64 sum
@@ -366,6 +379,9 @@ bool CheckNnIsaBits(std::mt19937& rng) {
       cpu::avx2::gelu_grad(dy.data(), x.data(), g1.data(), n, tanh);
       cpu::avx512::gelu_grad(dy.data(), x.data(), g2.data(), n, tanh);
       same("gelu_grad", g1, g2);
+      cpu::avx2::gelu(x.data(), g1.data(), n, tanh);
+      cpu::avx512::gelu(x.data(), g2.data(), n, tanh);
+      same("gelu", g1, g2);
     }
   }
   for (size_t cols : {size_t{1}, size_t{17}, size_t{128}, size_t{130}}) {

@@ -1,10 +1,12 @@
 // Elementwise ops: numpy-broadcasting binaries and unaries, each with its gradient rule.
 import type { DType } from '../graph/dtype';
-import type { Value } from '../graph/value';
+import type { GraphBuilder } from '../graph/builder';
+import { attr, type Attr, type Value } from '../graph/value';
 import { castLike, scalarLike, sumToShape } from './grad-util';
 import { defineOp, type GradRule, type InferCtx, type OutType } from './registry';
 import { broadcast } from './shape';
-import { fusedGeluGrad, fusedWeightGrad, geluGradMath, linearOf } from './fused';
+import { emitFused, fusedGeluGrad, fusedWeightGrad, geluGradMath, linearOf } from './fused';
+import { OPS_DOMAIN } from './optimizers';
 
 const FLOATS: DType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
@@ -134,14 +136,27 @@ unary('Sin', ({ g }, x) => g.op('Cos', [x]));
 unary('Cos', ({ g }, x) => g.neg(g.op('Sin', [x])));
 // erf'(x) = 2/√π · e^(−x²)
 unary('Erf', ({ g }, x) => g.mul(scalarLike(g, 2 / Math.sqrt(Math.PI), x), g.exp(g.neg(g.mul(x, x)))));
-defineOp({
-  opType: 'Gelu', attrTypes: { approximate: 'string' }, infer: floatUnaryInfer,
-  grad: (c) => {
+const geluDef = {
+  opType: 'Gelu', attrTypes: { approximate: 'string' } as const, infer: floatUnaryInfer,
+  grad: ((c) => {
     const { g } = c; const x = c.node.inputs[0]!; const d = c.dOut[0]!;
     const tanh = c.node.attrs.approximate?.kind === 'string' && c.node.attrs.approximate.value === 'tanh';
     return [c.fused && x.dtype === 'float32' && d.dtype === 'float32' ? fusedGeluGrad(g, d, x, tanh) : geluGradMath(g, d, x, tanh)];
-  },
-});
+  }) as GradRule,
+};
+defineOp(geluDef);
+// The same op in com.ademamix (the same inference and gradient rules): the op library's kernel, 16 lanes with its
+// input prefetched (gpt-mini's four [16, 128, 512] nodes: see docs/benchmarks.md); its function body is the standard Gelu.
+defineOp({ ...geluDef, domain: OPS_DOMAIN });
+
+/** Gelu(x): the standard op, or (`fused`, float32) the com.ademamix node whose function body is the standard op. */
+export function gelu(g: GraphBuilder, x: Value, approximate: 'none' | 'tanh' = 'none', fused = false): Value {
+  const attrs: Record<string, Attr> = approximate === 'tanh' ? { approximate: attr.s('tanh') } : {};
+  if (!fused || x.dtype !== 'float32') return g.op('Gelu', [x], attrs);
+  return emitFused(g, 'Gelu', [x], attrs, 1, approximate, (b) => {
+    b.output(b.op('Gelu', [b.input('X', 'float32', null)], attrs), 'Y');
+  }, `Gelu (approximate ${approximate}).`)[0];
+}
 defineOp({
   opType: 'Where',
   infer: (ctx) => {

@@ -40,6 +40,7 @@ inline size_t attention_work_size(size_t T, size_t D) {
 //   order, then + bias, then + res: the result does not depend on how callers split the rows.
 constexpr size_t kLinearCols = 512;
 inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (N + 31) / 32 * 32 : kLinearCols) * K; }
+// gelu: y = x·Φ(x) (erf form, Φ as gelu_grad computes it) or ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (`tanh`).
 // sum_squares: Σ x[i]² over n elements in 16 fixed lanes (then in order, as the row sums): the gradient norm's parts.
 // layernorm: rows of `cols` elements: mean, inv = 1/√(mean of squared deviations + eps) (ONNX LayerNormalization's
 //   order), y = (x − mean)·inv·scale + bias; mean and inv (per row) may be null. Row sums in 16 fixed lanes.
@@ -50,6 +51,7 @@ inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (
               size_t m0, size_t m1, float* work);                                                        \
   void weight_grad(const float* a, const float* b, float* c, float* colsum, size_t K, size_t M, size_t N, size_t t0, \
                    size_t t1, size_t n0, size_t n1, float* work);                                        \
+  void gelu(const float* x, float* y, size_t n, bool tanh);                                             \
   void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
   float sum_squares(const float* x, size_t n);                                                          \
   void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \

@@ -6,6 +6,7 @@
 //   SelfAttention(QKV) → Y, LSE and SelfAttentionGrad(dY, QKV, Y, LSE) → dQKV   (attributes heads, causal, scale)
 //   Linear(X [..., K], W [K, N], B [N], R?) → Y = X·W + B (+ R)            (forward: bias and residual added in the tiles)
 //   LayerNormalization(X, Scale, B) → Y, Mean, InvStdDev                    (forward, as ONNX's; attributes axis, epsilon)
+//   Gelu(X) → Y                                                              (forward, as ONNX's; attribute approximate)
 // Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts, attention.ts,
 // math.ts), so the graph runs where this library is not loaded (or on another execution provider: the body is
 // inlined there).
@@ -13,6 +14,6 @@
 #include "onnxruntime_c_api.h"
 
 namespace ademamix {
-// Adds the eight ops to `domain` (the library's API pointer must be set).
+// Adds the nine ops to `domain` (the library's API pointer must be set).
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain);
 }  // namespace ademamix
