@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include "ademamix/nn_kernels.h"
 
 namespace ademamix {
@@ -344,10 +345,17 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
 // `bias` (columns n0…, or null): added to each stored sum after it is complete, as MatMul then Add round; then
 // `res` (rows like C's, or null), as a residual Add after that.
 // Half: only the panel's first kTv columns are summed (cols ≤ kTv; a causal product's diagonal panel), half the FMAs.
-template <size_t R, class A, bool Half = false>
+// `epi` (attention's products): maps each finished vector of sums of tile row i at column col to what is stored
+// (after bias and res), as a pass of its own over C would.
+struct NoEpi {
+  VT operator()(VT v, size_t, size_t) const { return v; }
+  NoEpi At(size_t) const { return *this; }  // the epilogue of the tile whose first row is row m0 of C
+};
+template <size_t R, class A, bool Half = false, class Epi = NoEpi>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
                                                 size_t N, size_t rows, size_t cols, size_t n0, size_t kc, bool first,
-                                                const float* bias = nullptr, const float* __restrict res = nullptr) {
+                                                const float* bias = nullptr, const float* __restrict res = nullptr,
+                                                const Epi& epi = Epi{}) {
   VT lo[R], hi[R];
   for (size_t i = 0; i < R; i++) { lo[i] = VT{}; hi[i] = VT{}; }
   for (size_t k = 0; k < kc; k++) {
@@ -371,8 +379,8 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
       VT l = first ? lo[i] : LoadT(c) + lo[i], h = first ? hi[i] : LoadT(c + kTv) + hi[i];
       if (bias) { l += bl; h += bh; }
       if (res) { l += LoadT(res + i * N + n0); h += LoadT(res + i * N + n0 + kTv); }
-      StoreT(c, l);
-      StoreT(c + kTv, h);
+      StoreT(c, epi(l, i, n0));
+      StoreT(c + kTv, epi(h, i, n0 + kTv));
     }
     return;
   }
@@ -384,8 +392,13 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
     StoreT(t + kTv, hi[i]);
     for (size_t j = 0; j < cols; j++) {
       const float v = first ? t[j] : c[j] + t[j], vb = bias ? v + bias[n0 + j] : v;
-      c[j] = res ? vb + res[i * N + n0 + j] : vb;
+      t[j] = res ? vb + res[i * N + n0 + j] : vb;
     }
+    if constexpr (!std::is_same_v<Epi, NoEpi>) {  // (attention: first, no bias or res)
+      StoreT(t, epi(LoadT(t), i, n0));
+      if (cols > kTv) StoreT(t + kTv, epi(LoadT(t + kTv), i, n0 + kTv));
+    }
+    std::memcpy(c, t, cols * sizeof(float));
   }
 }
 
@@ -557,8 +570,9 @@ inline void PackColumns(const float* b, size_t bn, size_t K, size_t N, size_t pa
 // B(k, n) = b[k·bk + n·bn], rows or columns of B contiguous (bn = 1 or bk = 1). A is read in place (broadcasts); B is first copied into zero-padded kNr-column panels
 // (bpack: ceil(N/kNr)·kNr·K floats), contiguous, because every tile reads all of it: read in place, the rows of a
 // head's K or V sit 3C floats apart and fall into a few L1 sets (in place: 1.6–2× slower, microbench 2026-12-03).
+template <class Epi = NoEpi>
 void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, size_t bn, float* c, size_t ldc, size_t M,
-               size_t N, size_t K, Part part, float* __restrict bpack) {
+               size_t N, size_t K, Part part, float* __restrict bpack, const Epi& epi = Epi{}) {
   const size_t tiles = (M + kMr - 1) / kMr, panels = (N + kNr - 1) / kNr;
   if (bn == 1) {  // rows of B contiguous
     for (size_t p = 0; p < panels; p++) PackPanel(b + p * kNr, bk, K, N - p * kNr < kNr ? N - p * kNr : kNr, bpack + p * K * kNr);
@@ -578,8 +592,9 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t cols = N - n0 < kNr ? N - n0 : kNr;
       // the diagonal panel of a lower C: only its columns up to the tile's last row, in a half tile where they fit
       const size_t need = part == Part::kLowerC && m0 + rows - n0 < cols ? m0 + rows - n0 : cols;
-      if (need <= kTv) Tile<kMr, StridedA<kMr>, true>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, need, n0, ke - kb, true);
-      else Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true);
+      const Epi e = epi.At(m0);
+      if (need <= kTv) Tile<kMr, StridedA<kMr>, true>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, need, n0, ke - kb, true, nullptr, nullptr, e);
+      else Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true, nullptr, nullptr, e);
     }
   }
 }
@@ -738,13 +753,38 @@ void SoftmaxRows(float* s, size_t ld, const size_t* n, const size_t* zend, size_
     for (size_t j = (n[r] + kTv - 1) / kTv * kTv; j < zend[r]; j++) row[j] = 0.0f;
   }
 }
-// The backward's recomputation of the same probabilities from the saved lse: e^(scale·r − lse), blocks as above.
-void ProbRow(float* r, size_t n, size_t zend, size_t cap, float scale, float lse) {
-  const size_t nv = n / kTv * kTv, nb = (n + kTv - 1) / kTv * kTv;
-  for (size_t j = 0; j < nv; j += kTv) StoreT(r + j, Exp(LoadT(r + j) * scale - lse));
-  if (nv < n) StoreUpTo(r + nv, cap - nv, Valid(nv, n) ? Exp(LoadUpTo(r + nv, cap - nv) * scale - lse) : VT{});
-  for (size_t j = nb; j < zend; j++) r[j] = 0.0f;
-}
+// The backward's epilogues of its two T × T products, each applied as a tile of sums is finished (in registers,
+// instead of a pass over the rows after the product; the same operations, so the same bits):
+// P = e^(scale·S − lse) (ProbRow's), and dS = P ⊙ (dP − δ)·scale with δ = Σ_d dY ⊙ Y of the row; both zero past the
+// diagonal when causal (where a tile's stored columns reach past it: the zeros ZeroEnd asks for).
+struct ProbEpi {
+  const float* lse;
+  float scale;
+  bool causal;
+  size_t m0 = 0;
+  ProbEpi At(size_t m) const { ProbEpi e = *this; e.m0 = m; return e; }
+  VT operator()(VT v, size_t i, size_t col) const {
+    const size_t r = m0 + i;
+    if (causal && col > r) return VT{};
+    const VT e = Exp(v * scale - lse[r]);
+    return causal ? (Valid(col, r + 1) ? e : VT{}) : e;
+  }
+};
+struct DsEpi {
+  const float* p;
+  size_t T;
+  const float* delta;
+  float scale;
+  bool causal;
+  size_t m0 = 0;
+  DsEpi At(size_t m) const { DsEpi e = *this; e.m0 = m; return e; }
+  VT operator()(VT v, size_t i, size_t col) const {
+    const size_t r = m0 + i;
+    if (col >= T || (causal && col > r)) return VT{};
+    const VT d = LoadUpTo(p + r * T + col, T - col) * (v - delta[r]) * scale;
+    return causal ? (Valid(col, r + 1) ? d : VT{}) : d;
+  }
+};
 }  // namespace
 
 void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse,
@@ -781,19 +821,12 @@ void attention_forward(const float* q, const float* k, const float* v, size_t ld
 void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
                         const float* y, size_t ldy, const float* lse, float* dq, float* dk, float* dv, size_t ldd, size_t T,
                         size_t D, float scale, bool causal, float* work) {
-  float *p = work, *ds = p + T * T, *bp = ds + T * T;
+  const size_t R = T > D ? T : D;
+  float *p = work, *ds = p + T * T, *bp = ds + T * T, *delta = bp + (R + 31) / 32 * 32 * R;
   const Part lower = causal ? Part::kLowerC : Part::kAll;
-  SmallGemm(q, 1, ld, k, 1, ld, p, T, T, T, D, lower, bp);  // S = QKᵀ again, then P from the saved lse
-  for (size_t i = 0; i < T; i++) ProbRow(p + i * T, causal ? i + 1 : T, ZeroEnd(i, T, causal), T, scale, lse[i]);
-  SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp);  // dP = dY Vᵀ
-  for (size_t i = 0; i < T; i++) {  // dS = P ⊙ (dP − Σ_d dY ⊙ Y)·scale, zero where masked
-    const float delta = Dot16(dy + i * lddy, y + i * ldy, D);
-    const size_t n = causal ? i + 1 : T;
-    float *r = ds + i * T;
-    const float* pr = p + i * T;
-    for (size_t j = 0; j < n; j++) r[j] = pr[j] * (r[j] - delta) * scale;
-    for (size_t j = n, e = ZeroEnd(i, T, causal); j < e; j++) r[j] = 0.0f;
-  }
+  SmallGemm(q, 1, ld, k, 1, ld, p, T, T, T, D, lower, bp, ProbEpi{lse, scale, causal});  // P = e^(QKᵀ·scale − lse)
+  for (size_t i = 0; i < T; i++) delta[i] = Dot16(dy + i * lddy, y + i * ldy, D);
+  SmallGemm(dy, 1, lddy, v, 1, ld, ds, T, T, T, D, lower, bp, DsEpi{p, T, delta, scale, causal});  // dS from dP = dY Vᵀ
   SmallGemm(p, T, 1, dy, lddy, 1, dv, ldd, T, D, T, causal ? Part::kKFromM : Part::kAll, bp);  // dV = Pᵀ dY
   SmallGemm(ds, 1, T, k, ld, 1, dq, ldd, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);   // dQ = dS K
   SmallGemm(ds, T, 1, q, ld, 1, dk, ldd, T, D, T, causal ? Part::kKFromM : Part::kAll, bp);   // dK = dSᵀ Q

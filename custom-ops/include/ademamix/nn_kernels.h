@@ -32,7 +32,7 @@ inline size_t weight_grad_work_size(size_t tiles) { return (tiles + 1) * kWeight
 //   floats. Causal attention computes only the unmasked half of each product (whole register tiles).
 inline size_t attention_work_size(size_t T, size_t D) {
   const size_t R = T > D ? T : D;
-  return 2 * T * T + (R + 31) / 32 * 32 * R;  // S (or P) and dS, then B's packed panels (16 or 32 columns)
+  return 2 * T * T + (R + 31) / 32 * 32 * R + T;  // S (or P) and dS, B's packed panels (16 or 32 columns), δ per row
 }
 // linear: y[m, :] = x[m, :]·W (+ bias) (+ res[m, :]) for rows m in [m0, m1) of x [M, K] and y, res [M, N], all
 //   row-major, W [K, N] (bias, res: null for none). `work`: linear_work_size(K, N) floats of the calling thread (W is
