@@ -505,6 +505,18 @@ void linear(const float* __restrict x, const float* __restrict w, const float* _
         const bool first = k0 == 0, last = k0 + kc == K;
         for (size_t p = 0; p < panels; p++) {
           const size_t n0 = g0 + p * kNr, cols = gn - p * kNr < kNr ? gn - p * kNr : kNr;
+          // the next block's rows, a panel's share at a time: of x in this k block, of y's group in the last (with
+          // write intent: y is a fresh buffer). gpt-mini's 16 Linear nodes: 4 % less time over six alternated
+          // ORT profiles (12.97-13.42 -> 12.38-13.03 ms a step, Xeon, 2026-12-03); x alone was within noise
+          if (b1 < m1) {
+            const size_t nb = (b1 + kRows < m1 ? b1 + kRows : m1) - b1;
+            const size_t q0 = b1 + p * nb / panels, q1 = b1 + (p + 1) * nb / panels;
+            for (size_t q = q0; q < q1; q++)
+              for (size_t j = 0; j < kc; j += 16) __builtin_prefetch(x + q * K + k0 + j, 0, 2);
+            if (last)
+              for (size_t q = q0; q < q1; q++)
+                for (size_t j = g0; j < g0 + gn; j += 16) __builtin_prefetch(y + q * N + j, 1, 2);
+          }
           for (size_t r = b0; r < b1; r += kMw) {
             const size_t rows = b1 - r < kMw ? b1 - r : kMw;
             StridedA<kMw> at{x + r * K + k0, 1, {}};
