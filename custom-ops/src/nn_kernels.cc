@@ -432,6 +432,9 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
   while (whole < tiles && r0 + whole * kMw + kPackW <= M) whole++;
   for (size_t k0 = 0; k0 < K; k0 += kKc) {
     const size_t kc = k0 + kKc < K ? kKc : K - k0;
+    // (Each tile's run is kWeightGradPackPad floats longer than its kc × kMw: the runs' starts, 12 KB apart, would
+    // all fall in the same L1 sets while a chunk writes into all of them; padded, M = 512's weight_grad ran ~10 %
+    // faster, one thread, hot, Xeon, 2026-12-03.)
     // A in chunks of 16 rows: the chunk's rows are read into L1 by the first tile, then each tile copies its 16
     // rows × kMw floats to one contiguous run. Tile by tile down the whole block read a new line per row (rows M
     // floats apart, latency-bound: 16 % of weight_grad, Xeon, 2026-12-03); row by row wrote the tiles' runs, 6 KB
@@ -442,7 +445,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       for (size_t t = 0; t < tiles; t++) {
         const size_t m0 = r0 + t * kMw;
         const float* src = a + k0 * M + m0;
-        float* dst = work + t * kc * kMw;
+        float* dst = work + t * (kc * kMw + kWeightGradPackPad);
         if (t < whole) {  // vector stores overlapping the next row's first floats (rewritten by the next store; a
           size_t k = kb;  // tile's last row is copied exactly: the next tile's first row is already written)
           for (; k < ke && k + 1 < kc; k++) CopyRow(dst + k * kMw, src + k * M);
@@ -470,7 +473,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       }
       for (size_t t = 0; t < tiles; t++) {
         const size_t m0 = r0 + t * kMw, rows = r1 - m0 < kMw ? r1 - m0 : kMw;
-        const PackedA<kMw> at{work + t * kc * kMw};
+        const PackedA<kMw> at{work + t * (kc * kMw + kWeightGradPackPad)};
         if (rows > kMr || kMw == kMr) Tile<kMw>(at, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
         else Tile<kMr>(at, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);  // a short last tile: half the FMAs
       }

@@ -24,7 +24,10 @@ namespace cpu {
 //   calling thread. Each element is one sum over k in fixed blocks, in order, so the result does not depend on the split.
 constexpr size_t kWeightGradPanel = 32, kWeightGradTileRows = 6, kWeightGradKc = 256;
 // (one tile more than the unit's: the avx512 build packs A in tiles of twice the rows, the last one padded)
-inline size_t weight_grad_work_size(size_t tiles) { return (tiles + 1) * kWeightGradTileRows * kWeightGradKc + 8; }
+constexpr size_t kWeightGradPackPad = 48;  // floats between the packed runs of A's tiles (a few L1 sets apart)
+inline size_t weight_grad_work_size(size_t tiles) {
+  return (tiles + 1) * (kWeightGradTileRows * kWeightGradKc + kWeightGradPackPad) + 8;
+}
 // attention_forward: softmax attention of one (batch, head): Q, K, V [T, D] with row stride ld (views into a packed
 //   QKV), y [T, D] with row stride ldy, lse[T] = log Σ_j e^(s_ij) of the scaled scores s = scale·QKᵀ (causal: j ≤ i
 //   only), y = softmax(s)·V. attention_backward: dQ, dK, dV (row stride ldd) from dY, Q, K, V, Y and lse (P is
