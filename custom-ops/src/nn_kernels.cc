@@ -768,10 +768,17 @@ void SoftmaxRows(float* s, size_t ld, const size_t* n, const size_t* zend, size_
     for (size_t j = (n[r] + kTv - 1) / kTv * kTv; j < zend[r]; j++) row[j] = 0.0f;
   }
 }
-// The backward's epilogues of its two T × T products, each applied as a tile of sums is finished (in registers,
+// The backward's epilogues of its two T × T products (and the forward's of PV, below), each applied as a tile of sums is finished (in registers,
 // instead of a pass over the rows after the product; the same operations, so the same bits):
 // P = e^(scale·S − lse) (ProbRow's), and dS = P ⊙ (dP − δ)·scale with δ = Σ_d dY ⊙ Y of the row; both zero past the
 // diagonal when causal (where a tile's stored columns reach past it: the zeros ZeroEnd asks for).
+// The forward's: each row of Y times 1/(its sum of exps), as a pass over Y after the product would
+struct RowScaleEpi {
+  const float* inv;
+  size_t m0 = 0;
+  RowScaleEpi At(size_t m) const { RowScaleEpi e = *this; e.m0 = m; return e; }
+  VT operator()(VT v, size_t i, size_t) const { return v * inv[m0 + i]; }
+};
 struct ProbEpi {
   const float* lse;
   float scale;
@@ -828,9 +835,8 @@ void attention_forward(const float* q, const float* k, const float* v, size_t ld
     lse[i] += Log(inv[i]);
     inv[i] = 1.0f / inv[i];
   }
-  SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp);  // Y = e^(S − max)·V, then
-  for (size_t r = 0; r < T; r++)                                                            // each row / its sum
-    for (size_t d = 0; d < D; d++) y[r * ldy + d] *= inv[r];
+  // Y = e^(S − max)·V, each row times 1/its sum as its tile is stored
+  SmallGemm(s, 1, T, v, ld, 1, y, ldy, T, D, T, causal ? Part::kKUpToM : Part::kAll, bp, RowScaleEpi{inv});
 }
 
 void attention_backward(const float* dy, size_t lddy, const float* q, const float* k, const float* v, size_t ld,
