@@ -4,6 +4,7 @@ import { GraphBuilder } from '../src/graph/builder';
 import type { Value } from '../src/graph/value';
 import { Rng } from '../src/util/rng';
 import { block, layerNorm, Params } from './layers';
+import { softmaxCrossEntropy } from '../src/ops/loss';
 
 export interface GptConfig {
   vocabSize: number; blockSize: number; nLayer: number; nHead: number; nEmbd: number; mlpRatio: number;
@@ -50,6 +51,6 @@ export function buildGpt(c: GptConfig, seed = 0, o: { fused?: boolean } = {}): B
   x = layerNorm(p, x, 'ln_f', c.nEmbd, 1e-5, o.fused);
   const logits = g.matmul(x, g.op('Transpose', [wte], { perm: [1, 0] })); // tied head
   const flat = g.op('Reshape', [logits, g.ints([-1, c.vocabSize])]);
-  const loss = g.op('SoftmaxCrossEntropyLoss', [flat, g.op('Reshape', [targets, g.ints([-1])])], { reduction: 'mean' });
+  const loss = softmaxCrossEntropy(g, flat, g.op('Reshape', [targets, g.ints([-1])]), 'mean', o.fused);
   return { g, loss, logits, inputs: { tokens, targets } };
 }

@@ -4,6 +4,7 @@ import { GraphBuilder } from '../src/graph/builder';
 import { Rng } from '../src/util/rng';
 import type { BuiltModel } from './gpt';
 import { block, layerNorm, linear, Params } from './layers';
+import { softmaxCrossEntropy } from '../src/ops/loss';
 
 export interface VitConfig {
   imageSize: number; patchSize: number; channels: number; numClasses: number;
@@ -47,6 +48,6 @@ export function buildVit(c: VitConfig, seed = 0, o: { fused?: boolean } = {}): B
   x = layerNorm(p, x, 'norm', c.dim, 1e-5, o.fused);
   const clsOut = g.op('Gather', [x, g.scalar(0, 'int64')], { axis: 1 }); // [B, D]
   const logits = linear(p, clsOut, 'head', c.dim, c.numClasses);
-  const loss = g.op('SoftmaxCrossEntropyLoss', [logits, labels], { reduction: 'mean' });
+  const loss = softmaxCrossEntropy(g, logits, labels, 'mean', o.fused);
   return { g, loss, logits, inputs: { images, labels } };
 }

@@ -83,6 +83,7 @@ struct OpInfo {
   int nnIn = 0, nnOut = 0;
   const char* nnAttr = nullptr;
   bool nnAttrInt = true;
+  unsigned nnI64 = 0;  // bit j: input j is int64 (the losses' targets), else float32
 };
 
 std::vector<OpInfo> MakeOps() {
@@ -106,6 +107,8 @@ std::vector<OpInfo> MakeOps() {
   ops.push_back({"LayerNormalization", nullptr, false, false, 3, 3, "axis", true});
   ops.push_back({"SumSquares", nullptr, false, false, 3, 1, nullptr, true});  // (variadic: three inputs of any shapes)
   ops.push_back({"Gelu", nullptr, false, false, 1, 1, "approximate", false});
+  ops.push_back({"SoftmaxCrossEntropyLoss", nullptr, false, false, 2, 2, "reduction", false, 0b10});
+  ops.push_back({"SoftmaxCrossEntropyLossGrad", nullptr, false, false, 3, 1, "reduction", false, 0b100});
   return ops;
 }
 const std::vector<OpInfo>& Ops() {
@@ -296,8 +299,10 @@ Case Decode(const Bytes& in) {
       const int64_t v = kIntVals[idx % 10];
       a.Int(onnx::kAttrType, onnx::kAttrINT); a.Int(onnx::kAttrI, v); attr[k] = static_cast<double>(v);
     } else if (kind == 2) {
-      // GeluGrad's approximate: its two values and a wrong one
-      const char* text = op.nnIn && !isInt ? (idx % 3 == 0 ? "tanh" : idx % 3 == 1 ? "none" : "0.5") : "0.5";
+      // GeluGrad's approximate: its two values and a wrong one (the losses' reduction: their three)
+      const bool red = op.nnAttr && std::strcmp(op.nnAttr, "reduction") == 0;  // the losses': their three and a wrong one
+      const char* text = op.nnIn && !isInt ? (red ? (idx % 4 == 0 ? "mean" : idx % 4 == 1 ? "sum" : idx % 4 == 2 ? "none" : "0.5")
+                                                  : idx % 3 == 0 ? "tanh" : idx % 3 == 1 ? "none" : "0.5") : "0.5";
       a.Int(onnx::kAttrType, onnx::kAttrSTRING); a.Bytes(onnx::kAttrS, text);
     } else {
       a.Int(onnx::kAttrType, onnx::kAttrFLOATS); a.Float(onnx::kAttrFloats, 0.5f); a.Float(onnx::kAttrFloats, 0.5f);
@@ -317,7 +322,7 @@ Case Decode(const Bytes& in) {
   if (op.nnIn) {
     // input j takes shape spec min(j, 3), or spec 0 when bit j of the list byte says so (shapes that agree, or not;
     // LayerNormalizationGrad's Mean and InvStdDev share spec 3)
-    for (int j = 0; j < op.nnIn; j++) ins.push_back({kCopy, F32, (lb >> j) & 1 ? 0 : j < 3 ? j : 3});
+    for (int j = 0; j < op.nnIn; j++) ins.push_back({kCopy, (op.nnI64 >> j) & 1 ? I64 : F32, (lb >> j) & 1 ? 0 : j < 3 ? j : 3});
     for (int j = 0; j < op.nnOut; j++) outTypes.push_back(F32);
   } else if (!sch) {
     for (int i = 0; i < N; i++) { ins.push_back({kCopy, F32, i}); outTypes.push_back(F32); }

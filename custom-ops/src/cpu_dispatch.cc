@@ -89,6 +89,12 @@ float sum_squares(const float* x, size_t n) { return ADEMAMIX_PICK_NN(sum_square
 void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols) {
   ADEMAMIX_PICK_NN(softmax_grad(dy, y, dx, rows, cols));
 }
+void softmax_xent(const float* x, const int64_t* t, float* lp, float* loss, size_t rows, size_t cols, int64_t ignore) {
+  ADEMAMIX_PICK_NN(softmax_xent(x, t, lp, loss, rows, cols, ignore));
+}
+void softmax_xent_grad(const float* lp, const int64_t* t, const float* w, float* dx, size_t rows, size_t cols, int64_t ignore) {
+  ADEMAMIX_PICK_NN(softmax_xent_grad(lp, t, w, dx, rows, cols, ignore));
+}
 void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, const float* dres, float* dx,
                     float* dscale, float* dbias, size_t rows, size_t cols) {
   ADEMAMIX_PICK_NN(layernorm_grad(dy, x, scale, mean, inv, dres, dx, dscale, dbias, rows, cols));

@@ -809,6 +809,47 @@ struct DsEpi {
 };
 }  // namespace
 
+void softmax_xent(const float* __restrict x, const int64_t* __restrict t, float* __restrict lp, float* __restrict loss,
+                  size_t rows, size_t cols, int64_t ignore) {
+  // e^(x − max) into lp with the row's max and sum (SoftmaxRows, four rows at a time as the attention's softmax),
+  // then lp = x − (max + ln z) from x again
+  constexpr size_t kR = 4;
+  float mx[kR], z[kR];
+  size_t n[kR], zend[kR];
+  for (size_t r = 0; r < kR; r++) n[r] = zend[r] = cols;
+  for (size_t r0 = 0; r0 < rows; r0 += kR) {
+    const size_t nr = rows - r0 < kR ? rows - r0 : kR;
+    PrefetchAhead(x, r0 * cols, nr * cols, rows * cols);
+    std::memcpy(lp + r0 * cols, x + r0 * cols, nr * cols * sizeof(float));
+    if (nr == kR) SoftmaxRows<kR>(lp + r0 * cols, cols, n, zend, cols, 1.0f, mx, z);
+    else for (size_t r = 0; r < nr; r++) SoftmaxRows<1>(lp + (r0 + r) * cols, cols, n, zend, cols, 1.0f, mx + r, z + r);
+    for (size_t r = 0; r < nr; r++) {
+      const float lse = mx[r] + Log(z[r]);
+      const float* __restrict v = x + (r0 + r) * cols;
+      float* __restrict o = lp + (r0 + r) * cols;
+      for (size_t j = 0; j < cols; j++) o[j] = v[j] - lse;
+      const int64_t c = t[r0 + r];
+      loss[r0 + r] = c == ignore ? 0.0f : -o[c];
+    }
+  }
+}
+
+void softmax_xent_grad(const float* __restrict lp, const int64_t* __restrict t, const float* __restrict w,
+                       float* __restrict dx, size_t rows, size_t cols, int64_t ignore) {
+  for (size_t r = 0; r < rows; r++) {
+    const float* __restrict v = lp + r * cols;
+    float* __restrict o = dx + r * cols;
+    const int64_t c = t[r];
+    if (c == ignore) { std::memset(o, 0, cols * sizeof(float)); continue; }
+    PrefetchAhead(lp, r * cols, cols, rows * cols);
+    const float wr = w[r];
+    size_t j = 0;
+    for (; j + kTv <= cols; j += kTv) StoreT(o + j, Exp(LoadT(v + j)) * wr);
+    for (; j < cols; j++) o[j] = Exp(v[j]) * wr;
+    o[c] = (Exp(v[c]) - 1.0f) * wr;
+  }
+}
+
 void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse,
                        size_t T, size_t D, float scale, bool causal, float* work) {
   float *s = work, *inv = s + T * T, *bp = s + 2 * T * T;

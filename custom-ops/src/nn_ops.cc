@@ -78,6 +78,118 @@ class GeluKernel : public Kernel {
   const bool tanh_;
 };
 
+// SoftmaxCrossEntropyLoss(scores [N, C], target [N] int64) → loss, log_prob [N, C] (optional), as ONNX's for 2-D scores
+// without class weights; and its score gradient SoftmaxCrossEntropyLossGrad(dLoss, log_prob, target) → dScores.
+// Attributes reduction ("mean", the default, "sum" or "none") and ignore_index (optional). A target that is neither a
+// class nor ignore_index is an error naming the node and the row. Rows are split over the pool; the loss is the rows'
+// losses added in row order in double (the same bits on any thread count).
+struct XentAttrs {
+  enum Reduction { kMean, kSum, kNone } reduction = kMean;
+  bool hasIgnore = false;
+  int64_t ignore = 0;
+  static OrtStatus* Read(const OrtKernelInfo* info, const std::string& label, XentAttrs* a) {
+    size_t n = 0;
+    std::string v = "mean";
+    if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "reduction", nullptr, &n)) {
+      api->ReleaseStatus(st);
+    } else {
+      v.assign(n, '\0');
+      RETURN_IF(api->KernelInfoGetAttribute_string(info, "reduction", v.data(), &n));
+      v.resize(std::strlen(v.c_str()));
+    }
+    if (v != "mean" && v != "sum" && v != "none")
+      return Fail(label + ": attribute reduction must be 'mean', 'sum' or 'none', got '" + v + "'");
+    a->reduction = v == "mean" ? kMean : v == "sum" ? kSum : kNone;
+    int64_t ig = 0;
+    if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, "ignore_index", &ig)) api->ReleaseStatus(st);
+    else { a->hasIgnore = true; a->ignore = ig; }
+    return nullptr;
+  }
+  // the value no target can take when there is no ignore_index (a class is ≥ 0)
+  int64_t Ignore() const { return hasIgnore ? ignore : -1; }
+  // every target a class in [0, C) or ignore_index; `kept`: how many are classes
+  OrtStatus* Check(const Ctx& c, const int64_t* t, size_t N, size_t C, size_t* kept) const {
+    size_t k = 0;
+    for (size_t r = 0; r < N; r++) {
+      if (hasIgnore && t[r] == ignore) continue;
+      if (t[r] < 0 || static_cast<uint64_t>(t[r]) >= C)
+        return Fail(c.Err("target " + std::to_string(t[r]) + " at row " + std::to_string(r) + " is not a class in [0, " +
+                          std::to_string(C) + ")" + (hasIgnore ? " nor ignore_index " + std::to_string(ignore) : "")));
+      k++;
+    }
+    *kept = k;
+    return nullptr;
+  }
+};
+
+template <bool kGrad>
+class XentKernel : public Kernel {
+ public:
+  static constexpr const char* kOp = kGrad ? "SoftmaxCrossEntropyLossGrad" : "SoftmaxCrossEntropyLoss";
+  XentKernel(const OrtKernelInfo* info, const XentAttrs& a) : label_(NodeLabel(info, kOp)), a_(a) {}
+  static OrtStatus* Create(const OrtKernelInfo* info, void** kernel) {
+    XentAttrs a;
+    RETURN_IF(XentAttrs::Read(info, NodeLabel(info, kOp), &a));
+    *kernel = new XentKernel(info, a);
+    return nullptr;
+  }
+  OrtStatus* Compute(OrtKernelContext* ctx) override {
+    const Ctx c{ctx, label_.c_str()};
+    Dims dx, dt, dd;
+    const void *x = nullptr, *t = nullptr, *dl = nullptr;
+    const size_t xi = kGrad ? 1 : 0, ti = kGrad ? 2 : 1;
+    RETURN_IF(c.Tensor(xi, kGrad ? "log_prob" : "scores", F32, nullptr, "", &dx, &x));
+    if (dx.size() != 2) return Fail(c.Err(std::string("needs ") + (kGrad ? "log_prob" : "scores") + " [N, C], got " + DimsStr(dx)));
+    const Dims want = {dx[0]};
+    RETURN_IF(c.Tensor(ti, "target", I64, &want, "[N] of " + DimsStr(dx), &dt, &t));
+    const size_t N = static_cast<size_t>(dx[0]), C = static_cast<size_t>(dx[1]);
+    const int64_t* tp = static_cast<const int64_t*>(t);
+    size_t kept = 0;
+    RETURN_IF(a_.Check(c, tp, N, C, &kept));
+    const size_t chunk = std::max<size_t>(1, kElemChunk / std::max<size_t>(C, 1));
+    if constexpr (kGrad) {
+      const Dims none = {dx[0]}, scalar = {};
+      const bool perRow = a_.reduction == XentAttrs::kNone;
+      RETURN_IF(c.Tensor(0, "dLoss", F32, perRow ? &none : &scalar, perRow ? "[N] (reduction none)" : "a scalar", &dd, &dl));
+      void* o = nullptr;
+      RETURN_IF(c.Output(0, dx, &o));
+      const float* g = static_cast<const float*>(dl);
+      std::vector<float> w(N);  // each row's weight: dLoss (÷ the kept rows for mean)
+      const float s = perRow ? 0.0f : a_.reduction == XentAttrs::kMean ? static_cast<float>(double(g[0]) / double(kept)) : g[0];
+      for (size_t r = 0; r < N; r++) w[r] = perRow ? g[r] : s;
+      const float* lp = static_cast<const float*>(x);
+      float* out = static_cast<float*>(o);
+      const int64_t ig = a_.Ignore();
+      return ParallelRange(ctx, N, [&](size_t b, size_t e) {
+        cpu::softmax_xent_grad(lp + b * C, tp + b, w.data() + b, out + b * C, e - b, C, ig);
+      }, chunk);
+    } else {
+      void *ol = nullptr, *op = nullptr;
+      RETURN_IF(c.Output(0, a_.reduction == XentAttrs::kNone ? want : Dims{}, &ol));
+      RETURN_IF(c.Output(1, dx, &op));  // (null where the node leaves log_prob out)
+      thread_local std::vector<float> scratch;
+      float* lp = static_cast<float*>(op);
+      if (!lp) { if (scratch.size() < N * C) scratch.resize(N * C); lp = scratch.data(); }
+      std::vector<float> rowLoss(N);
+      const float* xp = static_cast<const float*>(x);
+      const int64_t ig = a_.Ignore();
+      RETURN_IF(ParallelRange(ctx, N, [&](size_t b, size_t e) {
+        cpu::softmax_xent(xp + b * C, tp + b, lp + b * C, rowLoss.data() + b, e - b, C, ig);
+      }, chunk));
+      float* loss = static_cast<float*>(ol);
+      if (a_.reduction == XentAttrs::kNone) { std::copy(rowLoss.begin(), rowLoss.end(), loss); return nullptr; }
+      double sum = 0;
+      for (size_t r = 0; r < N; r++) sum += rowLoss[r];
+      loss[0] = static_cast<float>(a_.reduction == XentAttrs::kMean ? sum / double(kept) : sum);
+      return nullptr;
+    }
+  }
+
+ private:
+  const std::string label_;
+  const XentAttrs a_;
+};
+
 class SoftmaxGradKernel : public Kernel {
  public:
   explicit SoftmaxGradKernel(const OrtKernelInfo* info)
@@ -507,7 +619,7 @@ class SumSquaresKernel : public Kernel {
   const std::string label_;
 };
 
-enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd, kGeluFwd };
+enum class Which { kGelu, kSoftmax, kLayerNorm, kWeightGrad, kAttention, kAttentionGrad, kLinear, kLayerNormFwd, kGeluFwd, kXent, kXentGrad };
 
 OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferContext* ctx);
 
@@ -526,20 +638,26 @@ struct NnOpDef : OrtCustomOp {
         case Which::kLinear: return "Linear";
         case Which::kLayerNormFwd: return "LayerNormalization";
         case Which::kGeluFwd: return "Gelu";
+        case Which::kXent: return "SoftmaxCrossEntropyLoss";
+        case Which::kXentGrad: return "SoftmaxCrossEntropyLossGrad";
       }
       return "";
     };
     GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return "CPUExecutionProvider"; };
-    GetInputType = [](const OrtCustomOp*, size_t) { return F32; };
+    GetInputType = [](const OrtCustomOp* op, size_t i) {  // the losses' targets are int64
+      const Which w = static_cast<const NnOpDef*>(op)->which;
+      return (w == Which::kXent && i == 1) || (w == Which::kXentGrad && i == 2) ? I64 : F32;
+    };
     GetInputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
       return w == Which::kLayerNorm ? 6 : w == Which::kAttention ? 1 : w == Which::kAttentionGrad ? 4 : w == Which::kLinear ? 4
-             : w == Which::kLayerNormFwd ? 3 : w == Which::kGeluFwd ? 1 : 2;
+             : w == Which::kLayerNormFwd || w == Which::kXentGrad ? 3 : w == Which::kGeluFwd ? 1 : 2;
     };
     GetOutputType = [](const OrtCustomOp*, size_t) { return F32; };
     GetOutputTypeCount = [](const OrtCustomOp* op) -> size_t {
       const Which w = static_cast<const NnOpDef*>(op)->which;
-      return w == Which::kLayerNorm || w == Which::kLayerNormFwd ? 3 : w == Which::kWeightGrad || w == Which::kAttention ? 2 : 1;
+      return w == Which::kLayerNorm || w == Which::kLayerNormFwd ? 3
+             : w == Which::kWeightGrad || w == Which::kAttention || w == Which::kXent ? 2 : 1;
     };
     // Linear's residual R and LayerNormalizationGrad's dR may be left out
     GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) {
@@ -556,6 +674,8 @@ struct NnOpDef : OrtCustomOp {
       switch (static_cast<const NnOpDef*>(op)->which) {
         case Which::kGelu: return GeluKernel<true>::Create(info, kernel);
         case Which::kGeluFwd: return GeluKernel<false>::Create(info, kernel);
+        case Which::kXent: return XentKernel<false>::Create(info, kernel);
+        case Which::kXentGrad: return XentKernel<true>::Create(info, kernel);
         case Which::kSoftmax: *kernel = new SoftmaxGradKernel(info); return nullptr;
         case Which::kLayerNorm: *kernel = new LayerNormGradKernel(info); return nullptr;
         case Which::kWeightGrad: *kernel = new WeightGradKernel(info); return nullptr;
@@ -620,6 +740,25 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
     SetOutputShape(ctx, 2, dims, syms, F32);
     return nullptr;
   }
+  if (w == Which::kXent) {  // loss: a scalar (or [N] for reduction none: left to the kernel), log_prob like scores
+    const OrtOpAttr* at = nullptr;
+    bool none = false;
+    if (OrtStatus* st = api->ShapeInferContext_GetAttribute(ctx, "reduction", &at)) {
+      api->ReleaseStatus(st);
+    } else if (at) {
+      char buf[8] = {};
+      size_t got = 0;
+      if (OrtStatus* st2 = api->ReadOpAttr(at, ORT_OP_ATTR_STRING, buf, sizeof buf - 1, &got)) api->ReleaseStatus(st2);
+      none = std::string(buf, std::min(got, sizeof buf - 1)).rfind("none", 0) == 0;
+    }
+    if (!none) SetOutputShape(ctx, 0, {}, {}, F32);
+    SameShape(ctx, 0, {1}, {F32});
+    return nullptr;
+  }
+  if (w == Which::kXentGrad) {
+    SameShape(ctx, 1, {0}, {F32});
+    return nullptr;
+  }
   if (w == Which::kLinear) {  // Y: X's dims with the last one W's second
     Dims dx, dw;
     std::vector<std::string> sx, sw;
@@ -644,7 +783,8 @@ OrtStatusPtr ORT_API_CALL InferNnShapes(const OrtCustomOp* op, OrtShapeInferCont
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain) {
   static NnOpDef ops[] = {NnOpDef(Which::kGelu), NnOpDef(Which::kSoftmax), NnOpDef(Which::kLayerNorm),
                           NnOpDef(Which::kWeightGrad), NnOpDef(Which::kAttention), NnOpDef(Which::kAttentionGrad),
-                          NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd), NnOpDef(Which::kGeluFwd)};
+                          NnOpDef(Which::kLinear), NnOpDef(Which::kLayerNormFwd), NnOpDef(Which::kGeluFwd),
+                          NnOpDef(Which::kXent), NnOpDef(Which::kXentGrad)};
   for (NnOpDef& op : ops) RETURN_IF(api->CustomOpDomain_Add(domain, &op));
   static FloatListOp sumSquares(
       "SumSquares", [](const OrtKernelInfo* info) -> Kernel* { return new SumSquaresKernel(info); }, false,

@@ -114,6 +114,30 @@ bool CheckNn(std::mt19937& rng) {
       ok = fine && ok;
     }
   }
+  for (size_t cols : {1, 7, 16, 83, 130}) {  // softmax_xent and its gradient, every 5th row ignored (target −100)
+    const size_t rows = 9;
+    std::vector<float> x(rows * cols), lp(rows * cols), loss(rows), dx(rows * cols), w(rows);
+    std::vector<int64_t> t(rows);
+    fill(x);
+    for (size_t r = 0; r < rows; r++) { t[r] = r % 5 == 4 ? -100 : static_cast<int64_t>((r * 7 + 3) % cols); w[r] = 0.1f * (r + 1); }
+    cpu::softmax_xent(x.data(), t.data(), lp.data(), loss.data(), rows, cols, -100);
+    cpu::softmax_xent_grad(lp.data(), t.data(), w.data(), dx.data(), rows, cols, -100);
+    std::vector<double> rlp(rows * cols), rloss(rows), rdx(rows * cols);
+    for (size_t r = 0; r < rows; r++) {
+      double m = -INFINITY, z = 0;
+      for (size_t j = 0; j < cols; j++) m = std::fmax(m, x[r * cols + j]);
+      for (size_t j = 0; j < cols; j++) z += std::exp(x[r * cols + j] - m);
+      const double lse = m + std::log(z);
+      for (size_t j = 0; j < cols; j++) {
+        rlp[r * cols + j] = x[r * cols + j] - lse;
+        rdx[r * cols + j] = t[r] < 0 ? 0.0 : (std::exp(rlp[r * cols + j]) - (int64_t(j) == t[r] ? 1.0 : 0.0)) * w[r];
+      }
+      rloss[r] = t[r] < 0 ? 0.0 : -rlp[r * cols + t[r]];
+    }
+    ok = check("softmax_xent log_prob", lp, rlp, &worst) && ok;
+    ok = check("softmax_xent loss", loss, rloss, &worst) && ok;
+    ok = check("softmax_xent_grad", dx, rdx, &worst) && ok;
+  }
   for (size_t n : {0, 1, 15, 16, 17, 1000, 40001}) {  // sum_squares: the lanes' tails, against a float64 sum
     std::vector<float> x(n);
     fill(x);
@@ -303,7 +327,7 @@ bool CheckNn(std::mt19937& rng) {
     ok = check("attention LSE", gl, rl, &worst) && ok;
     ok = check("attention dQKV", gd, rd, &worst) && ok;
   }
-  std::printf("%-28s gelu, softmax, layernorm (and its grad), weight_grad, linear, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
+  std::printf("%-28s gelu, softmax, softmax_xent, layernorm (and its grad), weight_grad, linear, attention: %s, worst relative error %.3g\n", "fused ops", ok ? "ok" : "FAILED", worst);
   return ok;
 }
 

@@ -6,6 +6,7 @@
 // how callers split the rows between threads.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace ademamix {
 namespace cpu {
@@ -43,6 +44,9 @@ inline size_t attention_work_size(size_t T, size_t D) {
 //   order, then + bias, then + res: the result does not depend on how callers split the rows.
 constexpr size_t kLinearCols = 512;
 inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (N + 31) / 32 * 32 : kLinearCols) * K; }
+// softmax_xent: rows of `cols` scores x → log-probabilities lp = x − (max + ln Σ e^(x − max)) and each row's loss
+//   −lp[t[r]] (0 where t[r] == ignore; targets already checked to be classes). softmax_xent_grad: dx = (e^lp − onehot(t))
+//   times the row's weight w[r] (0 where t[r] == ignore): SoftmaxCrossEntropyLoss's score gradient.
 // gelu: y = x·Φ(x) (erf form, Φ as gelu_grad computes it) or ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (`tanh`).
 // sum_squares: Σ x[i]² over n elements in 16 fixed lanes (then in order, as the row sums): the gradient norm's parts.
 // layernorm: rows of `cols` elements: mean, inv = 1/√(mean of squared deviations + eps) (ONNX LayerNormalization's
@@ -58,6 +62,10 @@ inline size_t linear_work_size(size_t K, size_t N) { return (N < kLinearCols ? (
   void gelu_grad(const float* dy, const float* x, float* dx, size_t n, bool tanh);                      \
   float sum_squares(const float* x, size_t n);                                                          \
   void softmax_grad(const float* dy, const float* y, float* dx, size_t rows, size_t cols);              \
+  void softmax_xent(const float* x, const int64_t* t, float* lp, float* loss, size_t rows, size_t cols,    \
+                    int64_t ignore);                                                                      \
+  void softmax_xent_grad(const float* lp, const int64_t* t, const float* w, float* dx, size_t rows, size_t cols, \
+                         int64_t ignore);                                                                 \
   void layernorm_grad(const float* dy, const float* x, const float* scale, const float* mean, const float* inv, \
                       const float* dres, float* dx, float* dscale, float* dbias, size_t rows, size_t cols); \
   void attention_forward(const float* q, const float* k, const float* v, size_t ld, float* y, size_t ldy, float* lse, \

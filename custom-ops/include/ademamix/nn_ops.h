@@ -7,6 +7,8 @@
 //   Linear(X [..., K], W [K, N], B [N], R?) → Y = X·W + B (+ R)            (forward: bias and residual added in the tiles)
 //   LayerNormalization(X, Scale, B) → Y, Mean, InvStdDev                    (forward, as ONNX's; attributes axis, epsilon)
 //   Gelu(X) → Y                                                              (forward, as ONNX's; attribute approximate)
+//   SoftmaxCrossEntropyLoss(scores [N, C], target [N] int64) → loss, log_prob    (as ONNX's; reduction, ignore_index)
+//   SoftmaxCrossEntropyLossGrad(dLoss, log_prob, target) → dScores             (its score gradient)
 // Each node in a model carries a function body of standard ops with the same math (src/ops/fused.ts, attention.ts,
 // math.ts), so the graph runs where this library is not loaded (or on another execution provider: the body is
 // inlined there).
@@ -14,6 +16,6 @@
 #include "onnxruntime_c_api.h"
 
 namespace ademamix {
-// Adds the nine ops to `domain` (the library's API pointer must be set).
+// Adds the eleven ops to `domain` (the library's API pointer must be set).
 OrtStatus* AddNnOps(OrtCustomOpDomain* domain);
 }  // namespace ademamix
