@@ -247,7 +247,7 @@ test('Schedule-Free: eval.onnx and the exported params read x = (y − (1−β1)
     expect(xw.some((v, i) => v !== y[i])).toBe(true);
     // eval.onnx fed y and z gives the loss of the plain forward (another optimizer's eval.onnx) fed x
     const viaEval = t.evaluate(t.task.val.slice(0, 1))[0];
-    const task = buildTask(c);
+    const task = buildTask(c, { fused: true });  // the forward the Trainer's graphs are made from (its fused CPU ops)
     const plain = assembleTraining({ forward: task.model.g, loss: task.model.loss, optimizer: makeSpec(getOptimizer('adamw')) });
     const fwd = NativeSession.create(encodeModel(plain.eval), { intraOpThreads: 2 });
     fwd.setState(Object.fromEntries(t.artifacts.params.map((p) => [p, x[p]])));
