@@ -174,6 +174,19 @@ inline int64_t AttrI(const OrtKernelInfo* info, const char* name, int64_t dflt) 
   if (OrtStatus* st = api->KernelInfoGetAttribute_int64(info, name, &v)) { api->ReleaseStatus(st); v = dflt; }
   return v;
 }
+// A string attribute, or `dflt` where the node has none (the text up to its first NUL)
+inline OrtStatus* AttrS(const OrtKernelInfo* info, const char* name, const char* dflt, std::string* out) {
+  size_t n = 0;
+  if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, name, nullptr, &n)) {
+    api->ReleaseStatus(st);
+    *out = dflt;
+    return nullptr;
+  }
+  out->assign(n, '\0');
+  RETURN_IF(api->KernelInfoGetAttribute_string(info, name, out->data(), &n));
+  out->resize(std::strlen(out->c_str()));
+  return nullptr;
+}
 
 // Splits [0, n) into chunks run on ORT's intra-op pool (inline when small).
 template <class Fn>

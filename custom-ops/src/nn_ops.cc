@@ -38,15 +38,8 @@ class GeluKernel : public Kernel {
   static constexpr const char* kOp = kGrad ? "GeluGrad" : "Gelu";
   GeluKernel(const OrtKernelInfo* info, bool tanh) : label_(NodeLabel(info, kOp)), tanh_(tanh) {}
   static OrtStatus* Create(const OrtKernelInfo* info, void** kernel) {
-    size_t n = 0;
-    std::string v = "none";
-    if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "approximate", nullptr, &n)) {
-      api->ReleaseStatus(st);
-    } else {
-      v.assign(n, '\0');
-      RETURN_IF(api->KernelInfoGetAttribute_string(info, "approximate", v.data(), &n));
-      v.resize(std::strlen(v.c_str()));
-    }
+    std::string v;
+    RETURN_IF(AttrS(info, "approximate", "none", &v));
     if (v != "none" && v != "tanh")
       return Fail(NodeLabel(info, kOp) + ": attribute approximate must be 'none' or 'tanh', got '" + v + "'");
     *kernel = new GeluKernel(info, v == "tanh");
@@ -88,15 +81,8 @@ struct XentAttrs {
   bool hasIgnore = false;
   int64_t ignore = 0;
   static OrtStatus* Read(const OrtKernelInfo* info, const std::string& label, XentAttrs* a) {
-    size_t n = 0;
-    std::string v = "mean";
-    if (OrtStatus* st = api->KernelInfoGetAttribute_string(info, "reduction", nullptr, &n)) {
-      api->ReleaseStatus(st);
-    } else {
-      v.assign(n, '\0');
-      RETURN_IF(api->KernelInfoGetAttribute_string(info, "reduction", v.data(), &n));
-      v.resize(std::strlen(v.c_str()));
-    }
+    std::string v;
+    RETURN_IF(AttrS(info, "reduction", "mean", &v));
     if (v != "mean" && v != "sum" && v != "none")
       return Fail(label + ": attribute reduction must be 'mean', 'sum' or 'none', got '" + v + "'");
     a->reduction = v == "mean" ? kMean : v == "sum" ? kSum : kNone;
