@@ -16,6 +16,7 @@
 // store), so bf16 states take exactly the same paths.
 #include <cstring>
 #include "ademamix/kernels.h"
+#include "prefetch.h"
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
@@ -35,26 +36,12 @@ constexpr size_t kStreamMin = size_t(1) << 14;  // ranges at least this long use
 
 #define ADEMAMIX_LOOP_INLINE __attribute__((always_inline)) inline
 
-// Elements ahead of the loop whose lines are requested with software prefetches, block by block, on every stream
-// the update reads. The hardware prefetchers follow the 3–5 streams too, but not far enough ahead: Lion in place
-// went from 1.00 to 1.20–1.27× a 2-thread streaming copy of 16 bytes a parameter with 1024 floats (4 KB) ahead
-// (microbench, 16M params, Intel Xeon KVM host, 2026-12-03; 256–2048 all within 5 % of each other; read or write
-// intent the same).
-constexpr size_t kPrefetchAhead = 1024;
-
-template <class T>
-ADEMAMIX_LOOP_INLINE void prefetch_range(const T* p, size_t lo, size_t hi) {
-  constexpr size_t kLine = 64 / sizeof(T);
-  for (size_t i = lo; i < hi; i += kLine) __builtin_prefetch(p + i, 0, 3);
-}
-// The lines of [lo, hi) + kPrefetchAhead (not past e) of every input stream
+// Every input stream of the block [lo, hi) kPrefetchAhead elements on (prefetch.h), not past e
 template <int K, class S>
 ADEMAMIX_LOOP_INLINE void prefetch_inputs(const StreamsOf<S>& x, size_t lo, size_t hi, size_t e) {
-  const size_t a = lo + kPrefetchAhead, z = hi + kPrefetchAhead < e ? hi + kPrefetchAhead : e;
-  if (a >= z) return;
-  prefetch_range(x.param, a, z);
-  prefetch_range(x.grad, a, z);
-  for (int k = 0; k < K; k++) prefetch_range(x.state[k], a, z);
+  PrefetchAhead(x.param, lo, hi - lo, e);
+  PrefetchAhead(x.grad, lo, hi - lo, e);
+  for (int k = 0; k < K; k++) PrefetchAhead(x.state[k], lo, hi - lo, e);
 }
 
 // GCC applies `restrict` for vectorization only to function parameters, so each loop takes its streams as such.

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include "ademamix/nn_kernels.h"
+#include "prefetch.h"
 
 namespace ademamix {
 namespace cpu {
@@ -154,39 +154,29 @@ inline F GeluTanhAt(F v) {
 }
 inline void Store8(float* p, V8 v) { std::memcpy(p, &v, sizeof v); }
 
-// Streaming loops run in blocks of kStreamBlock floats and request the lines kPrefetchAhead floats past the block
-// with software prefetches: the hardware prefetchers stop at each 4 KB page and fall behind on arrays that come
-// from DRAM (GeluGrad over 8M floats, cold: 1.03 → 0.86 ns a float on one thread, 0.57 → 0.44 on two; microbench,
-// Intel Xeon KVM host, 2026-12-03; 512–2048 ahead within 3 % of each other)
-constexpr size_t kStreamBlock = 256, kPrefetchAhead = 1024;
-// The lines of p[i + kPrefetchAhead, i + len + kPrefetchAhead) below n (a block, or a row of a row-wise kernel)
-inline void PrefetchAhead(const float* p, size_t i, size_t len, size_t n) {
-  const size_t e = i + len + kPrefetchAhead < n ? i + len + kPrefetchAhead : n;
-  for (size_t j = i + kPrefetchAhead; j < e; j += 64 / sizeof(float)) __builtin_prefetch(p + j, 0, 3);
+// Streaming loops run in blocks of kStreamBlock floats (or row by row), each requesting the lines kPrefetchAhead
+// floats past it (PrefetchAhead, prefetch.h)
+constexpr size_t kStreamBlock = 256;
+// y[i] = f(in[i]...) over n floats of one or more input streams: blocks of whole vectors with the inputs prefetched,
+// then a vector of each width, then single floats. f is generic (float, V8, VT: the same operations, so the same
+// bits lane by lane whatever the width).
+template <class F, class... In>
+void MapStreams(float* __restrict y, size_t n, F f, const In*... in) {
+  size_t i = 0;
+  for (; i + kStreamBlock <= n; i += kStreamBlock) {
+    (PrefetchAhead(in, i, kStreamBlock, n), ...);
+    for (size_t j = i; j < i + kStreamBlock; j += kTv) StoreT(y + j, f(LoadT(in + j)...));
+  }
+  for (; i + kTv <= n; i += kTv) StoreT(y + i, f(LoadT(in + i)...));
+  for (; i + 8 <= n; i += 8) Store8(y + i, f(Load8(in + i)...));
+  for (; i < n; i++) y[i] = f(in[i]...);
 }
 
 }  // namespace
 
 void gelu(const float* __restrict x, float* __restrict y, size_t n, bool tanh) {
-  // 16 (avx512) or 8 lanes at a time, in prefetched blocks as gelu_grad; the same operations as the scalar tail
-  size_t i = 0;
-  if (tanh) {
-    for (; i + kStreamBlock <= n; i += kStreamBlock) {
-      PrefetchAhead(x, i, kStreamBlock, n);
-      for (size_t j = i; j < i + kStreamBlock; j += kTv) StoreT(y + j, GeluTanhAt(LoadT(x + j)));
-    }
-    for (; i + kTv <= n; i += kTv) StoreT(y + i, GeluTanhAt(LoadT(x + i)));
-    for (; i + 8 <= n; i += 8) Store8(y + i, GeluTanhAt(Load8(x + i)));
-    for (; i < n; i++) y[i] = GeluTanhAt(x[i]);
-    return;
-  }
-  for (; i + kStreamBlock <= n; i += kStreamBlock) {
-    PrefetchAhead(x, i, kStreamBlock, n);
-    for (size_t j = i; j < i + kStreamBlock; j += kTv) StoreT(y + j, GeluAt(LoadT(x + j)));
-  }
-  for (; i + kTv <= n; i += kTv) StoreT(y + i, GeluAt(LoadT(x + i)));
-  for (; i + 8 <= n; i += 8) Store8(y + i, GeluAt(Load8(x + i)));
-  for (; i < n; i++) y[i] = GeluAt(x[i]);
+  if (tanh) MapStreams(y, n, [](auto v) { return GeluTanhAt(v); }, x);
+  else MapStreams(y, n, [](auto v) { return GeluAt(v); }, x);
 }
 
 void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __restrict dx, size_t n, bool tanh) {
@@ -205,17 +195,8 @@ void gelu_grad(const float* __restrict dy, const float* __restrict x, float* __r
   // y = xΦ(x): y' = Φ(x) + xφ(x), φ(x) = e^(−x²/2)/√(2π), Φ(x) = ½erfc(−x/√2) (from |x| and the sign). 8 lanes at
   // a time (the same operations as the scalar tail, so the same bits; GCC's own vectorization of the scalar loop
   // ran 1.44 ms per million elements on one thread, this 1.16, 2026-12-03)
-  size_t i = 0;
-  // (VT: 16 lanes on avx512, 8 elsewhere; the same operations lane by lane, so the same bits either way), in blocks
-  // with both inputs prefetched ahead (x was written in the forward, long ago)
-  for (; i + kStreamBlock <= n; i += kStreamBlock) {
-    PrefetchAhead(dy, i, kStreamBlock, n);
-    PrefetchAhead(x, i, kStreamBlock, n);
-    for (size_t j = i; j < i + kStreamBlock; j += kTv) StoreT(dx + j, GeluGradAt(LoadT(dy + j), LoadT(x + j)));
-  }
-  for (; i + kTv <= n; i += kTv) StoreT(dx + i, GeluGradAt(LoadT(dy + i), LoadT(x + i)));
-  for (; i + 8 <= n; i += 8) Store8(dx + i, GeluGradAt(Load8(dy + i), Load8(x + i)));
-  for (; i < n; i++) dx[i] = GeluGradAt(dy[i], x[i]);
+  // (both inputs prefetched: x was written in the forward, long ago)
+  MapStreams(dx, n, [](auto d, auto v) { return GeluGradAt(d, v); }, dy, x);
 }
 
 float sum_squares(const float* x, size_t n) { return Dot16(x, x, n); }
@@ -349,7 +330,6 @@ inline void PackPanel(const float* src, size_t ld, size_t rows, size_t cols, flo
 // (after bias and res), as a pass of its own over C would.
 struct NoEpi {
   VT operator()(VT v, size_t, size_t) const { return v; }
-  NoEpi At(size_t) const { return *this; }  // the epilogue of the tile whose first row is row m0 of C
 };
 template <size_t R, class A, bool Half = false, class Epi = NoEpi>
 __attribute__((always_inline)) inline void Tile(const A& a, const float* __restrict bp, float* __restrict C,
@@ -394,10 +374,8 @@ __attribute__((always_inline)) inline void Tile(const A& a, const float* __restr
       const float v = first ? t[j] : c[j] + t[j], vb = bias ? v + bias[n0 + j] : v;
       t[j] = res ? vb + res[i * N + n0 + j] : vb;
     }
-    if constexpr (!std::is_same_v<Epi, NoEpi>) {  // (attention: first, no bias or res)
-      StoreT(t, epi(LoadT(t), i, n0));
-      if (cols > kTv) StoreT(t + kTv, epi(LoadT(t + kTv), i, n0 + kTv));
-    }
+    StoreT(t, epi(LoadT(t), i, n0));
+    if (cols > kTv) StoreT(t + kTv, epi(LoadT(t + kTv), i, n0 + kTv));
     std::memcpy(c, t, cols * sizeof(float));
   }
 }
@@ -514,11 +492,9 @@ void linear(const float* __restrict x, const float* __restrict w, const float* _
           if (b1 < m1) {
             const size_t nb = (b1 + kRows < m1 ? b1 + kRows : m1) - b1;
             const size_t q0 = b1 + p * nb / panels, q1 = b1 + (p + 1) * nb / panels;
-            for (size_t q = q0; q < q1; q++)
-              for (size_t j = 0; j < kc; j += 16) __builtin_prefetch(x + q * K + k0 + j, 0, 2);
+            for (size_t q = q0; q < q1; q++) PrefetchLines<false, 2>(x + q * K, k0, k0 + kc);
             if (last)
-              for (size_t q = q0; q < q1; q++)
-                for (size_t j = g0; j < g0 + gn; j += 16) __builtin_prefetch(y + q * N + j, 1, 2);
+              for (size_t q = q0; q < q1; q++) PrefetchLines<true, 2>(y + q * N, g0, g0 + gn);
           }
           for (size_t r = b0; r < b1; r += kMw) {
             const size_t rows = b1 - r < kMw ? b1 - r : kMw;
@@ -607,7 +583,7 @@ void SmallGemm(const float* a, size_t ak, size_t am, const float* b, size_t bk, 
       const size_t cols = N - n0 < kNr ? N - n0 : kNr;
       // the diagonal panel of a lower C: only its columns up to the tile's last row, in a half tile where they fit
       const size_t need = part == Part::kLowerC && m0 + rows - n0 < cols ? m0 + rows - n0 : cols;
-      const Epi e = epi.At(m0);
+      const auto e = [&epi, m0](VT v, size_t i, size_t col) { return epi(v, m0 + i, col); };  // C's row, not the tile's
       if (need <= kTv) Tile<kMr, StridedA<kMr>, true>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, need, n0, ke - kb, true, nullptr, nullptr, e);
       else Tile<kMr>(at, bpack + (p * K + kb) * kNr, c + m0 * ldc, ldc, rows, cols, n0, ke - kb, true, nullptr, nullptr, e);
     }
@@ -768,25 +744,19 @@ void SoftmaxRows(float* s, size_t ld, const size_t* n, const size_t* zend, size_
     for (size_t j = (n[r] + kTv - 1) / kTv * kTv; j < zend[r]; j++) row[j] = 0.0f;
   }
 }
-// The backward's epilogues of its two T × T products (and the forward's of PV, below), each applied as a tile of sums is finished (in registers,
-// instead of a pass over the rows after the product; the same operations, so the same bits):
-// P = e^(scale·S − lse) (ProbRow's), and dS = P ⊙ (dP − δ)·scale with δ = Σ_d dY ⊙ Y of the row; both zero past the
-// diagonal when causal (where a tile's stored columns reach past it: the zeros ZeroEnd asks for).
-// The forward's: each row of Y times 1/(its sum of exps), as a pass over Y after the product would
+// Attention's epilogues (Tile's `epi`, r a row of C), applied as each tile of sums is finished, in registers, instead
+// of a pass over the rows after the product (the same operations, so the same bits): the forward's rows of Y times
+// 1/(their sum of exps); the backward's P = e^(scale·S − lse) and dS = P ⊙ (dP − δ)·scale, δ = Σ_d dY ⊙ Y of the row,
+// both zero past the diagonal when causal (where a tile's stored columns reach past it: the zeros ZeroEnd asks for).
 struct RowScaleEpi {
   const float* inv;
-  size_t m0 = 0;
-  RowScaleEpi At(size_t m) const { RowScaleEpi e = *this; e.m0 = m; return e; }
-  VT operator()(VT v, size_t i, size_t) const { return v * inv[m0 + i]; }
+  VT operator()(VT v, size_t r, size_t) const { return v * inv[r]; }
 };
 struct ProbEpi {
   const float* lse;
   float scale;
   bool causal;
-  size_t m0 = 0;
-  ProbEpi At(size_t m) const { ProbEpi e = *this; e.m0 = m; return e; }
-  VT operator()(VT v, size_t i, size_t col) const {
-    const size_t r = m0 + i;
+  VT operator()(VT v, size_t r, size_t col) const {
     if (causal && col > r) return VT{};
     const VT e = Exp(v * scale - lse[r]);
     return causal ? (Valid(col, r + 1) ? e : VT{}) : e;
@@ -798,10 +768,7 @@ struct DsEpi {
   const float* delta;
   float scale;
   bool causal;
-  size_t m0 = 0;
-  DsEpi At(size_t m) const { DsEpi e = *this; e.m0 = m; return e; }
-  VT operator()(VT v, size_t i, size_t col) const {
-    const size_t r = m0 + i;
+  VT operator()(VT v, size_t r, size_t col) const {
     if (col >= T || (causal && col > r)) return VT{};
     const VT d = LoadUpTo(p + r * T + col, T - col) * (v - delta[r]) * scale;
     return causal ? (Valid(col, r + 1) ? d : VT{}) : d;
