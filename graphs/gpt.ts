@@ -3,8 +3,8 @@
 import { GraphBuilder } from '../src/graph/builder';
 import type { Value } from '../src/graph/value';
 import { Rng } from '../src/util/rng';
-import { block, layerNorm, Params } from './layers';
 import { softmaxCrossEntropy } from '../src/ops/loss';
+import { block, layerNorm, Params } from './layers';
 
 export interface GptConfig {
   vocabSize: number; blockSize: number; nLayer: number; nHead: number; nEmbd: number; mlpRatio: number;

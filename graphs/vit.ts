@@ -2,9 +2,9 @@
 // the cls token, cross-entropy. The batch dim is symbolic.
 import { GraphBuilder } from '../src/graph/builder';
 import { Rng } from '../src/util/rng';
+import { softmaxCrossEntropy } from '../src/ops/loss';
 import type { BuiltModel } from './gpt';
 import { block, layerNorm, linear, Params } from './layers';
-import { softmaxCrossEntropy } from '../src/ops/loss';
 
 export interface VitConfig {
   imageSize: number; patchSize: number; channels: number; numClasses: number;
