@@ -165,6 +165,50 @@ OrtStatus* ForEachPiece(OrtKernelContext* ctx, size_t nt, Size size, Fn fn) {
   });
 }
 
+// A per-tensor norm pass, then the update, in groups of whole tensors of up to `group` units (elements, or quantized
+// blocks) each: the update then finds the streams the norm pass just read still in the last-level cache (MARS: g
+// and g_prev, 8 MB a group). A norm pass over every tensor before any update read them from DRAM twice, 44 bytes a
+// parameter instead of 36. norm(i, b, e): Σ of squares over tensor i's units [b, e), for fixed pieces of `piece`
+// units summed in order (the same result for any thread count); update(g0, g1, denom): tensors [g0, g1) with
+// their denominators max(‖c‖₂, 1), denom[i − g0].
+template <class Size, class Norm, class Update>
+OrtStatus* InNormGroups(OrtKernelContext* ctx, size_t nt, size_t piece, size_t group, Size size, Norm norm, Update update) {
+  struct Piece { size_t tensor, b, e; };
+  std::vector<Piece> pieces;
+  std::vector<double> partial, total;
+  std::vector<float> denom;
+  for (size_t g0 = 0, g1; g0 < nt; g0 = g1) {
+    size_t n = size(g0);
+    for (g1 = g0 + 1; g1 < nt && n + size(g1) <= group; g1++) n += size(g1);
+    pieces.clear();
+    for (size_t i = g0; i < g1; i++)
+      for (size_t b = 0; b < size(i); b += piece) pieces.push_back({i, b, std::min(size(i), b + piece)});
+    partial.assign(pieces.size(), 0.0);
+    RETURN_IF(ParallelRange(ctx, pieces.size(), [&](size_t b, size_t e) {
+      for (size_t k = b; k < e; k++) partial[k] = norm(pieces[k].tensor, pieces[k].b, pieces[k].e);
+    }, 1));
+    total.assign(g1 - g0, 0.0);
+    for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor - g0] += partial[k];
+    denom.resize(g1 - g0);
+    for (size_t j = 0; j < g1 - g0; j++) denom[j] = std::max(static_cast<float>(std::sqrt(total[j])), 1.0f);
+    RETURN_IF(update(g0, g1, denom));
+  }
+  return nullptr;
+}
+
+// [0, n) in pieces of `piece` units run on the pool last piece first: a tensor larger than InNormGroups' group is
+// updated from where its norm pass read last (and is still cached). An elementwise update: the order changes no bit.
+template <class Fn>
+OrtStatus* LastPieceFirst(OrtKernelContext* ctx, size_t n, size_t piece, Fn fn) {
+  const size_t count = (n + piece - 1) / piece;
+  return ParallelRange(ctx, count, [&](size_t b, size_t e) {
+    for (size_t k = b; k < e; k++) {
+      const size_t lo = (count - 1 - k) * piece;
+      fn(lo, std::min(n, lo + piece));
+    }
+  }, 1);
+}
+
 template <class S, class Range>
 OrtStatus* CpuLaunch(OrtKernelContext* ctx, const std::vector<TensorIO>& list, Range range) {
   return ForEachPiece(ctx, list.size(), [&](size_t i) { return list[i].n; },
@@ -526,32 +570,22 @@ class GenericKernel : public Kernel {
     return nullptr;
   }
 
-  // CPU: the norm pass (per tensor, fixed ranges summed in order: the same result for any thread count), then one
-  // pass over every tensor laid end to end, as CpuLaunch does, with each tensor's denominator.
+  // CPU: one pass over every tensor laid end to end, as CpuLaunch does, with each tensor's denominator; with a norm
+  // pass, in InNormGroups' groups of 2^20 elements, over pieces of 2^15.
   OrtStatus* Cpu(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list, RangeFn range, SumFn sum) const {
-    std::vector<float> denom(list.size(), 1.0f);
-    if (sch_.norm_pass) {
-      constexpr size_t kPiece = size_t(1) << 15;
-      struct Piece { size_t tensor, b, e; };
-      std::vector<Piece> pieces;
-      for (size_t i = 0; i < list.size(); i++)
-        for (size_t b = 0; b < list[i].n; b += kPiece) pieces.push_back({i, b, std::min(list[i].n, b + kPiece)});
-      std::vector<double> partial(pieces.size(), 0.0);
-      struct Job { const std::vector<Piece>* pieces; const std::vector<TensorIO>* list; std::vector<double>* partial;
-                   const GenericHyper* h; SumFn sum; } job{&pieces, &list, &partial, &h, sum};
-      auto body = [](void* data, size_t k) {
-        Job* j = static_cast<Job*>(data);
-        const Piece& pc = (*j->pieces)[k];
-        (*j->partial)[k] = j->sum(*j->h, StreamsFor<float>((*j->list)[pc.tensor]), pc.b, pc.e);
-      };
-      if (pieces.size() == 1) body(&job, 0);
-      else if (!pieces.empty()) RETURN_IF(api->KernelContext_ParallelFor(c.ctx, body, pieces.size(), 0, &job));
-      std::vector<double> total(list.size(), 0.0);
-      for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor] += partial[k];
-      for (size_t i = 0; i < list.size(); i++) denom[i] = std::max(static_cast<float>(std::sqrt(total[i])), 1.0f);
-    }
-    return ForEachPiece(c.ctx, list.size(), [&](size_t i) { return list[i].n; },
-                        [&](size_t i, size_t lo, size_t hi) { range(h, denom[i], StreamsFor<float>(list[i]), lo, hi); });
+    const auto size = [&](size_t i) { return list[i].n; };
+    if (!sch_.norm_pass)
+      return ForEachPiece(c.ctx, list.size(), size, [&](size_t i, size_t lo, size_t hi) { range(h, 1.0f, StreamsFor<float>(list[i]), lo, hi); });
+    constexpr size_t kPiece = size_t(1) << 15, kGroup = size_t(1) << 20;
+    static_assert(kPiece % kLineElems == 0, "pieces start on whole lines");
+    return InNormGroups(c.ctx, list.size(), kPiece, kGroup, size,
+      [&](size_t i, size_t b, size_t e) { return sum(h, StreamsFor<float>(list[i]), b, e); },
+      [&](size_t g0, size_t g1, const std::vector<float>& denom) {
+        if (list[g0].n > kGroup)
+          return LastPieceFirst(c.ctx, list[g0].n, kPiece, [&](size_t lo, size_t hi) { range(h, denom[0], StreamsFor<float>(list[g0]), lo, hi); });
+        return ForEachPiece(c.ctx, g1 - g0, [&](size_t i) { return list[g0 + i].n; },
+                            [&](size_t i, size_t lo, size_t hi) { range(h, denom[i], StreamsFor<float>(list[g0 + i]), lo, hi); });
+      });
   }
 
   OrtStatus* Cuda(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list) const {
@@ -703,40 +737,41 @@ class CodedKernel : public Kernel {
     return nullptr;
   }
 
-  // CPU: the norm pass when the functor has one (per tensor, pieces of 128 blocks summed in order: the same result for
-  // any thread count), then every tensor's blocks laid end to end and cut into chunks of whole blocks.
+  // CPU: every tensor's blocks laid end to end and cut into chunks of whole blocks; with a norm pass, in
+  // InNormGroups' groups of 4096 blocks (2^20 elements), over pieces of 128.
   template <class Op>
   OrtStatus* Cpu(const Ctx& c, const Op& op, const CodedConfig& cfg, const std::vector<CodedTensor>& list) const {
     std::vector<size_t> start(list.size() + 1, 0);
     for (size_t i = 0; i < list.size(); i++) start[i + 1] = start[i] + static_cast<size_t>((list[i].n + kQuantBlock - 1) / kQuantBlock);
     const size_t kBlocksPerChunk = 128;  // 32768 elements, the other kernels' chunk
-    std::vector<float> denom(list.size(), 1.0f);
-    if constexpr (Op::kNormPass) {
-      std::vector<double> partial((start.back() + kBlocksPerChunk - 1) / kBlocksPerChunk, 0.0);
-      std::vector<double> total(list.size(), 0.0);
-      // per tensor: its own pieces (a piece never spans two tensors), summed in order below
-      struct Piece { size_t tensor, b, e; };
-      std::vector<Piece> pieces;
-      for (size_t i = 0; i < list.size(); i++)
-        for (size_t b = 0; b < start[i + 1] - start[i]; b += kBlocksPerChunk) pieces.push_back({i, b, std::min(start[i + 1] - start[i], b + kBlocksPerChunk)});
-      partial.assign(pieces.size(), 0.0);
-      RETURN_IF(ParallelRange(c.ctx, pieces.size(), [&](size_t b, size_t e) {
-        for (size_t k = b; k < e; k++) {
-          double acc = 0;
-          for (size_t blk = pieces[k].b; blk < pieces[k].e; blk++) acc += cpu::coded_sumsq(op, cfg, list[pieces[k].tensor], static_cast<int64_t>(blk));
-          partial[k] = acc;
+    // tensors [g0, g1)'s blocks, denom[i − g0] each
+    const auto blocks = [&](size_t g0, size_t g1, const float* denom) {
+      return ParallelRange(c.ctx, start[g1] - start[g0], [&](size_t b, size_t e) {
+        size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), start[g0] + b) - start.begin()) - 1;
+        for (size_t blk = start[g0] + b; blk < start[g0] + e; blk++) {
+          while (blk >= start[i + 1]) i++;
+          cpu::coded_block(op, denom[i - g0], cfg, list[i], static_cast<uint32_t>(i), static_cast<int64_t>(blk - start[i]));
         }
-      }, 1));
-      for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor] += partial[k];
-      for (size_t i = 0; i < list.size(); i++) denom[i] = std::max(static_cast<float>(std::sqrt(total[i])), 1.0f);
+      }, kBlocksPerChunk);
+    };
+    if constexpr (!Op::kNormPass) {
+      const std::vector<float> one(list.size(), 1.0f);
+      return blocks(0, list.size(), one.data());
+    } else {
+      constexpr size_t kGroupBlocks = 4096;
+      return InNormGroups(c.ctx, list.size(), kBlocksPerChunk, kGroupBlocks, [&](size_t i) { return start[i + 1] - start[i]; },
+        [&](size_t i, size_t b, size_t e) {
+          double acc = 0;
+          for (size_t blk = b; blk < e; blk++) acc += cpu::coded_sumsq(op, cfg, list[i], static_cast<int64_t>(blk));
+          return acc;
+        },
+        [&](size_t g0, size_t g1, const std::vector<float>& denom) {
+          if (start[g0 + 1] - start[g0] <= kGroupBlocks) return blocks(g0, g1, denom.data());
+          return LastPieceFirst(c.ctx, start[g0 + 1] - start[g0], kBlocksPerChunk, [&](size_t lo, size_t hi) {
+            for (size_t blk = lo; blk < hi; blk++) cpu::coded_block(op, denom[0], cfg, list[g0], static_cast<uint32_t>(g0), static_cast<int64_t>(blk));
+          });
+        });
     }
-    return ParallelRange(c.ctx, start.back(), [&](size_t b, size_t e) {
-      size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
-      for (size_t blk = b; blk < e; blk++) {
-        while (blk >= start[i + 1]) i++;
-        cpu::coded_block(op, denom[i], cfg, list[i], static_cast<uint32_t>(i), static_cast<int64_t>(blk - start[i]));
-      }
-    }, kBlocksPerChunk);
   }
 
   OrtStatus* Cuda(const Ctx& c, const GenericHyper& h, const CodedConfig& cfg, const std::vector<CodedTensor>& list) const {
