@@ -166,11 +166,13 @@ OrtStatus* ForEachPiece(OrtKernelContext* ctx, size_t nt, Size size, Fn fn) {
 }
 
 // A per-tensor norm pass, then the update, in groups of whole tensors of up to `group` units (elements, or quantized
-// blocks) each: the update then finds the streams the norm pass just read still in the last-level cache (MARS: g
+// blocks; kNormGroupElems elements) each: the update then finds the streams the norm pass just read still in the last-level cache (MARS: g
 // and g_prev, 8 MB a group). A norm pass over every tensor before any update read them from DRAM twice, 44 bytes a
 // parameter instead of 36. norm(i, b, e): Σ of squares over tensor i's units [b, e), for fixed pieces of `piece`
-// units summed in order (the same result for any thread count); update(g0, g1, denom): tensors [g0, g1) with
-// their denominators max(‖c‖₂, 1), denom[i − g0].
+// units summed in order (the same result for any thread count); update(g0, g1, denom, alone): tensors [g0, g1)
+// with their denominators max(‖c‖₂, 1), denom[i − g0]; `alone`: one tensor larger than a group, to update with
+// LastPieceFirst.
+constexpr size_t kNormGroupElems = size_t(1) << 20;
 template <class Size, class Norm, class Update>
 OrtStatus* InNormGroups(OrtKernelContext* ctx, size_t nt, size_t piece, size_t group, Size size, Norm norm, Update update) {
   struct Piece { size_t tensor, b, e; };
@@ -191,7 +193,7 @@ OrtStatus* InNormGroups(OrtKernelContext* ctx, size_t nt, size_t piece, size_t g
     for (size_t k = 0; k < pieces.size(); k++) total[pieces[k].tensor - g0] += partial[k];
     denom.resize(g1 - g0);
     for (size_t j = 0; j < g1 - g0; j++) denom[j] = std::max(static_cast<float>(std::sqrt(total[j])), 1.0f);
-    RETURN_IF(update(g0, g1, denom));
+    RETURN_IF(update(g0, g1, denom, n > group));
   }
   return nullptr;
 }
@@ -570,18 +572,16 @@ class GenericKernel : public Kernel {
     return nullptr;
   }
 
-  // CPU: one pass over every tensor laid end to end, as CpuLaunch does, with each tensor's denominator; with a norm
-  // pass, in InNormGroups' groups of 2^20 elements, over pieces of 2^15.
+  // CPU: one pass over every tensor laid end to end (CpuLaunch); with a norm pass, in InNormGroups' groups, over pieces
+  // of 2^15 elements, each tensor with its denominator.
   OrtStatus* Cpu(const Ctx& c, const GenericHyper& h, const std::vector<TensorIO>& list, RangeFn range, SumFn sum) const {
-    const auto size = [&](size_t i) { return list[i].n; };
-    if (!sch_.norm_pass)
-      return ForEachPiece(c.ctx, list.size(), size, [&](size_t i, size_t lo, size_t hi) { range(h, 1.0f, StreamsFor<float>(list[i]), lo, hi); });
-    constexpr size_t kPiece = size_t(1) << 15, kGroup = size_t(1) << 20;
+    if (!sch_.norm_pass) return CpuLaunch<float>(c.ctx, list, [&](const Streams& x, size_t lo, size_t hi) { range(h, 1.0f, x, lo, hi); });
+    constexpr size_t kPiece = size_t(1) << 15;
     static_assert(kPiece % kLineElems == 0, "pieces start on whole lines");
-    return InNormGroups(c.ctx, list.size(), kPiece, kGroup, size,
+    return InNormGroups(c.ctx, list.size(), kPiece, kNormGroupElems, [&](size_t i) { return list[i].n; },
       [&](size_t i, size_t b, size_t e) { return sum(h, StreamsFor<float>(list[i]), b, e); },
-      [&](size_t g0, size_t g1, const std::vector<float>& denom) {
-        if (list[g0].n > kGroup)
+      [&](size_t g0, size_t g1, const std::vector<float>& denom, bool alone) {
+        if (alone)
           return LastPieceFirst(c.ctx, list[g0].n, kPiece, [&](size_t lo, size_t hi) { range(h, denom[0], StreamsFor<float>(list[g0]), lo, hi); });
         return ForEachPiece(c.ctx, g1 - g0, [&](size_t i) { return list[g0 + i].n; },
                             [&](size_t i, size_t lo, size_t hi) { range(h, denom[i], StreamsFor<float>(list[g0 + i]), lo, hi); });
@@ -738,7 +738,7 @@ class CodedKernel : public Kernel {
   }
 
   // CPU: every tensor's blocks laid end to end and cut into chunks of whole blocks; with a norm pass, in
-  // InNormGroups' groups of 4096 blocks (2^20 elements), over pieces of 128.
+  // InNormGroups' groups (of whole blocks), over pieces of 128.
   template <class Op>
   OrtStatus* Cpu(const Ctx& c, const Op& op, const CodedConfig& cfg, const std::vector<CodedTensor>& list) const {
     std::vector<size_t> start(list.size() + 1, 0);
@@ -758,15 +758,14 @@ class CodedKernel : public Kernel {
       const std::vector<float> one(list.size(), 1.0f);
       return blocks(0, list.size(), one.data());
     } else {
-      constexpr size_t kGroupBlocks = 4096;
-      return InNormGroups(c.ctx, list.size(), kBlocksPerChunk, kGroupBlocks, [&](size_t i) { return start[i + 1] - start[i]; },
+      return InNormGroups(c.ctx, list.size(), kBlocksPerChunk, kNormGroupElems / kQuantBlock, [&](size_t i) { return start[i + 1] - start[i]; },
         [&](size_t i, size_t b, size_t e) {
           double acc = 0;
           for (size_t blk = b; blk < e; blk++) acc += cpu::coded_sumsq(op, cfg, list[i], static_cast<int64_t>(blk));
           return acc;
         },
-        [&](size_t g0, size_t g1, const std::vector<float>& denom) {
-          if (start[g0 + 1] - start[g0] <= kGroupBlocks) return blocks(g0, g1, denom.data());
+        [&](size_t g0, size_t g1, const std::vector<float>& denom, bool alone) {
+          if (!alone) return blocks(g0, g1, denom.data());
           return LastPieceFirst(c.ctx, start[g0 + 1] - start[g0], kBlocksPerChunk, [&](size_t lo, size_t hi) {
             for (size_t blk = lo; blk < hi; blk++) cpu::coded_block(op, denom[0], cfg, list[g0], static_cast<uint32_t>(g0), static_cast<int64_t>(blk));
           });
