@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "ademamix/nn_kernels.h"
 #include "prefetch.h"
 
@@ -113,6 +116,36 @@ inline F Exp(F in) {
   std::memcpy(&p, &bits, sizeof p);
   return in == in ? p : in;
 }
+#if defined(__AVX512F__)
+// The same steps for a 16-float register, with AVX-512's own instructions where GCC makes two of a generic select:
+// vmaxps/vminps with the bound first clamp and keep a NaN (they return the second operand when either is NaN, and
+// the NaN then runs through to the final select instead of being zeroed first), and vscalefps multiplies by 2^n in
+// one instruction instead of a convert, a shift and an integer add (exact here: n ≥ −116, so p·2^n is normal).
+// Bit-identical to the template on all 2^32 inputs (checked 2026-12-04) at 15 cycles a vector instead of 17.5 (Zen 4).
+inline VT Exp(VT in) {
+  __m512 v;
+  std::memcpy(&v, &in, sizeof v);
+  // (the maskz forms with every lane set: the plain ones pass an "undefined" register GCC 12 warns about)
+  constexpr __mmask16 all = 0xffff;
+  __m512 x = _mm512_maskz_max_ps(all, _mm512_set1_ps(-80.0f), v);
+  x = _mm512_maskz_min_ps(all, _mm512_set1_ps(88.0f), x);
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic), magic);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  p = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), _mm512_maskz_scalef_ps(all, p, n));
+  VT out;
+  std::memcpy(&out, &p, sizeof out);
+  return out;
+}
+#endif
 
 // erfc(z) for z ≥ 0 within 1.5e-7 (absolute; Abramowitz & Stegun 7.1.26), from e2 = e^(−z²), which the caller has:
 // one division and a degree-5 polynomial, no second exp. F = float or V8, as Exp.
