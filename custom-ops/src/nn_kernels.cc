@@ -531,8 +531,9 @@ void linear(const float* __restrict x, const float* __restrict w, const float* _
         const bool first = k0 == 0, last = k0 + kc == K;
         for (size_t p = 0; p < panels; p++) {
           const size_t n0 = g0 + p * kNr, cols = gn - p * kNr < kNr ? gn - p * kNr : kNr;
-          // the next block's rows, a panel's share at a time: of x in this k block, of y's group in the last (with
-          // write intent: y is a fresh buffer). gpt-mini's 16 Linear nodes: 4 % less time over six alternated
+          // the next block's rows, a panel's share at a time: of x in this k block, of y's group in the last (y is a
+          // fresh buffer; the write flag is a plain prefetch here: GCC emits prefetchw only with -mprfchw, which
+          // measured 2-3 % slower on Zen 4, 2026-12-04). gpt-mini's 16 Linear nodes: 4 % less time over six alternated
           // ORT profiles (12.97-13.42 -> 12.38-13.03 ms a step, Xeon, 2026-12-03); x alone was within noise
           if (b1 < m1) {
             const size_t nb = (b1 + kRows < m1 ? b1 + kRows : m1) - b1;
