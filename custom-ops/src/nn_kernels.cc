@@ -92,23 +92,28 @@ typedef int32_t VTi __attribute__((vector_size(64)));
 inline VTi ToInt32(VT n) { return __builtin_convertvector(n, VTi); }
 inline VT ToFloat(VTi n) { return __builtin_convertvector(n, VT); }
 #endif
+// e^x: x clamped to [kExpLo, kExpHi], n = round(x·log₂e) (by the 1.5·2^23 shift), r = x − n·ln 2 in two parts, a
+// degree-5 polynomial (Cephes' expf) for (e^r − 1 − r)/r², then 2^n put into the exponent. One set of constants for
+// the generic form and the avx512 one below.
+struct ExpK {
+  static constexpr float kLo = -80.0f, kHi = 88.0f, kLog2e = 1.44269504088896341f, kShift = 12582912.0f;
+  static constexpr float kLn2Hi = 0.693359375f, kLn2Lo = 2.12194440e-4f;  // r = x − n·kLn2Hi + n·kLn2Lo
+  static constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
+                                  1.6666665459e-1f, 5.0000001201e-1f};
+};
 template <class F>
 inline F Exp(F in) {
   // NaN takes the path of 0 (a NaN converted to int is undefined behaviour: the fuzzer found it) and comes back out
   // at the end
   const F zero{};
   F x = in == in ? in : zero;
-  x = x < -80.0f ? zero - 80.0f : x;
-  x = x > 88.0f ? zero + 88.0f : x;
-  const F n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  F r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  F p = zero + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  x = x < ExpK::kLo ? zero + ExpK::kLo : x;
+  x = x > ExpK::kHi ? zero + ExpK::kHi : x;
+  const F n = (x * ExpK::kLog2e + ExpK::kShift) - ExpK::kShift;
+  F r = x - n * ExpK::kLn2Hi;
+  r = r + n * ExpK::kLn2Lo;
+  F p = zero + ExpK::kP[0];
+  for (int i = 1; i < 6; i++) p = p * r + ExpK::kP[i];
   p = p * (r * r) + r + 1.0f;
   decltype(ToInt32(n)) bits;
   std::memcpy(&bits, &p, sizeof bits);
@@ -123,23 +128,19 @@ inline F Exp(F in) {
 // one instruction instead of a convert, a shift and an integer add (exact here: n ≥ −116, so p·2^n is normal).
 // Bit-identical to the template on all 2^32 inputs (checked 2026-12-04) at 15 cycles a vector instead of 17.5 (Zen 4).
 inline VT Exp(VT in) {
+  const auto k = [](float c) { return _mm512_set1_ps(c); };
   __m512 v;
   std::memcpy(&v, &in, sizeof v);
   // (the maskz forms with every lane set: the plain ones pass an "undefined" register GCC 12 warns about)
   constexpr __mmask16 all = 0xffff;
-  __m512 x = _mm512_maskz_max_ps(all, _mm512_set1_ps(-80.0f), v);
-  x = _mm512_maskz_min_ps(all, _mm512_set1_ps(88.0f), x);
-  const __m512 magic = _mm512_set1_ps(12582912.0f);
-  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic), magic);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  __m512 x = _mm512_maskz_max_ps(all, k(ExpK::kLo), v);
+  x = _mm512_maskz_min_ps(all, k(ExpK::kHi), x);
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, k(ExpK::kLog2e), k(ExpK::kShift)), k(ExpK::kShift));
+  __m512 r = _mm512_fnmadd_ps(n, k(ExpK::kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, k(ExpK::kLn2Lo), r);
+  __m512 p = k(ExpK::kP[0]);
+  for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, k(ExpK::kP[i]));
+  p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), k(1.0f));
   p = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), _mm512_maskz_scalef_ps(all, p, n));
   VT out;
   std::memcpy(&out, &p, sizeof out);
@@ -486,15 +487,17 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       // (the next panel's rows in this k block, else the next k block's first panel) and, spread over all of this k
       // block's panels and tiles, the next k block's rows of A (this unit's columns). In the step both come from L3
       // or DRAM (B written by the op before, A by the forward) and the packs waited on them: gpt-mini's 17 nodes
-      // 20.6–21.0 → 18.1–20.4 ms a step, four alternated runs each (Zen 4, 2026-12-04). A burst of prefetches for a
-      // whole slice at once gained nothing (earlier sessions): the misses a core can have in flight are few.
+      // 20.6–21.0 → 18.1–20.4 ms a step, four alternated runs each (Zen 4, 2026-12-04); most of it is B's (A's alone,
+      // asked for a panel's share at a time, had gained nothing: docs/benchmarks.md).
       const size_t pcol = n + NR < n1 ? n + NR : n0, pk0 = n + NR < n1 ? k0 : k0 + kKc;
       const size_t pkc = pk0 < K ? (pk0 + kKc < K ? kKc : K - pk0) : 0, pcols = n1 - pcol < NR ? n1 - pcol : NR;
       const size_t slots = (n1 - n0 + NR - 1) / NR * tiles, slot0 = (n - n0) / NR * tiles;
       const size_t ak0 = k0 + kKc, akc = ak0 < K ? (ak0 + kKc < K ? kKc : K - ak0) : 0;
       for (size_t t = 0; t < tiles; t++) {
-        for (size_t q = t * pkc / tiles; q < (t + 1) * pkc / tiles; q++) PrefetchLines<false, 2>(b + (pk0 + q) * N, pcol, pcol + pcols);
-        for (size_t q = (slot0 + t) * akc / slots; q < (slot0 + t + 1) * akc / slots; q++) PrefetchLines<false, 2>(a + (ak0 + q) * M, r0, r1);
+        for (size_t q = t * pkc / tiles; q < (t + 1) * pkc / tiles; q++)
+          PrefetchLines<false, 2>(b + (pk0 + q) * N, pcol, pcol + pcols);
+        for (size_t q = (slot0 + t) * akc / slots; q < (slot0 + t + 1) * akc / slots; q++)
+          PrefetchLines<false, 2>(a + (ak0 + q) * M, r0, r1);
         const size_t m0 = r0 + t * kMw, rows = r1 - m0 < kMw ? r1 - m0 : kMw;
         const PackedA<kMw> at{work + t * (kc * kMw + kWeightGradPackPad)};
         if (rows > kMr || kMw == kMr) Tile<kMw>(at, pack, c + m0 * N, N, rows, cols, n, kc, k0 == 0);
