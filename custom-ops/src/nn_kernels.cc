@@ -92,7 +92,7 @@ typedef int32_t VTi __attribute__((vector_size(64)));
 inline VTi ToInt32(VT n) { return __builtin_convertvector(n, VTi); }
 inline VT ToFloat(VTi n) { return __builtin_convertvector(n, VT); }
 #endif
-// e^x: x clamped to [kExpLo, kExpHi], n = round(x·log₂e) (by the 1.5·2^23 shift), r = x − n·ln 2 in two parts, a
+// e^x: x clamped to [kLo, kHi], n = round(x·log₂e) (by the 1.5·2^23 shift), r = x − n·ln 2 in two parts, a
 // degree-5 polynomial (Cephes' expf) for (e^r − 1 − r)/r², then 2^n put into the exponent. One set of constants for
 // the generic form and the avx512 one below.
 struct ExpK {
@@ -468,6 +468,9 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
         }
       }
     }
+    // (the next k block's rows of A, ak0 on, spread over `slots`: this block's panels times tiles; see below)
+    const size_t ak0 = k0 + kKc, akc = ak0 < K ? (ak0 + kKc < K ? kKc : K - ak0) : 0;
+    const size_t slots = (n1 - n0 + NR - 1) / NR * tiles;
     for (size_t n = n0; n < n1; n += NR) {
       const size_t cols = n1 - n < NR ? n1 - n : NR;
       PackPanel(b + k0 * N + n, N, kc, cols, pack);
@@ -491,8 +494,7 @@ void weight_grad(const float* __restrict a, const float* __restrict b, float* __
       // asked for a panel's share at a time, had gained nothing: docs/benchmarks.md).
       const size_t pcol = n + NR < n1 ? n + NR : n0, pk0 = n + NR < n1 ? k0 : k0 + kKc;
       const size_t pkc = pk0 < K ? (pk0 + kKc < K ? kKc : K - pk0) : 0, pcols = n1 - pcol < NR ? n1 - pcol : NR;
-      const size_t slots = (n1 - n0 + NR - 1) / NR * tiles, slot0 = (n - n0) / NR * tiles;
-      const size_t ak0 = k0 + kKc, akc = ak0 < K ? (ak0 + kKc < K ? kKc : K - ak0) : 0;
+      const size_t slot0 = (n - n0) / NR * tiles;
       for (size_t t = 0; t < tiles; t++) {
         for (size_t q = t * pkc / tiles; q < (t + 1) * pkc / tiles; q++)
           PrefetchLines<false, 2>(b + (pk0 + q) * N, pcol, pcol + pcols);

@@ -166,12 +166,12 @@ OrtStatus* ForEachPiece(OrtKernelContext* ctx, size_t nt, Size size, Fn fn) {
 }
 
 // A per-tensor norm pass, then the update, in groups of whole tensors of up to `group` units (elements, or quantized
-// blocks; kNormGroupElems elements) each: the update then finds the streams the norm pass just read still in the last-level cache (MARS: g
-// and g_prev, 8 MB a group). A norm pass over every tensor before any update read them from DRAM twice, 44 bytes a
-// parameter instead of 36. norm(i, b, e): Σ of squares over tensor i's units [b, e), for fixed pieces of `piece`
-// units summed in order (the same result for any thread count); update(g0, g1, denom, alone): tensors [g0, g1)
-// with their denominators max(‖c‖₂, 1), denom[i − g0]; `alone`: one tensor larger than a group, to update with
-// LastPieceFirst.
+// blocks; kNormGroupElems elements) each: the update then finds the streams the norm pass just read still in the
+// last-level cache (MARS: g and g_prev, 8 MB a group). A norm pass over every tensor before any update read them from
+// DRAM twice, 44 bytes a parameter instead of 36. norm(i, b, e): Σ of squares over tensor i's units [b, e), for
+// fixed pieces of `piece` units summed in order (the same result for any thread count); update(g0, g1, denom, alone):
+// tensors [g0, g1) with their denominators max(‖c‖₂, 1), denom[i − g0]; `alone`: one tensor larger than a group, to
+// update with LastPieceFirst.
 constexpr size_t kNormGroupElems = size_t(1) << 20;
 template <class Size, class Norm, class Update>
 OrtStatus* InNormGroups(OrtKernelContext* ctx, size_t nt, size_t piece, size_t group, Size size, Norm norm, Update update) {
